@@ -1,0 +1,98 @@
+"""The audit hash chain, exactly as SPEC.md defines it. Pure: no I/O.
+
+    hash = sha256_hex(json.dumps(record_without_hash, sort_keys=True,
+                                 separators=(",", ":"), ensure_ascii=False).encode())
+
+`prev_hash` is the previous record's `hash` in the same chain, 64 zeros for seq 1.
+Records hold only strings, integers, booleans, null, lists and objects: no floats, so that
+any language re-serialises them to the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS = "0" * 64
+
+FIELDS = (
+    "chain",
+    "seq",
+    "ts",
+    "event",
+    "response_id",
+    "provider",
+    "account",
+    "policy",
+    "deadline",
+    "http_status",
+    "provider_request_id",
+    "attempt",
+    "error",
+    "actor",
+    "details",
+)
+
+
+def canonical(record: dict[str, Any]) -> str:
+    """The canonical JSON text of a record, the bytes its hash covers."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(record_without_hash: dict[str, Any]) -> str:
+    """SHA-256 hex of the canonical JSON of a record without its `hash` field."""
+    return hashlib.sha256(canonical(record_without_hash).encode()).hexdigest()
+
+
+def seal(body: dict[str, Any], *, chain: str, seq: int, prev_hash: str) -> dict[str, Any]:
+    """Complete an event body into a chained record with `prev_hash` and `hash`."""
+    record = {name: body.get(name) for name in FIELDS}
+    record.update(chain=chain, seq=seq, prev_hash=prev_hash)
+    if record["details"] is None:
+        record["details"] = {}
+    _reject_floats(record)
+    record["hash"] = record_hash(record)
+    return record
+
+
+def _reject_floats(value: Any) -> None:
+    """Floats do not re-serialise identically across languages; the trail never holds one."""
+    if isinstance(value, float):
+        raise TypeError("audit records hold no floats")
+    if isinstance(value, dict):
+        for item in value.values():
+            _reject_floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_floats(item)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """The first thing wrong with a chain."""
+
+    chain: str
+    seq: int | None
+    kind: str
+    detail: str
+
+
+def verify(records: Iterable[dict[str, Any]]) -> tuple[dict[str, tuple[int, str]], Fault | None]:
+    """Check every chain in `records` (in file order); return chain heads and the first fault."""
+    heads: dict[str, tuple[int, str]] = {}
+    for record in records:
+        chain, seq = str(record.get("chain")), record.get("seq")
+        last_seq, last_hash = heads.get(chain, (0, GENESIS))
+        body = {k: v for k, v in record.items() if k != "hash"}
+        if record_hash(body) != record.get("hash"):
+            return heads, Fault(chain, seq, "modified", "hash does not match the record")
+        if seq != last_seq + 1:
+            kind = "missing" if isinstance(seq, int) and seq > last_seq + 1 else "reordered"
+            return heads, Fault(chain, seq, kind, f"expected seq {last_seq + 1}, found {seq}")
+        if record.get("prev_hash") != last_hash:
+            return heads, Fault(chain, seq, "broken_link", "prev_hash is not the previous hash")
+        heads[chain] = (seq, record["hash"])
+    return heads, None

@@ -1,0 +1,110 @@
+"""Publish committed audit records: append them to `audit.file` and log them through structlog.
+
+The database is the source of truth. The file is appended under an exclusive lock after each
+commit, and any records a crash kept out of it are written first, so the file always holds the
+chain in order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from retention.logs import get_logger
+
+Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) -> lines
+
+
+class AuditSink:
+    """Where sealed records go after their transaction commits."""
+
+    def __init__(self, path: Path | None, *, log_events: bool = True) -> None:
+        self.path = path
+        self.log_events = log_events
+        self._log = get_logger("retention.audit")
+
+    @contextmanager
+    def locked(self) -> Iterator[int | None]:
+        """Hold the file's exclusive lock (serialises commit-then-append across processes)."""
+        if self.path is None:
+            yield None
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def publish(
+        self, fd: int | None, records: list[dict[str, Any]], lines: list[str], backfill: Backfill
+    ) -> None:
+        """Append `lines` (the records' JSON) to the file, after any gap, then log them."""
+        if fd is not None and records:
+            try:
+                self._append(fd, records[0], lines, backfill)
+            except OSError as exc:
+                self._log.error("audit.file_write_failed", path=str(self.path), error=exc.strerror)
+        if self.log_events:
+            for record in records:
+                self._log.info(record["event"], **{k: v for k, v in record.items() if k != "event"})
+
+    def _append(self, fd: int, first: dict[str, Any], lines: list[str], backfill: Backfill) -> None:
+        """Write missing earlier lines of this chain, then `lines`."""
+        assert self.path is not None
+        last = last_seq_in_file(self.path, first["chain"])
+        missing: list[str] = []
+        if last is not None and last < first["seq"] - 1:
+            missing = backfill(first["chain"], last + 1, first["seq"] - 1)
+        elif last is None and first["seq"] > 1:
+            missing = backfill(first["chain"], 1, first["seq"] - 1)
+        elif last is not None and last >= first["seq"]:
+            self._log.error(
+                "audit.file_diverged",
+                path=str(self.path),
+                chain=first["chain"],
+                file_seq=last,
+                ledger_seq=first["seq"],
+            )
+        data = "".join(line + "\n" for line in (*missing, *lines)).encode()
+        os.write(fd, data)
+        os.fsync(fd)
+
+
+def last_seq_in_file(path: Path, chain: str, block: int = 65536) -> int | None:
+    """The last seq of `chain` in the file, reading backwards from its end."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        tail = b""
+        while end > 0:
+            start = max(0, end - block)
+            handle.seek(start)
+            tail = handle.read(end - start) + tail
+            end = start
+            lines = tail.split(b"\n")
+            complete = lines if start == 0 else lines[1:]
+            for raw in reversed(complete):
+                seq = _seq_if_chain(raw, chain)
+                if seq is not None:
+                    return seq
+            tail = lines[0] if start else b""
+    return None
+
+
+def _seq_if_chain(raw: bytes, chain: str) -> int | None:
+    """The seq of one line when it belongs to `chain`."""
+    if not raw.strip():
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(record, dict) and record.get("chain") == chain:
+        seq = record.get("seq")
+        return seq if isinstance(seq, int) else None
+    return None

@@ -1,0 +1,68 @@
+"""Append sealed audit records to the ledger inside the caller's transaction."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from retention.audit.chain import GENESIS, canonical, seal
+from retention.core.times import parse_time
+from retention.ledger.models import AuditChain, AuditEvent
+
+
+def actor() -> dict[str, Any]:
+    """Who writes: this host and process."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def append(conn: Connection, chain: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seal `bodies` onto the head of `chain` and insert them; the caller commits."""
+    if not bodies:
+        return []
+    head = conn.execute(
+        select(AuditChain.head_seq, AuditChain.head_hash)
+        .where(AuditChain.name == chain)
+        .with_for_update()
+    ).first()
+    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    records = []
+    for body in bodies:
+        seq += 1
+        record = seal(body, chain=chain, seq=seq, prev_hash=prev)
+        prev = record["hash"]
+        records.append(record)
+    conn.execute(insert(AuditEvent), [_row(r) for r in records])
+    if head:
+        conn.execute(
+            update(AuditChain).where(AuditChain.name == chain).values(head_seq=seq, head_hash=prev)
+        )
+    else:
+        conn.execute(insert(AuditChain).values(name=chain, head_seq=seq, head_hash=prev))
+    return records
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    """The audit_events row of one sealed record."""
+    return {
+        "chain": record["chain"],
+        "seq": record["seq"],
+        "ts": parse_time(record["ts"], field="ts"),
+        "event": record["event"],
+        "response_id": record.get("response_id"),
+        "line": canonical(record),
+        "hash": record["hash"],
+    }
+
+
+def lines_between(conn: Connection, chain: str, first: int, last: int) -> list[str]:
+    """The stored JSON lines of `chain` from seq `first` to `last`, in order."""
+    return list(
+        conn.execute(
+            select(AuditEvent.line)
+            .where(AuditEvent.chain == chain, AuditEvent.seq >= first, AuditEvent.seq <= last)
+            .order_by(AuditEvent.seq)
+        ).scalars()
+    )

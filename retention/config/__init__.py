@@ -1,0 +1,1 @@
+"""Configuration: YAML files validated once into frozen objects, errors naming file:line: key."""

@@ -1,0 +1,296 @@
+"""Read `retention.yaml` into one frozen Settings object, validated once."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from retention.config.yamlfile import Reader, load_yaml
+from retention.core.durations import parse_duration
+from retention.errors import ConfigError
+
+PROVIDER_KINDS = ("fireworks", "openai")
+DEFAULT_BASE_URLS = {
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "openai": "https://api.openai.com/v1",
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """One provider account the daemon deletes from."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    account_id: str | None = None
+    max_concurrency: int = 32
+    rate_limit_per_s: float | None = None
+    timeout_s: float = 10.0
+    verify_after_delete: bool = False
+
+    def api_key(self) -> str:
+        """Read the API key now; the error names where it was looked for, never a value."""
+        if self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read api_key_file {self.api_key_file}: {exc.strerror}",
+                    key=f"providers.{self.name}",
+                ) from None
+        else:
+            key = os.environ.get(self.api_key_env or "", "").strip()
+            if not key:
+                raise ConfigError(
+                    f"environment variable {self.api_key_env} is not set",
+                    key=f"providers.{self.name}.api_key_env",
+                )
+        if not key:
+            raise ConfigError("the API key is empty", key=f"providers.{self.name}")
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSettings:
+    """How sweeps run."""
+
+    interval: timedelta = timedelta(seconds=60)
+    batch_size: int = 500
+    max_attempts: int = 8
+    max_deletes_per_sweep: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """Where the audit trail goes."""
+
+    file: Path | None
+    chain: str = "main"
+    signing_key_file: Path | None = None
+    checkpoint_interval: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The daemon's HTTP surface."""
+
+    listen: str = "127.0.0.1:8787"
+    ingest_token_env: str | None = "RETENTION_INGEST_TOKEN"  # noqa: S105 - a variable's name
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated `retention.yaml`."""
+
+    path: Path
+    database_url: str
+    policies_file: Path
+    providers: dict[str, ProviderSettings]
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    discover_interval: timedelta = timedelta(minutes=15)
+    audit: AuditSettings = field(default_factory=lambda: AuditSettings(file=None))
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    def provider(self, name: str | None) -> ProviderSettings:
+        """The provider called `name`, or the only/first one when `name` is None."""
+        if name is None:
+            return next(iter(self.providers.values()))
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown provider {name!r}; configured: {', '.join(self.providers)}",
+                file=str(self.path),
+            ) from None
+
+
+def find_config(explicit: str | None) -> Path:
+    """`-c FILE`, else $RETENTION_CONFIG, else ./retention.yaml."""
+    chosen = explicit or os.environ.get("RETENTION_CONFIG") or "retention.yaml"
+    path = Path(chosen)
+    if not path.is_file():
+        hint = (
+            ""
+            if explicit or os.environ.get("RETENTION_CONFIG")
+            else (" (pass -c FILE or set RETENTION_CONFIG)")
+        )
+        raise ConfigError(f"configuration file not found{hint}", file=str(path))
+    return path
+
+
+def load_settings(path: Path) -> Settings:
+    """Parse and validate `retention.yaml` at `path`, applying environment overrides."""
+    top = Reader(load_yaml(path) or None, file=str(path), line=1)
+    top.only("database_url", "policies_file", "providers", "sweep", "discover", "audit", "server")
+    base = path.resolve().parent
+    url = os.environ.get("RETENTION_DATABASE_URL") or top.get(
+        "database_url", str, "sqlite:///retention.db"
+    )
+    try:
+        database_url = normalise_database_url(
+            url, base if "RETENTION_DATABASE_URL" not in os.environ else Path.cwd()
+        )
+    except ValueError as exc:
+        raise top.error("database_url", str(exc)) from None
+    return Settings(
+        path=path,
+        database_url=database_url,
+        policies_file=base / top.get("policies_file", str, "policies.yaml"),
+        providers=_providers(top.child("providers", required=True), base),
+        sweep=_sweep(top.child("sweep")),
+        discover_interval=top.child("discover").convert(
+            "interval", parse_duration, timedelta(minutes=15)
+        ),
+        audit=_audit(top.child("audit"), base),
+        server=_server(top.child("server")),
+    )
+
+
+def normalise_database_url(url: str, base: Path) -> str:
+    """Make a SQLite path absolute against `base`, and pick psycopg 3 for postgresql://."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        rest = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
+        if rest is None or not rest or rest == ":memory:":
+            raise ValueError("use sqlite:///path/to/file.db (a file; the ledger must persist)")
+        return "sqlite:///" + str((base / rest).resolve())
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql+psycopg:" + url.split(":", 1)[1]
+    if scheme.startswith("postgresql+"):
+        return url
+    raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:/// or postgresql://")
+
+
+def _providers(reader: Reader, base: Path) -> dict[str, ProviderSettings]:
+    """Every configured provider."""
+    if not reader.node:
+        raise ConfigError(
+            "at least one provider is required", file=reader.file, line=reader.line, key="providers"
+        )
+    return {name: _provider(reader, name, base) for name in reader.node}
+
+
+def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
+    """One provider's settings."""
+    if not _NAME.fullmatch(name):
+        raise parent.error(name, "provider names are letters, digits, '-' and '_'")
+    r = parent.child(name)
+    r.only(
+        "kind",
+        "base_url",
+        "api_key_env",
+        "api_key_file",
+        "account_id",
+        "max_concurrency",
+        "rate_limit_per_s",
+        "timeout_s",
+        "verify_after_delete",
+    )
+    kind = r.get("kind", str, "fireworks")
+    if kind not in PROVIDER_KINDS:
+        raise r.error("kind", f"expected one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
+    key_env, key_file = r.get("api_key_env", str), r.get("api_key_file", str)
+    if bool(key_env) == bool(key_file):
+        raise r.error("api_key_env", "give exactly one of api_key_env and api_key_file")
+    return ProviderSettings(
+        name=name,
+        kind=kind,
+        base_url=r.convert("base_url", _base_url, DEFAULT_BASE_URLS[kind]),
+        api_key_env=key_env,
+        api_key_file=(base / key_file) if key_file else None,
+        account_id=r.get("account_id", str),
+        max_concurrency=r.convert("max_concurrency", _positive_int(1024), 32),
+        rate_limit_per_s=r.convert("rate_limit_per_s", _positive_number, None),
+        timeout_s=r.convert("timeout_s", _positive_number, 10.0),
+        verify_after_delete=r.get("verify_after_delete", bool, False),
+    )
+
+
+def _base_url(value: Any) -> str:
+    """An https URL, or http only to a loopback address (the stand-in); never a plain-text key."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a URL, got {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"expected an https:// URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("a base URL has no query or fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(
+            "http:// is allowed only to loopback; the API key must not travel in clear"
+        )
+    return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` names this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _positive_int(maximum: int) -> Any:
+    """A parser for integers in 1..maximum."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise ValueError(f"expected an integer from 1 to {maximum}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _positive_number(value: Any) -> float:
+    """A number above zero."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"expected a number above 0, got {value!r}")
+    return float(value)
+
+
+def _sweep(r: Reader) -> SweepSettings:
+    """The `sweep` section."""
+    r.only("interval", "batch_size", "max_attempts", "max_deletes_per_sweep")
+    return SweepSettings(
+        interval=r.convert("interval", parse_duration, timedelta(seconds=60)),
+        batch_size=r.convert("batch_size", _positive_int(100_000), 500),
+        max_attempts=r.convert("max_attempts", _positive_int(1000), 8),
+        max_deletes_per_sweep=r.convert("max_deletes_per_sweep", _positive_int(10**9), 100_000),
+    )
+
+
+def _audit(r: Reader, base: Path) -> AuditSettings:
+    """The `audit` section."""
+    r.only("file", "chain", "signing_key_file", "checkpoint_interval")
+    audit_file = r.get("file", str, "audit.jsonl")
+    chain = r.get("chain", str, os.environ.get("RETENTION_AUDIT_CHAIN", "main"))
+    if not _NAME.fullmatch(chain):
+        raise r.error("chain", "chain names are letters, digits, '-' and '_'")
+    key_file = r.get("signing_key_file", str, "audit-signing.key")
+    return AuditSettings(
+        file=base / audit_file if audit_file else None,
+        chain=chain,
+        signing_key_file=base / key_file,
+        checkpoint_interval=r.convert("checkpoint_interval", parse_duration, timedelta(hours=1)),
+    )
+
+
+def _server(r: Reader) -> ServerSettings:
+    """The `server` section."""
+    r.only("listen", "ingest_token_env")
+    return ServerSettings(
+        listen=r.get("listen", str, "127.0.0.1:8787"),
+        ingest_token_env=r.get("ingest_token_env", str, "RETENTION_INGEST_TOKEN"),
+    )

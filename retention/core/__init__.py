@@ -1,0 +1,1 @@
+"""The pure core: IDs, durations, times, policies, deadlines, plans and outcomes. No I/O here."""

@@ -1,0 +1,66 @@
+"""What a provider's answer to DELETE means, and how long to wait before asking again."""
+
+from __future__ import annotations
+
+import enum
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+
+class Outcome(enum.Enum):
+    """The meaning of one DELETE attempt."""
+
+    DELETED = "deleted"  # 2xx
+    ABSENT = "absent"  # 404: already gone, a compliant outcome
+    RETRY = "retry"  # 429, 5xx, transport errors
+    AUTH = "auth"  # 401/403: stop this provider's sweep, mark nothing
+    FAILED = "failed"  # any other 4xx: permanent for this ID
+
+
+def classify(status: int | None) -> Outcome:
+    """Classify an HTTP status (None for a transport error)."""
+    if status is None or status == 429 or status >= 500:
+        return Outcome.RETRY
+    if 200 <= status < 300:
+        return Outcome.DELETED
+    if status == 404:
+        return Outcome.ABSENT
+    if status in (401, 403):
+        return Outcome.AUTH
+    return Outcome.FAILED
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), if usable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def backoff(
+    attempt: int,
+    *,
+    retry_after: float | None = None,
+    base: float = 0.5,
+    cap: float = 300.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds before attempt `attempt + 1`: full-jitter exponential, never below Retry-After."""
+    rng = rng or random.Random()
+    exp = min(cap, base * (2 ** max(0, attempt - 1)))
+    delay = rng.uniform(exp / 2, exp)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap * 4))
+    return delay

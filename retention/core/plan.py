@@ -1,0 +1,71 @@
+"""Deadlines and the plan of what to delete: pure decisions with `now` passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from retention.core.policies import Hold, Policy, PolicySet
+from retention.core.records import ResponseFacts
+from retention.core.times import require_aware
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policies say about one response: its policy, deadline, and any hold."""
+
+    policy: str
+    deadline: datetime
+    basis: str  # "created_at" or "first_seen": where the TTL counts from
+    hold: str | None = None
+
+    @property
+    def state(self) -> str:
+        """The open ledger state this decision puts a response in."""
+        return "held" if self.hold else "pending"
+
+    def is_due(self, now: datetime) -> bool:
+        """Whether the response must be deleted at `now` (never before its deadline)."""
+        return self.hold is None and self.deadline <= require_aware(now)
+
+
+def deadline(facts: ResponseFacts, policy: Policy) -> tuple[datetime, str]:
+    """When `facts` must be gone under `policy`, and what the TTL counted from."""
+    if facts.created_at is not None:
+        return facts.created_at + policy.ttl, "created_at"
+    return facts.first_seen_at + policy.ttl, "first_seen"
+
+
+def decide(
+    facts: ResponseFacts, policies: PolicySet, extra_holds: tuple[Hold, ...] = ()
+) -> Decision:
+    """Apply `policies` (first match wins; holds override) to one response."""
+    policy = policies.policy_for(facts)
+    when, basis = deadline(facts, policy)
+    hold = policies.hold_for(facts, extra_holds)
+    return Decision(
+        policy=policy.name, deadline=when, basis=basis, hold=hold.name if hold else None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDeletion:
+    """One response the plan says to delete now, and why."""
+
+    facts: ResponseFacts
+    decision: Decision
+
+
+def plan(
+    records: list[ResponseFacts],
+    policies: PolicySet,
+    now: datetime,
+    extra_holds: tuple[Hold, ...] = (),
+) -> list[PlannedDeletion]:
+    """The responses among `records` that are due at `now`, oldest deadline first."""
+    planned = []
+    for facts in records:
+        decision = decide(facts, policies, extra_holds)
+        if decision.is_due(now):
+            planned.append(PlannedDeletion(facts, decision))
+    return sorted(planned, key=lambda p: (p.decision.deadline, p.facts.response_id))

@@ -1,0 +1,36 @@
+"""What the ledger knows about one stored response, as the core sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from retention.core.ids import validate_id
+from retention.core.times import require_aware
+
+STATES = ("pending", "held", "deleted", "absent", "failed")
+OPEN_STATES = ("pending", "held")
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFacts:
+    """The facts about a stored response that policies can match on."""
+
+    response_id: str
+    provider: str
+    first_seen_at: datetime
+    account: str | None = None
+    created_at: datetime | None = None
+    model: str | None = None
+    metadata: Mapping[str, str] = field(default=_EMPTY)
+    previous_response_id: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_id(self.response_id)
+        require_aware(self.first_seen_at)
+        if self.created_at is not None:
+            require_aware(self.created_at)

@@ -1,0 +1,59 @@
+"""Times: always aware UTC inside; RFC 3339 or unix seconds at the edges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from retention.errors import InputError
+
+_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def require_aware(moment: datetime) -> datetime:
+    """Return `moment` in UTC; a naive datetime is a programming error."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("naive datetime: retention only works with aware UTC datetimes")
+    return moment.astimezone(UTC)
+
+
+def parse_time(value: object, *, field: str = "time") -> datetime:
+    """Parse RFC 3339 (`2026-11-25T08:00:00Z`) or unix seconds into an aware UTC datetime."""
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"{field}: expected RFC 3339 or unix seconds, got {value!r}")
+    try:
+        moment = _parse(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InputError(
+            f"{field}: expected RFC 3339 (2026-11-25T08:00:00Z) or unix seconds, got {value!r}"
+        ) from exc
+    if not _MIN <= moment < _MAX:
+        raise InputError(f"{field}: {value!r} is outside 2000..2200")
+    return moment
+
+
+def _parse(value: object) -> datetime:
+    """Parse without range checks."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    if not isinstance(value, str):
+        raise ValueError(value)
+    text = value.strip()
+    if text.replace(".", "", 1).isdigit():
+        return datetime.fromtimestamp(float(text), tz=UTC)
+    moment = datetime.fromisoformat(text.replace("z", "Z"))
+    if moment.tzinfo is None:
+        raise ValueError("a time needs a zone: add Z or an offset")
+    return moment.astimezone(UTC)
+
+
+def format_time(moment: datetime | None) -> str | None:
+    """RFC 3339 UTC with microseconds, as the audit trail writes times."""
+    if moment is None:
+        return None
+    return require_aware(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utcnow() -> datetime:
+    """The current time; only the edges call this, the core takes `now` as a parameter."""
+    return datetime.now(UTC)

@@ -1,0 +1,92 @@
+"""Enrol response IDs in the ledger: each gets its policy, deadline and state, and an event."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from retention.config.settings import Settings
+from retention.core.plan import decide
+from retention.core.policies import PolicySet
+from retention.core.records import ResponseFacts
+from retention.core.times import format_time
+from retention.ingest import NewRecord
+from retention.ledger import store
+from retention.ledger.ledger import Ledger, Tx
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolResult:
+    """How many records were new, and how many the ledger already had."""
+
+    accepted: int
+    duplicates: int
+
+
+def enrol(
+    ledger: Ledger, settings: Settings, policies: PolicySet, records: list[NewRecord]
+) -> EnrolResult:
+    """Track `records`; an ID already tracked for its provider is left exactly as it was."""
+    by_provider: dict[str, dict[str, NewRecord]] = defaultdict(dict)
+    for record in records:
+        name = settings.provider(record.provider).name
+        by_provider[name].setdefault(record.response_id, record)
+    accepted = 0
+    with ledger.write() as tx:
+        for provider, items in by_provider.items():
+            known = store.existing_ids(tx.conn, provider, items)
+            fresh = [r for rid, r in items.items() if rid not in known]
+            account = settings.providers[provider].account_id
+            rows = [_row(tx, r, provider, account, policies) for r in fresh]
+            store.insert_records(tx.conn, rows)
+            accepted += len(rows)
+    return EnrolResult(accepted=accepted, duplicates=len(records) - accepted)
+
+
+def _row(
+    tx: Tx, record: NewRecord, provider: str, account: str | None, policies: PolicySet
+) -> dict[str, Any]:
+    """The records row for one new response, with its events queued on `tx`."""
+    facts = ResponseFacts(
+        response_id=record.response_id,
+        provider=provider,
+        account=account,
+        created_at=record.created_at,
+        first_seen_at=tx.now,
+        model=record.model,
+        metadata=record.metadata,
+        previous_response_id=record.previous_response_id,
+    )
+    decision = decide(facts, policies)
+    common = {
+        "response_id": facts.response_id,
+        "provider": provider,
+        "account": account,
+        "policy": decision.policy,
+        "deadline": decision.deadline,
+    }
+    tx.event(
+        "response.recorded",
+        **common,
+        details={
+            "deadline_basis": decision.basis,
+            "model": record.model,
+            "created_at": format_time(record.created_at),
+        },
+    )
+    if decision.hold:
+        tx.event("response.held", **common, details={"hold": decision.hold})
+    return {
+        "provider": provider,
+        "response_id": facts.response_id,
+        "account": account,
+        "created_at": facts.created_at,
+        "first_seen_at": tx.now,
+        "model": facts.model,
+        "meta": dict(facts.metadata),
+        "previous_response_id": facts.previous_response_id,
+        "attempts": 0,
+        "updated_at": tx.now,
+        **store.decision_columns(decision),
+    }

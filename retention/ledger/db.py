@@ -1,0 +1,121 @@
+"""Open the ledger database: engine settings per backend, migrations, schema checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+
+from retention.errors import LedgerError, SchemaOutdatedError
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic scripts are: inside the wheel, or `migrations/` in a checkout."""
+    packaged = Path(__file__).resolve().parent.parent / "_migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """Whether `engine` is the embedded SQLite ledger."""
+    return engine.dialect.name == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a sqlite:/// URL."""
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; a new SQLite file is created 0600 first."""
+    path = sqlite_path(url)
+    if path is None:
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    if not path.parent.is_dir():
+        raise LedgerError(f"the ledger's directory does not exist: {path.parent}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    engine = create_engine(url, connect_args={"timeout": 30})
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """WAL for concurrent readers, FULL sync so a recorded ID survives power loss."""
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Writers take the write lock at BEGIN, so reading a chain head and appending is atomic."""
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic config pointing at our scripts, with no ini file."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every migration not yet applied."""
+    cfg = alembic_config(engine)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"migration failed: {exc.__class__.__name__}: {exc.orig or exc}") from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None when empty)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    """The newest revision this release knows."""
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def require_current(engine: Engine) -> None:
+    """Raise SchemaOutdatedError unless the schema is at this release's head."""
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise LedgerError(
+            f"the ledger database cannot be reached: {exc.__class__.__name__}"
+        ) from exc
+    if current != head_revision(engine):
+        raise SchemaOutdatedError(
+            f"the ledger schema is at {current or 'nothing'}, this release needs "
+            f"{head_revision(engine)}; run `retention db upgrade`"
+        )
+
+
+def open_engine(url: str, *, auto_upgrade: bool | None = None) -> Engine:
+    """Open the ledger; SQLite is upgraded automatically, PostgreSQL must be upgraded first."""
+    engine = make_engine(url)
+    if auto_upgrade if auto_upgrade is not None else is_sqlite(engine):
+        upgrade(engine)
+    else:
+        require_current(engine)
+    return engine

@@ -1,0 +1,83 @@
+"""The ledger's unit of work: state changes and their audit events commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from retention.audit import writer
+from retention.audit.chain import canonical
+from retention.audit.sink import AuditSink
+from retention.core.times import format_time, utcnow
+from retention.errors import LedgerError
+
+
+@dataclass
+class Tx:
+    """One write transaction: run statements on `conn`, queue events with `event()`."""
+
+    conn: Connection
+    now: datetime
+    actor: dict[str, Any]
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, name: str, **fields: Any) -> None:
+        """Queue an audit event; it is sealed and inserted when the transaction ends."""
+        fields["deadline"] = format_time(fields.get("deadline"))
+        self.bodies.append(
+            {"event": name, "ts": format_time(self.now), "actor": self.actor, **fields}
+        )
+
+
+class Ledger:
+    """The database plus the audit trail, written only through `write()`."""
+
+    def __init__(
+        self, engine: Engine, sink: AuditSink, *, chain: str, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.engine, self.sink, self.chain, self.clock = engine, sink, chain, clock
+        self.actor = writer.actor()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection that does not take SQLite's write lock."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="DEFERRED")
+                yield conn
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"ledger read failed: {_describe(exc)}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction; its events are chained in it and published after commit."""
+        with self.sink.locked() as fd:
+            try:
+                with self.engine.begin() as conn:
+                    tx = Tx(conn=conn, now=self.clock(), actor=self.actor)
+                    yield tx
+                    records = writer.append(conn, self.chain, tx.bodies)
+            except SQLAlchemyError as exc:
+                raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
+            self.sink.publish(fd, records, [canonical(r) for r in records], self._backfill)
+
+    def _backfill(self, chain: str, first: int, last: int) -> list[str]:
+        """Committed lines the audit file lacks."""
+        with self.read() as conn:
+            return writer.lines_between(conn, chain, first, last)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    """A short description of a database error with no parameters (they may hold data)."""
+    orig = getattr(exc, "orig", None)
+    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:200]}"

@@ -1,0 +1,139 @@
+"""SQLAlchemy 2 tables of the ledger. Alembic migrations in `migrations/` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; stored naive UTC on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC without zone."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the ledger")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Attach UTC to what the database returns."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names for migrations."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Record(Base):
+    """One stored response: what we know of it, its policy and deadline, and its state."""
+
+    __tablename__ = "records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    response_id: Mapped[str] = mapped_column(String(200))
+    account: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model: Mapped[str | None] = mapped_column(String(256))
+    meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    previous_response_id: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[str] = mapped_column(String(128))
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline_basis: Mapped[str] = mapped_column(String(16))
+    hold: Mapped[str | None] = mapped_column(String(128))
+    # when the record may next be attempted; set only while pending, so the partial index
+    # below holds only the pending work and finding what is due never scans the rest
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("provider", "response_id"),
+        Index(
+            "ix_records_due",
+            "due_at",
+            sqlite_where=text("due_at IS NOT NULL"),
+            postgresql_where=text("due_at IS NOT NULL"),
+        ),
+        Index("ix_records_response_id", "response_id"),
+        Index("ix_records_state", "state"),
+    )
+
+
+class AuditEvent(Base):
+    """One sealed audit record: `line` is its exact JSON, `hash` covers it."""
+
+    __tablename__ = "audit_events"
+
+    chain: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    event: Mapped[str] = mapped_column(String(64))
+    response_id: Mapped[str | None] = mapped_column(String(200))
+    line: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_events_response_id", "response_id"),
+        Index("ix_audit_events_ts", "ts"),
+    )
+
+
+class AuditChain(Base):
+    """The head of each audit chain, so appending never scans the trail."""
+
+    __tablename__ = "audit_chains"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Meta(Base):
+    """Small facts about the ledger: the digest of the policies applied, the last sweep."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,182 @@
+"""Queries on the records table, in SQLAlchemy Core (no per-row ORM cost on hot paths)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
+
+from retention.core.plan import Decision
+from retention.core.records import OPEN_STATES, ResponseFacts
+from retention.ledger.models import Meta, Record
+
+R = Record.__table__.c
+CHUNK = 500
+
+
+def facts_of(row: Row[Any]) -> ResponseFacts:
+    """The core's view of one records row."""
+    return ResponseFacts(
+        response_id=row.response_id,
+        provider=row.provider,
+        account=row.account,
+        created_at=row.created_at,
+        first_seen_at=row.first_seen_at,
+        model=row.model,
+        metadata=row.meta or {},
+        previous_response_id=row.previous_response_id,
+    )
+
+
+def decision_columns(decision: Decision) -> dict[str, Any]:
+    """The columns a decision sets on an open record."""
+    return {
+        "policy": decision.policy,
+        "deadline": decision.deadline,
+        "deadline_basis": decision.basis,
+        "hold": decision.hold,
+        "state": decision.state,
+        "due_at": None if decision.hold else decision.deadline,
+    }
+
+
+def existing_ids(conn: Connection, provider: str, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` the ledger already tracks for `provider`."""
+    found: set[str] = set()
+    ids = list(ids)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found.update(
+            conn.execute(
+                select(R.response_id).where(R.provider == provider, R.response_id.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
+def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert new records (the caller has removed those already tracked)."""
+    for start in range(0, len(rows), CHUNK):
+        conn.execute(insert(Record.__table__), rows[start : start + CHUNK])
+
+
+def iter_open(conn: Connection, batch: int = 2000) -> Iterator[list[Row[Any]]]:
+    """Every pending or held record, in batches by primary key."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            select(Record.__table__)
+            .where(R.state.in_(OPEN_STATES), R.id > last)
+            .order_by(R.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def update_record(conn: Connection, record_id: int, **values: Any) -> int:
+    """Set columns of one record; returns the number of rows changed."""
+    return conn.execute(update(Record.__table__).where(R.id == record_id).values(**values)).rowcount
+
+
+def due_filter(now: datetime, provider: str | None = None) -> Any:
+    """Records due at `now`: pending, their due time passed, no live lease."""
+    clauses = [
+        R.due_at <= now,
+        R.state == "pending",
+        or_(R.lease_until.is_(None), R.lease_until < now),
+    ]
+    if provider is not None:
+        clauses.append(R.provider == provider)
+    return and_(*clauses)
+
+
+def claim_due(
+    conn: Connection,
+    *,
+    provider: str,
+    now: datetime,
+    limit: int,
+    owner: str,
+    lease_until: datetime,
+    exclude: set[int],
+) -> list[Row[Any]]:
+    """Lease up to `limit` due records of `provider`, oldest due first."""
+    query = (
+        select(Record.__table__)
+        .where(due_filter(now, provider))
+        .order_by(R.due_at)
+        .limit(limit + len(exclude))
+    )
+    rows = [row for row in conn.execute(query).all() if row.id not in exclude][:limit]
+    if rows:
+        conn.execute(
+            update(Record.__table__)
+            .where(R.id.in_([r.id for r in rows]))
+            .values(lease_owner=owner, lease_until=lease_until)
+        )
+    return rows
+
+
+def release_leases(conn: Connection, owner: str | None = None) -> int:
+    """Drop leases (all, or those of `owner`)."""
+    query = update(Record.__table__).where(R.lease_owner.is_not(None))
+    if owner is not None:
+        query = query.where(R.lease_owner == owner)
+    return conn.execute(query.values(lease_owner=None, lease_until=None)).rowcount
+
+
+def due_rows(conn: Connection, now: datetime, limit: int | None = None) -> list[Row[Any]]:
+    """Due records without claiming them (for --dry-run and `ls --due`)."""
+    query = select(Record.__table__).where(due_filter(now)).order_by(R.due_at, R.response_id)
+    return conn.execute(query.limit(limit) if limit else query).all()
+
+
+def count_due(conn: Connection, now: datetime) -> int:
+    """How many records are due at `now`."""
+    return conn.execute(select(func.count()).where(due_filter(now))).scalar_one()
+
+
+def counts_by_state(conn: Connection) -> dict[str, int]:
+    """Record counts per state."""
+    return dict(conn.execute(select(R.state, func.count()).group_by(R.state)).tuples().all())
+
+
+def next_deadline(conn: Connection, now: datetime) -> datetime | None:
+    """The earliest due time still ahead."""
+    return conn.execute(select(func.min(R.due_at)).where(R.due_at > now)).scalar_one()
+
+
+def overdue_count(conn: Connection, now: datetime) -> int:
+    """Pending records whose deadline has passed."""
+    return conn.execute(
+        select(func.count()).where(R.due_at.is_not(None), R.deadline <= now)
+    ).scalar_one()
+
+
+def list_rows(conn: Connection, *, state: str | None, limit: int | None) -> list[Row[Any]]:
+    """Records, optionally of one state, by deadline."""
+    query = select(Record.__table__).order_by(R.deadline, R.response_id)
+    if state:
+        query = query.where(R.state == state)
+    return conn.execute(query.limit(limit) if limit else query).all()
+
+
+def rows_for_id(conn: Connection, response_id: str) -> list[Row[Any]]:
+    """Every record with this response ID (one per provider)."""
+    return conn.execute(select(Record.__table__).where(R.response_id == response_id)).all()
+
+
+def get_meta(conn: Connection, key: str) -> str | None:
+    """A value from the meta table."""
+    return conn.execute(select(Meta.value).where(Meta.key == key)).scalar_one_or_none()
+
+
+def set_meta(conn: Connection, key: str, value: str) -> None:
+    """Store a value in the meta table."""
+    if conn.execute(update(Meta).where(Meta.key == key).values(value=value)).rowcount == 0:
+        conn.execute(insert(Meta).values(key=key, value=value))

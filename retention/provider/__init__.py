@@ -1,0 +1,1 @@
+"""Talking to providers: the httpx client, and what their answers mean."""

@@ -1,0 +1,68 @@
+"""Keep the ledger's deadlines and holds in step with the policies in force."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retention.core.plan import decide
+from retention.core.policies import PolicySet
+from retention.ledger import store
+from retention.ledger.ledger import Ledger, Tx
+
+DIGEST_KEY = "policy_digest"
+
+
+def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
+    """Re-compute every open record when the policies changed; None when they had not."""
+    digest = policies.digest()
+    with ledger.read() as conn:
+        if store.get_meta(conn, DIGEST_KEY) == digest:
+            return None
+    with ledger.write() as tx:
+        if store.get_meta(tx.conn, DIGEST_KEY) == digest:  # another process got here first
+            return None
+        stats = _recompute(tx, policies)
+        store.set_meta(tx.conn, DIGEST_KEY, digest)
+        tx.event(
+            "policy.loaded",
+            details={
+                "digest": digest,
+                "source": policies.source,
+                "policies": list(policies.names),
+                **stats,
+            },
+        )
+    return stats
+
+
+def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
+    """Apply `policies` to each pending or held record; count what changed."""
+    stats = {"recomputed": 0, "changed": 0, "held": 0, "released": 0}
+    for rows in store.iter_open(tx.conn):
+        for row in rows:
+            stats["recomputed"] += 1
+            decision = decide(store.facts_of(row), policies)
+            if (decision.policy, decision.deadline, decision.hold) == (
+                row.policy,
+                row.deadline,
+                row.hold,
+            ):
+                continue
+            stats["changed"] += 1
+            store.update_record(
+                tx.conn, row.id, updated_at=tx.now, **store.decision_columns(decision)
+            )
+            common = {
+                "response_id": row.response_id,
+                "provider": row.provider,
+                "account": row.account,
+                "policy": decision.policy,
+                "deadline": decision.deadline,
+            }
+            if decision.hold and row.state != "held":
+                stats["held"] += 1
+                tx.event("response.held", **common, details={"hold": decision.hold})
+            elif not decision.hold and row.state == "held":
+                stats["released"] += 1
+                tx.event("response.released", **common, details={"hold": row.hold})
+    return stats

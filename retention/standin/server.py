@@ -1,0 +1,179 @@
+"""The stand-in HTTP server (aiohttp): the provider API on loopback, with fault knobs.
+
+Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`.
+Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `reset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from aiohttp import web
+
+from retention.standin.store import ResponseStore, Seen
+
+
+@dataclass
+class Knobs:
+    """Fault and latency settings, changeable while running."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0      # fraction answered 500
+    rate_429: float = 0.0        # fraction answered 429 with Retry-After
+    retry_after: int = 1
+    drop_rate: float = 0.0       # fraction whose connection is closed without an answer
+    flavor: str = "fireworks"    # the DELETE body style: fireworks | openai
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Change the named knobs."""
+        names = {f.name: f.type for f in fields(self)}
+        for key, value in values.items():
+            if key not in names:
+                raise KeyError(key)
+            setattr(self, key, value if key == "flavor" else float(value))
+
+
+class StandIn:
+    """A running stand-in; `start()` serves it from a background thread on 127.0.0.1."""
+
+    def __init__(self, *, api_key: str = "test-key", account: str | None = None,  # noqa: S107
+                 knobs: Knobs | None = None, seed: int | None = None) -> None:
+        self.api_key, self.account = api_key, account
+        self.knobs = knobs or Knobs()
+        self.store = ResponseStore()
+        self._random = random.Random(seed)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        """The base URL to put in a provider's `base_url`."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_post("/v1/responses", self._create)
+        app.router.add_get("/v1/responses", self._list)
+        app.router.add_get("/v1/responses/{id}", self._get)
+        app.router.add_delete("/v1/responses/{id}", self._delete)
+        app.router.add_get("/_standin/requests", self._requests)
+        app.router.add_post("/_standin/seed", self._seed)
+        app.router.add_post("/_standin/knobs", self._set_knobs)
+        return app
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Start serving on the running loop."""
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def start(self) -> StandIn:
+        """Serve from a daemon thread; returns once the port is bound."""
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.serve())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="standin", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        """Stop the background server."""
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _gate(self, request: web.Request) -> web.StreamResponse | None:
+        """Latency, faults and auth, in that order; None lets the request through."""
+        knobs, roll = self.knobs, self._random.random()
+        if knobs.latency_ms:
+            await asyncio.sleep(knobs.latency_ms / 1000)
+        if roll < knobs.drop_rate:
+            request.transport.abort()  # type: ignore[union-attr]
+            raise asyncio.CancelledError
+        roll -= knobs.drop_rate
+        if roll < knobs.rate_429:
+            return self._answer(request, 429, {"error": {"message": "rate limited"}},
+                                headers={"Retry-After": str(int(knobs.retry_after))})
+        roll -= knobs.rate_429
+        if roll < knobs.error_rate:
+            return self._answer(request, 500, {"error": {"message": "stand-in fault"}})
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._answer(request, 401, {"error": {"message": "invalid API key"}})
+        if self.account and request.headers.get("x-fireworks-account-id") != self.account:
+            return self._answer(request, 403, {"error": {"message": "wrong account"}})
+        return None
+
+    def _answer(self, request: web.Request, status: int, body: dict[str, Any],
+                headers: dict[str, str] | None = None) -> web.Response:
+        """Answer and remember it."""
+        self.store.note(Seen(request.method, request.path,
+                             request.headers.get("x-fireworks-account-id"), status))
+        return web.json_response(body, status=status, headers=headers)
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/responses."""
+        return await self._gate(request) or self._answer(
+            request, 200, self.store.create(await request.json()))
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/responses?limit=&after=, newest first."""
+        limit = max(1, min(100, int(request.query.get("limit", "20"))))
+        return await self._gate(request) or self._answer(
+            request, 200, self.store.page(limit, request.query.get("after")))
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/responses/{id}."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        item = self.store.responses.get(request.match_info["id"])
+        if item is None:
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        return self._answer(request, 200, item)
+
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        """DELETE /v1/responses/{id}."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        rid = request.match_info["id"]
+        if self.store.responses.pop(rid, None) is None:
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        body: dict[str, Any] = ({"id": rid, "object": "response", "deleted": True}
+                                if self.knobs.flavor == "openai"
+                                else {"message": "Response deleted successfully"})
+        return self._answer(request, 200, body)
+
+    async def _requests(self, request: web.Request) -> web.Response:
+        """GET /_standin/requests: every request answered so far."""
+        return web.json_response({"requests": [asdict(s) for s in self.store.seen],
+                                  "counts": dict(self.store.counts)})
+
+    async def _seed(self, request: web.Request) -> web.Response:
+        """POST /_standin/seed {"responses": [{id, created_at, model, metadata}...]}."""
+        body = await request.json()
+        made = [self.store.create(item)["id"] for item in body.get("responses", [])]
+        return web.json_response({"created": made})
+
+    async def _set_knobs(self, request: web.Request) -> web.Response:
+        """POST /_standin/knobs {"latency_ms": 50, ...}."""
+        try:
+            self.knobs.update(await request.json())
+        except (KeyError, ValueError, TypeError) as exc:
+            return web.json_response({"error": f"bad knob: {exc}"}, status=400)
+        return web.json_response(asdict(self.knobs))
