@@ -154,14 +154,19 @@ def _csv_item(row: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def validate_rows(rows: Iterable[tuple[int, Any]]) -> tuple[list[NewRecord], list[Reject]]:
+def validate_rows(
+    rows: Iterable[tuple[int, Any]], *, providers: set[str] | None = None
+) -> tuple[list[NewRecord], list[Reject]]:
     """Split parsed rows into valid records and rejects with their line numbers."""
     valid, rejects = [], []
     for line, item in rows:
         try:
             if isinstance(item, InputError):
                 raise item
-            valid.append(from_mapping(item))
+            record = from_mapping(item)
+            if providers is not None and record.provider not in (None, *providers):
+                raise InputError(f"provider: unknown provider {record.provider!r}")
+            valid.append(record)
         except UsageError as exc:
             rejects.append(Reject(line, exc.message))
     return valid, rejects

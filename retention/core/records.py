@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import MappingProxyType
 
 from retention.core.ids import validate_id
 from retention.core.times import require_aware
 
 STATES = ("pending", "held", "deleted", "absent", "failed")
 OPEN_STATES = ("pending", "held")
-
-_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +23,7 @@ class ResponseFacts:
     account: str | None = None
     created_at: datetime | None = None
     model: str | None = None
-    metadata: Mapping[str, str] = field(default=_EMPTY)
+    metadata: Mapping[str, str] = field(default_factory=dict)
     previous_response_id: str | None = None
 
     def __post_init__(self) -> None:

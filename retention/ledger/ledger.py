@@ -55,6 +55,15 @@ class Ledger:
             raise LedgerError(f"ledger read failed: {_describe(exc)}") from exc
 
     @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction with no audit events (leases and bookkeeping only)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
+
+    @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction; its events are chained in it and published after commit."""
         with self.sink.locked() as fd:

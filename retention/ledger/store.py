@@ -136,6 +136,11 @@ def due_rows(conn: Connection, now: datetime, limit: int | None = None) -> list[
     return conn.execute(query.limit(limit) if limit else query).all()
 
 
+def any_due(conn: Connection, now: datetime, provider: str | None = None) -> bool:
+    """Whether anything is due at `now`."""
+    return conn.execute(select(R.id).where(due_filter(now, provider)).limit(1)).first() is not None
+
+
 def count_due(conn: Connection, now: datetime) -> int:
     """How many records are due at `now`."""
     return conn.execute(select(func.count()).where(due_filter(now))).scalar_one()

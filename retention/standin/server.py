@@ -40,7 +40,7 @@ class Knobs:
 class StandIn:
     """A running stand-in; `start()` serves it from a background thread on 127.0.0.1."""
 
-    def __init__(self, *, api_key: str = "test-key", account: str | None = None,  # noqa: S107
+    def __init__(self, *, api_key: str = "test-key", account: str | None = None,
                  knobs: Knobs | None = None, seed: int | None = None) -> None:
         self.api_key, self.account = api_key, account
         self.knobs = knobs or Knobs()

@@ -1,0 +1,1 @@
+"""The `retention` command line: thin wrappers over the core and the ledger."""

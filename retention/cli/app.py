@@ -1,0 +1,75 @@
+"""What every command needs, opened lazily once: settings, policies, the ledger."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import click
+
+from retention import logs
+from retention.audit.sink import AuditSink
+from retention.config.policyfile import load_policies
+from retention.config.settings import Settings, find_config, load_settings
+from retention.core.policies import PolicySet
+from retention.core.times import utcnow
+from retention.ledger.db import open_engine
+from retention.ledger.ledger import Ledger
+
+
+@dataclass
+class App:
+    """Lazily opened settings, policies and ledger for one command."""
+
+    config: str | None = None
+    verbose: bool = False
+    _settings: Settings | None = None
+    _policies: PolicySet | None = None
+    _ledger: Ledger | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        """The validated retention.yaml."""
+        if self._settings is None:
+            self._settings = load_settings(find_config(self.config))
+        return self._settings
+
+    @property
+    def policies(self) -> PolicySet:
+        """The validated policies file."""
+        if self._policies is None:
+            self._policies = load_policies(self.settings.policies_file)
+        return self._policies
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger, migrated when it is the embedded SQLite default."""
+        if self._ledger is None:
+            audit = self.settings.audit
+            engine = open_engine(self.settings.database_url)
+            self._ledger = Ledger(engine, AuditSink(audit.file), chain=audit.chain)
+        return self._ledger
+
+    def now(self) -> datetime:
+        """The time commands act at."""
+        return utcnow()
+
+    def close(self) -> None:
+        """Release the ledger."""
+        if self._ledger is not None:
+            self._ledger.close()
+
+
+def configure_logging(verbose: bool) -> None:
+    """Info to stderr as JSON for machines; warnings only on a terminal, unless -v."""
+    level = "info" if verbose or not sys.stderr.isatty() else "warning"
+    logs.configure(sys.stderr, level=os.environ.get("RETENTION_LOG_LEVEL", level))
+
+
+def app_of(ctx: click.Context) -> App:
+    """The App of the running command."""
+    return ctx.ensure_object(App)

@@ -1,0 +1,64 @@
+"""Administration: `policies check` and `db upgrade`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from retention.cli.app import app_of
+from retention.cli.commands import config_option
+from retention.cli.output import OUTPUT, emit
+from retention.config.policyfile import load_policies
+from retention.core.durations import format_duration
+from retention.ledger.db import current_revision, make_engine, upgrade
+
+
+@click.group()
+def policies() -> None:
+    """Validate retention policies."""
+
+
+@policies.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@OUTPUT
+@click.pass_context
+def policies_check(ctx: click.Context, file: Path | None, output: str) -> None:
+    """Validate a policies file (default: the one retention.yaml names)."""
+    path = file or app_of(ctx).settings.policies_file
+    loaded = load_policies(path)
+    data = {"file": str(path), "valid": True, "digest": loaded.digest(),
+            "policies": [{"name": p.name, "ttl": format_duration(p.ttl),
+                          "match": p.match.describe()} for p in loaded.policies],
+            "default_ttl": format_duration(loaded.default.ttl),
+            "holds": [h.name for h in loaded.holds]}
+    if output == "json":
+        emit(data, output)
+        return
+    click.echo(f"{path}: ok: {len(loaded.policies)} policies, default TTL "
+               f"{data['default_ttl']}, {len(loaded.holds)} holds")
+    for item in data["policies"]:
+        click.echo(f"  {item['name']:<20} {item['ttl']:>6}  {item['match']}")
+
+
+@click.group()
+def db() -> None:
+    """Manage the ledger database."""
+
+
+@db.command("upgrade")
+@config_option
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply the ledger's migrations (`run` and the SQLite default do it by themselves)."""
+    engine = make_engine(app_of(ctx).settings.database_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        click.echo(f"ledger schema: {before or 'empty'} -> {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+COMMANDS = [policies, db]

@@ -1,0 +1,191 @@
+"""Commands that put IDs into the ledger and show what it holds: record, import, ls, status,
+explain."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from retention.cli.app import app_of
+from retention.cli.commands import config_option
+from retention.cli.output import OUTPUT, emit
+from retention.core.ids import is_valid_id, validate_id
+from retention.core.records import STATES
+from retention.core.times import format_time, parse_time
+from retention.enrol import enrol
+from retention.errors import InputError, InvalidIdError
+from retention.ingest import NewRecord, csv_rows, jsonl_rows, parse_meta_args, validate_rows
+from retention.ledger import store
+from retention.ledger.status import explain_id, status_of
+from retention.reconcile import sync_policies
+
+MAX_SHOWN_REJECTS = 20
+
+
+@click.command()
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--provider", help="Provider name from retention.yaml (default: the first).")
+@click.option("--created-at", help="When the responses were created (RFC 3339 or unix s).")
+@click.option("--model", help="The model that produced them.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (repeatable).")
+@config_option
+@OUTPUT
+@click.pass_context
+def record(ctx: click.Context, ids: tuple[str, ...], provider: str | None,
+           created_at: str | None, model: str | None, meta: tuple[str, ...],
+           output: str) -> None:
+    """Track response IDs; recording an ID twice changes nothing."""
+    bad = [i for i in ids if not is_valid_id(i)]
+    if bad:
+        for item in bad[:-1]:
+            click.echo(f"retention: error: {_id_error(item)}", err=True)
+        raise InvalidIdError(_id_error(bad[-1]) + ("; nothing was recorded" if ids else ""))
+    when = parse_time(created_at, field="--created-at") if created_at else None
+    metadata = parse_meta_args(meta)
+    records = [NewRecord(response_id=i, provider=provider, created_at=when, model=model,
+                         metadata=metadata) for i in ids]
+    _enrol_and_report(ctx, records, output)
+
+
+def _id_error(value: str) -> str:
+    """The message for one invalid ID."""
+    try:
+        validate_id(value)
+    except InvalidIdError as exc:
+        return exc.message
+    return ""
+
+
+@click.command("import")
+@click.argument("source", metavar="FILE|-")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]),
+              help="Input format (default: from the file name; jsonl for stdin).")
+@click.option("--skip-invalid", is_flag=True,
+              help="Write the valid rows; rejects go to stderr with line numbers.")
+@config_option
+@OUTPUT
+@click.pass_context
+def import_(ctx: click.Context, source: str, fmt: str | None, skip_invalid: bool,
+            output: str) -> None:
+    """Bulk-track IDs from JSONL or CSV: all or nothing unless --skip-invalid."""
+    fmt = fmt or ("csv" if source.lower().endswith(".csv") else "jsonl")
+    lines = _read_lines(source)
+    rows = csv_rows(lines) if fmt == "csv" else jsonl_rows(lines)
+    valid, rejects = validate_rows(rows, providers=set(app_of(ctx).settings.providers))
+    name = "<stdin>" if source == "-" else source
+    for reject in rejects[:MAX_SHOWN_REJECTS]:
+        click.echo(f"{name}:{reject.line}: {reject.error}", err=True)
+    if len(rejects) > MAX_SHOWN_REJECTS:
+        click.echo(f"{name}: ... and {len(rejects) - MAX_SHOWN_REJECTS} more", err=True)
+    if rejects and not skip_invalid:
+        raise InputError(f"{name}:{rejects[0].line}: {len(rejects)} invalid row(s); nothing "
+                         "was imported (fix them, or pass --skip-invalid)")
+    _enrol_and_report(ctx, valid, output, rejected=len(rejects))
+
+
+def _read_lines(source: str) -> list[str]:
+    """All lines of a file or stdin, decoded as UTF-8."""
+    try:
+        if source == "-":
+            return sys.stdin.buffer.read().decode("utf-8").splitlines()
+        with open(source, encoding="utf-8", newline="") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{source}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source}: cannot read: {exc}") from None
+
+
+def _enrol_and_report(ctx: click.Context, records: list[NewRecord], output: str,
+                      rejected: int = 0) -> None:
+    """Apply current policies, enrol, print the counts."""
+    app = app_of(ctx)
+    for record in records:
+        app.settings.provider(record.provider)  # an unknown provider is a usage error
+    sync_policies(app.ledger, app.policies)
+    result = enrol(app.ledger, app.settings, app.policies, records)
+    data = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
+    if output == "json":
+        emit(data, output)
+    else:
+        click.echo(f"recorded {result.accepted}, already tracked {result.duplicates}"
+                   + (f", rejected {rejected}" if rejected else ""))
+
+
+@click.command("ls")
+@click.option("--state", type=click.Choice(STATES), help="Only records in this state.")
+@click.option("--due", is_flag=True, help="Only records due for deletion now.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+@config_option
+@OUTPUT
+@click.pass_context
+def ls(ctx: click.Context, state: str | None, due: bool, limit: int | None,
+       output: str) -> None:
+    """List the ledger's records."""
+    app = app_of(ctx)
+    with app.ledger.read() as conn:
+        rows = (store.due_rows(conn, app.now(), limit) if due
+                else store.list_rows(conn, state=state, limit=limit))
+    items = [_row_dict(r) for r in rows if not state or r.state == state]
+    emit(items, output, rows=items, columns=("response_id", "provider", "state", "policy",
+                                             "deadline", "hold", "attempts"))
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    """A record as users see it."""
+    return {"response_id": row.response_id, "provider": row.provider, "account": row.account,
+            "state": row.state, "policy": row.policy, "deadline": format_time(row.deadline),
+            "deadline_basis": row.deadline_basis, "hold": row.hold, "attempts": row.attempts,
+            "created_at": format_time(row.created_at), "model": row.model,
+            "metadata": row.meta or {}, "last_status": row.last_status,
+            "last_error": row.last_error, "closed_at": format_time(row.closed_at)}
+
+
+@click.command()
+@config_option
+@OUTPUT
+@click.pass_context
+def status(ctx: click.Context, output: str) -> None:
+    """Counts by state, next deadline, overdue count and the last sweep."""
+    app = app_of(ctx)
+    data = status_of(app.ledger, app.now())
+    if output == "json":
+        emit(data, output)
+        return
+    for state in STATES:
+        click.echo(f"{state:<10} {data['states'][state]}")
+    click.echo(f"{'due now':<10} {data['due_now']}")
+    click.echo(f"{'overdue':<10} {data['overdue']}")
+    click.echo(f"next deadline: {data['next_deadline'] or '-'}")
+    last = data["last_sweep"]
+    click.echo("last sweep: " + (f"{last['finished_at']} (deleted {last['deleted']}, absent "
+                                 f"{last['absent']}, failed {last['failed']})" if last
+                                 else "never"))
+
+
+@click.command()
+@click.argument("response_id", metavar="ID")
+@config_option
+@OUTPUT
+@click.pass_context
+def explain(ctx: click.Context, response_id: str, output: str) -> None:
+    """Why an ID has its policy and deadline, its state, and its audit events."""
+    validate_id(response_id)
+    app = app_of(ctx)
+    data = explain_id(app.ledger, app.policies, response_id)
+    if output == "json":
+        emit(data, output)
+        return
+    for item in data["records"]:
+        for key in ("response_id", "provider", "state", "policy", "matched", "deadline",
+                    "deadline_basis", "hold", "attempts", "last_error"):
+            click.echo(f"{key + ':':<16}{item.get(key) if item.get(key) is not None else '-'}")
+        click.echo("events:")
+        for event in item["events"]:
+            click.echo(f"  {event['chain']}#{event['seq']:<6} {event['ts']}  {event['event']:<32}"
+                       f" {event['hash'][:16]}")
+
+
+COMMANDS = [record, import_, ls, status, explain]

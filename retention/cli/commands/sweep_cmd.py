@@ -1,0 +1,75 @@
+"""`retention sweep`: one pass over what is due now, or the plan of it with --dry-run."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import click
+
+from retention.cli.app import app_of
+from retention.cli.commands import config_option
+from retention.cli.output import OUTPUT, emit, progress, table
+from retention.core.durations import format_age
+from retention.core.plan import PlannedDeletion
+from retention.core.times import format_time
+from retention.ledger import store
+from retention.reconcile import sync_policies
+from retention.sweep.planning import planned_now
+from retention.sweep.report import SweepReport
+from retention.sweep.runner import sweep_once
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="List what would be deleted and why; send nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N DELETE requests.")
+@config_option
+@OUTPUT
+@click.pass_context
+def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> None:
+    """Delete everything due now at its provider, then exit."""
+    app = app_of(ctx)
+    if dry_run:
+        _print_plan(planned_now(app.ledger, app.policies, app.now(), limit), app.now(), output)
+        return
+    sync_policies(app.ledger, app.policies)
+    with app.ledger.read() as conn:
+        due = store.count_due(conn, app.now())
+    with progress(min(due, limit or due), "deleting") as advance:
+        report = asyncio.run(sweep_once(app.ledger, app.settings, app.policies, clock=app.now,
+                                        limit=limit, on_progress=advance))
+    _print_report(report, output)
+    ctx.exit(report.exit_code)
+
+
+def _print_plan(planned: list[PlannedDeletion], now: datetime, output: str) -> None:
+    """The dry run's plan."""
+    items = [{"response_id": p.facts.response_id, "provider": p.facts.provider,
+              "account": p.facts.account, "policy": p.decision.policy,
+              "deadline": format_time(p.decision.deadline),
+              "deadline_basis": p.decision.basis,
+              "overdue": format_age(now - p.decision.deadline)} for p in planned]
+    if output == "json":
+        emit({"dry_run": True, "would_delete": items}, output)
+        return
+    if items:
+        click.echo(table(items, ("response_id", "provider", "policy", "deadline", "overdue")))
+    click.echo(f"dry run: {len(items)} would be deleted; nothing was sent")
+
+
+def _print_report(report: SweepReport, output: str) -> None:
+    """The sweep's summary."""
+    data = report.as_dict()
+    if output == "json":
+        emit(data, output)
+        return
+    click.echo(f"deleted {data['deleted']}, absent {data['absent']}, failed {data['failed']}, "
+               f"retry later {data['deferred']}")
+    for name in report.auth_failed:
+        click.echo(f"provider {name}: credentials refused (401/403); nothing was deleted for it",
+                   err=True)
+    if report.brake:
+        click.echo("safety brake: the sweep stopped at its DELETE limit; more is due", err=True)
+
+
+COMMANDS = [sweep]

@@ -1,0 +1,178 @@
+"""Carry out a sweep: claim due records in batches, DELETE them with bounded concurrency,
+retry what may be retried, and write each outcome with its audit event in batched commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row
+
+from retention.config.settings import Settings
+from retention.core.outcomes import Outcome, backoff, classify
+from retention.core.plan import decide
+from retention.core.policies import PolicySet
+from retention.ledger import store
+from retention.ledger.ledger import Ledger
+from retention.logs import get_logger
+from retention.provider.client import Answer, ProviderClient
+from retention.provider.ratelimit import TokenBucket, Unlimited
+from retention.sweep.flusher import Flusher
+from retention.sweep.report import SweepReport
+from retention.sweep.results import Result
+
+IN_SWEEP_WAIT = 30.0  # retries due sooner than this wait inside the sweep; later ones defer
+LEASE = timedelta(minutes=15)
+log = get_logger("retention.sweep")
+
+
+class Budget:
+    """The DELETE requests one sweep may still send (--limit, max_deletes_per_sweep)."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, n: int = 1) -> int:
+        """Take up to `n`; returns how many were granted."""
+        granted = max(0, min(n, self.left))
+        self.left -= granted
+        return granted
+
+
+@dataclass
+class ProviderRun:
+    """One provider's part of a sweep."""
+
+    name: str
+    client: ProviderClient
+    limiter: TokenBucket | Unlimited
+    semaphore: asyncio.Semaphore
+    stopped: bool = False
+
+
+class Sweep:
+    """One pass over everything due now."""
+
+    def __init__(self, ledger: Ledger, settings: Settings, policies: PolicySet,
+                 clients: dict[str, ProviderClient], *, limit: int | None = None,
+                 owner: str, clock: Callable[[], datetime],
+                 on_progress: Callable[[int], None] | None = None) -> None:
+        self.ledger, self.settings, self.policies = ledger, settings, policies
+        self.clock, self.owner = clock, owner
+        cap = settings.sweep.max_deletes_per_sweep
+        self.budget = Budget(min(cap, limit) if limit is not None else cap)
+        self.brake_limit = limit is None or cap < limit
+        self.report = SweepReport(started_at=clock())
+        self.flusher = Flusher(ledger, self.report, on_progress)
+        self.runs = {name: ProviderRun(
+            name, client, TokenBucket(p.rate_limit_per_s) if p.rate_limit_per_s else Unlimited(),
+            asyncio.Semaphore(p.max_concurrency))
+            for name, client in clients.items() for p in [settings.providers[name]]}
+
+    async def run(self) -> SweepReport:
+        """Sweep every provider concurrently; returns the report once all is written."""
+        self.flusher.start()
+        try:
+            await asyncio.gather(*(self._provider(run) for run in self.runs.values()))
+        finally:
+            await self.flusher.close()
+        self.report.finished_at = self.clock()
+        return self.report
+
+    async def _provider(self, run: ProviderRun) -> None:
+        """Claim and delete this provider's due records until none are left or we must stop."""
+        batch = self.settings.sweep.batch_size
+        tasks: set[asyncio.Task[None]] = set()
+        while not run.stopped:
+            if len(tasks) >= max(1, batch // 2):
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                tasks = {t for t in tasks if not t.done()}
+                continue
+            rows = self._claim(run.name, batch - len(tasks)) if self.budget.left else []
+            if not rows:
+                if not tasks:
+                    break
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                tasks = {t for t in tasks if not t.done()}
+                continue
+            tasks.update(asyncio.create_task(self._delete(run, row)) for row in rows)
+        if tasks:
+            await asyncio.gather(*tasks)
+        if self.budget.left <= 0 and self._more_due(run.name):
+            self.report.brake = True
+
+    def _claim(self, provider: str, want: int) -> list[Row[Any]]:
+        """Lease up to `want` due records, within the sweep's budget."""
+        now = self.clock()
+        with self.ledger.transaction() as conn:
+            rows = store.claim_due(conn, provider=provider, now=now,
+                                   limit=min(want, self.budget.left), owner=self.owner,
+                                   lease_until=now + LEASE)
+        self.budget.take(len(rows))
+        self.report.requests += len(rows)
+        return rows
+
+    def _more_due(self, provider: str) -> bool:
+        """Whether records are still due for `provider` (the brake held them back)."""
+        with self.ledger.read() as conn:
+            return store.any_due(conn, self.clock(), provider)
+
+    async def _delete(self, run: ProviderRun, row: Row[Any]) -> None:
+        """Delete one record, retrying in the sweep while the wait is short."""
+        attempt = row.attempts
+        while True:
+            if run.stopped:
+                return self.flusher.put(Result(row, "auth", attempt))
+            if not decide(store.facts_of(row), self.policies).is_due(self.clock()):
+                return self.flusher.put(Result(row, "skipped", attempt))  # never early
+            attempt += 1
+            kind, answer, verified = await self._attempt(run, row.response_id)
+            if kind != "retry" and kind != "unconfirmed":
+                return self._finish(run, row, kind, attempt, answer, verified)
+            if attempt >= self.settings.sweep.max_attempts:
+                return self.flusher.put(Result(row, "failed", attempt, answer, error=(
+                    f"gave up after {attempt} attempts: {answer.error or answer.status}")))
+            delay = backoff(attempt, retry_after=answer.retry_after)
+            next_at = self.clock() + timedelta(seconds=delay)
+            if delay > IN_SWEEP_WAIT or not self.budget.take():
+                return self.flusher.put(Result(row, "deferred", attempt, answer, next_at))
+            self.report.requests += 1
+            self.flusher.put(Result(row, kind, attempt, answer, next_at))
+            await asyncio.sleep(delay)
+
+    def _finish(self, run: ProviderRun, row: Row[Any], kind: str, attempt: int,
+                answer: Answer, verified: bool | None) -> None:
+        """Queue a final outcome; 401/403 stops this provider's sweep."""
+        if kind == "auth" and not run.stopped:
+            run.stopped = True
+            self.report.auth_failed.append(run.name)
+            self.flusher.auth_failed(run.name, answer)
+        self.flusher.put(Result(row, kind, attempt, answer, verified=verified))
+
+    async def _attempt(self, run: ProviderRun, response_id: str) \
+            -> tuple[str, Answer, bool | None]:
+        """One DELETE (and the confirming GET when configured): (kind, answer, verified)."""
+        await run.limiter.acquire()
+        async with run.semaphore:
+            answer = await run.client.delete(response_id)
+        outcome = classify(answer.status)
+        if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
+            return await self._confirm(run, response_id, answer)
+        return outcome.value, answer, None
+
+    async def _confirm(self, run: ProviderRun, response_id: str, deleted: Answer) \
+            -> tuple[str, Answer, bool | None]:
+        """GET after a 2xx DELETE: only a 404 confirms the deletion."""
+        await run.limiter.acquire()
+        async with run.semaphore:
+            check = await run.client.get(response_id)
+        if check.status == 404:
+            return "deleted", deleted, True
+        if check.status is not None and 200 <= check.status < 300:
+            return "unconfirmed", Answer(check.status, check.request_id, None,
+                                         "still present after DELETE"), None
+        return ("auth" if check.status in (401, 403) else "retry"), check, None

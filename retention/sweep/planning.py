@@ -1,0 +1,24 @@
+"""What a sweep would delete now (for --dry-run), without writing anything."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from retention.core.plan import PlannedDeletion, plan
+from retention.core.policies import PolicySet
+from retention.ledger import store
+from retention.ledger.ledger import Ledger
+from retention.reconcile import DIGEST_KEY
+
+
+def planned_now(ledger: Ledger, policies: PolicySet, now: datetime,
+                limit: int | None = None) -> list[PlannedDeletion]:
+    """The due records under `policies`; the index answers when they are the ledger's policies,
+    otherwise every open record is planned afresh in memory."""
+    with ledger.read() as conn:
+        if store.get_meta(conn, DIGEST_KEY) == policies.digest():
+            facts = [store.facts_of(r) for r in store.due_rows(conn, now, limit)]
+        else:
+            facts = [store.facts_of(r) for rows in store.iter_open(conn) for r in rows]
+    planned = plan(facts, policies, now)
+    return planned[:limit] if limit is not None else planned

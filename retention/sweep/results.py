@@ -1,0 +1,63 @@
+"""What one record's deletion came to, and how each outcome is written with its event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from retention.core.times import format_time
+from retention.ledger import store
+from retention.ledger.ledger import Tx
+from retention.provider.client import Answer
+
+TERMINAL = {"deleted": "response.deleted", "absent": "response.absent",
+            "failed": "response.failed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One outcome for one record: `kind` is deleted, absent, failed, retry, deferred,
+    unconfirmed, auth or skipped."""
+
+    row: Row[Any]
+    kind: str
+    attempt: int
+    answer: Answer | None = None
+    next_at: datetime | None = None
+    verified: bool | None = None
+    error: str | None = None
+
+
+def apply(tx: Tx, result: Result) -> None:
+    """Write one outcome and its audit event in `tx`."""
+    row, answer = result.row, result.answer
+    status = answer.status if answer else None
+    error = result.error or (answer.error if answer else None)
+    common = {"response_id": row.response_id, "provider": row.provider,
+              "account": row.account, "policy": row.policy, "deadline": row.deadline,
+              "http_status": status, "attempt": result.attempt,
+              "provider_request_id": answer.request_id if answer else None}
+    if result.kind in TERMINAL:
+        store.update_record(tx.conn, row.id, state=result.kind, due_at=None, closed_at=tx.now,
+                            attempts=result.attempt, last_status=status, last_error=error,
+                            lease_owner=None, lease_until=None, updated_at=tx.now)
+        details: dict[str, Any] = {"deadline_basis": row.deadline_basis,
+                                   "lag_s": int((tx.now - row.deadline).total_seconds())}
+        if result.verified is not None:
+            details["verified"] = result.verified
+        tx.event(TERMINAL[result.kind], **common, error=error, details=details)
+    elif result.kind in ("retry", "deferred", "unconfirmed"):
+        values: dict[str, Any] = {"attempts": result.attempt, "last_status": status,
+                                  "last_error": error, "updated_at": tx.now}
+        if result.kind == "deferred":
+            values.update(due_at=result.next_at, lease_owner=None, lease_until=None)
+        store.update_record(tx.conn, row.id, **values)
+        name = ("response.delete_unconfirmed" if result.kind == "unconfirmed"
+                else "response.delete_attempt_failed")
+        tx.event(name, **common, error=error, details={
+            "next_attempt_at": format_time(result.next_at)})
+    else:  # auth, skipped: nothing happened to the response; give the record back
+        store.update_record(tx.conn, row.id, lease_owner=None, lease_until=None)

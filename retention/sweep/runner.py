@@ -1,0 +1,72 @@
+"""One sweep from start to finish: credentials, the sweeper lock, events, execution."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+
+import httpx
+
+from retention.config.settings import Settings
+from retention.core.policies import PolicySet
+from retention.ledger import store
+from retention.ledger.db import is_sqlite, sqlite_path
+from retention.ledger.ledger import Ledger
+from retention.ledger.locks import sweeper_lock
+from retention.provider.client import ProviderClient
+from retention.sweep.executor import Sweep
+from retention.sweep.report import SweepReport
+
+LAST_SWEEP_KEY = "last_sweep"
+
+
+def owner_name() -> str:
+    """A lease owner name unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@contextmanager
+def exclusive(ledger: Ledger) -> Iterator[None]:
+    """On SQLite, be the only sweeper and take back leases a killed sweeper left behind."""
+    if not is_sqlite(ledger.engine):
+        yield
+        return
+    path = sqlite_path(ledger.engine.url.render_as_string())
+    assert path is not None
+    with sweeper_lock(path):
+        with ledger.transaction() as conn:
+            store.release_leases(conn)
+        yield
+
+
+async def sweep_once(ledger: Ledger, settings: Settings, policies: PolicySet, *,
+                     clock: Callable[[], datetime], limit: int | None = None,
+                     on_progress: Callable[[int], None] | None = None,
+                     transport: httpx.AsyncBaseTransport | None = None) -> SweepReport:
+    """Run one sweep over every provider and write `sweep.started`/`sweep.finished`."""
+    keys = {name: p.api_key() for name, p in settings.providers.items()}
+    with ExitStack() as stack:
+        stack.enter_context(exclusive(ledger))
+        with ledger.read() as conn:
+            due = store.count_due(conn, clock())
+        with ledger.write() as tx:
+            tx.event("sweep.started", details={"due": due, "limit": limit})
+        clients = {name: ProviderClient(settings.providers[name], key, transport=transport)
+                   for name, key in keys.items()}
+        try:
+            sweep = Sweep(ledger, settings, policies, clients, limit=limit,
+                          owner=owner_name(), clock=clock, on_progress=on_progress)
+            report = await sweep.run()
+        finally:
+            for client in clients.values():
+                await client.aclose()
+        summary = report.as_dict()
+        with ledger.write() as tx:
+            tx.event("sweep.finished", details=summary)
+            store.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
+    return report
