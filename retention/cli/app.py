@@ -6,18 +6,18 @@ import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from retention import logs
-from retention.audit.sink import AuditSink
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, find_config, load_settings
 from retention.core.policies import PolicySet
 from retention.core.times import utcnow
-from retention.ledger.db import open_engine
-from retention.ledger.ledger import Ledger
+
+if TYPE_CHECKING:
+    from retention.ledger.ledger import Ledger
 
 
 @dataclass
@@ -49,6 +49,10 @@ class App:
     def ledger(self) -> Ledger:
         """The ledger, migrated when it is the embedded SQLite default."""
         if self._ledger is None:
+            from retention.audit.sink import AuditSink
+            from retention.ledger.db import open_engine
+            from retention.ledger.ledger import Ledger
+
             audit = self.settings.audit
             engine = open_engine(self.settings.database_url)
             self._ledger = Ledger(engine, AuditSink(audit.file), chain=audit.chain)

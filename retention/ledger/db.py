@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from retention.errors import LedgerError, SchemaOutdatedError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# The newest migration in migrations/versions (a test keeps the two equal). Knowing it here
+# lets every command check the schema without importing Alembic.
+HEAD_REVISION = "0001"
 
 
 def migrations_dir() -> Path:
@@ -68,6 +71,8 @@ def _sqlite_begin(conn: Any) -> None:
 
 def alembic_config(engine: Engine) -> Config:
     """An Alembic config pointing at our scripts, with no ini file."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -76,6 +81,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Apply every migration not yet applied."""
+    from alembic import command
+
     cfg = alembic_config(engine)
     try:
         with engine.begin() as conn:
@@ -88,11 +95,15 @@ def upgrade(engine: Engine) -> None:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None when empty)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not engine.dialect.has_table(conn, "alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def head_revision(engine: Engine) -> str | None:
-    """The newest revision this release knows."""
+    """The newest revision among the migration scripts (imports Alembic)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
@@ -104,18 +115,18 @@ def require_current(engine: Engine) -> None:
         raise LedgerError(
             f"the ledger database cannot be reached: {exc.__class__.__name__}"
         ) from exc
-    if current != head_revision(engine):
+    if current != HEAD_REVISION:
         raise SchemaOutdatedError(
             f"the ledger schema is at {current or 'nothing'}, this release needs "
-            f"{head_revision(engine)}; run `retention db upgrade`"
+            f"{HEAD_REVISION}; run `retention db upgrade`"
         )
 
 
 def open_engine(url: str, *, auto_upgrade: bool | None = None) -> Engine:
     """Open the ledger; SQLite is upgraded automatically, PostgreSQL must be upgraded first."""
     engine = make_engine(url)
-    if auto_upgrade if auto_upgrade is not None else is_sqlite(engine):
+    upgrade_now = auto_upgrade if auto_upgrade is not None else is_sqlite(engine)
+    if upgrade_now and current_revision(engine) != HEAD_REVISION:
         upgrade(engine)
-    else:
-        require_current(engine)
+    require_current(engine)
     return engine

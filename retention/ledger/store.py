@@ -103,16 +103,19 @@ def claim_due(
     limit: int,
     owner: str,
     lease_until: datetime,
-    exclude: set[int],
 ) -> list[Row[Any]]:
     """Lease up to `limit` due records of `provider`, oldest due first."""
+    if limit <= 0:
+        return []
     query = (
         select(Record.__table__)
         .where(due_filter(now, provider))
         .order_by(R.due_at)
-        .limit(limit + len(exclude))
+        .limit(limit)
     )
-    rows = [row for row in conn.execute(query).all() if row.id not in exclude][:limit]
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = conn.execute(query).all()
     if rows:
         conn.execute(
             update(Record.__table__)

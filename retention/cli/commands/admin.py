@@ -11,7 +11,6 @@ from retention.cli.commands import config_option
 from retention.cli.output import OUTPUT, emit
 from retention.config.policyfile import load_policies
 from retention.core.durations import format_duration
-from retention.ledger.db import current_revision, make_engine, upgrade
 
 
 @click.group()
@@ -52,6 +51,8 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply the ledger's migrations (`run` and the SQLite default do it by themselves)."""
+    from retention.ledger.db import current_revision, make_engine, upgrade
+
     engine = make_engine(app_of(ctx).settings.database_url)
     try:
         before = current_revision(engine)

@@ -1,5 +1,5 @@
 """Commands that put IDs into the ledger and show what it holds: record, import, ls, status,
-explain."""
+explain. Ledger modules are imported inside commands so that `--help` stays instant."""
 
 from __future__ import annotations
 
@@ -14,12 +14,8 @@ from retention.cli.output import OUTPUT, emit
 from retention.core.ids import is_valid_id, validate_id
 from retention.core.records import STATES
 from retention.core.times import format_time, parse_time
-from retention.enrol import enrol
 from retention.errors import InputError, InvalidIdError
 from retention.ingest import NewRecord, csv_rows, jsonl_rows, parse_meta_args, validate_rows
-from retention.ledger import store
-from retention.ledger.status import explain_id, status_of
-from retention.reconcile import sync_policies
 
 MAX_SHOWN_REJECTS = 20
 
@@ -101,6 +97,9 @@ def _read_lines(source: str) -> list[str]:
 def _enrol_and_report(ctx: click.Context, records: list[NewRecord], output: str,
                       rejected: int = 0) -> None:
     """Apply current policies, enrol, print the counts."""
+    from retention.enrol import enrol
+    from retention.reconcile import sync_policies
+
     app = app_of(ctx)
     for record in records:
         app.settings.provider(record.provider)  # an unknown provider is a usage error
@@ -124,6 +123,8 @@ def _enrol_and_report(ctx: click.Context, records: list[NewRecord], output: str,
 def ls(ctx: click.Context, state: str | None, due: bool, limit: int | None,
        output: str) -> None:
     """List the ledger's records."""
+    from retention.ledger import store
+
     app = app_of(ctx)
     with app.ledger.read() as conn:
         rows = (store.due_rows(conn, app.now(), limit) if due
@@ -149,6 +150,8 @@ def _row_dict(row: Any) -> dict[str, Any]:
 @click.pass_context
 def status(ctx: click.Context, output: str) -> None:
     """Counts by state, next deadline, overdue count and the last sweep."""
+    from retention.ledger.status import status_of
+
     app = app_of(ctx)
     data = status_of(app.ledger, app.now())
     if output == "json":
@@ -172,6 +175,8 @@ def status(ctx: click.Context, output: str) -> None:
 @click.pass_context
 def explain(ctx: click.Context, response_id: str, output: str) -> None:
     """Why an ID has its policy and deadline, its state, and its audit events."""
+    from retention.ledger.status import explain_id
+
     validate_id(response_id)
     app = app_of(ctx)
     data = explain_id(app.ledger, app.policies, response_id)

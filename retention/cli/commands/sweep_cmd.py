@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,11 +14,9 @@ from retention.cli.output import OUTPUT, emit, progress, table
 from retention.core.durations import format_age
 from retention.core.plan import PlannedDeletion
 from retention.core.times import format_time
-from retention.ledger import store
-from retention.reconcile import sync_policies
-from retention.sweep.planning import planned_now
-from retention.sweep.report import SweepReport
-from retention.sweep.runner import sweep_once
+
+if TYPE_CHECKING:
+    from retention.sweep.report import SweepReport
 
 
 @click.command()
@@ -28,6 +27,11 @@ from retention.sweep.runner import sweep_once
 @click.pass_context
 def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> None:
     """Delete everything due now at its provider, then exit."""
+    from retention.ledger import store
+    from retention.reconcile import sync_policies
+    from retention.sweep.planning import planned_now
+    from retention.sweep.runner import sweep_once
+
     app = app_of(ctx)
     if dry_run:
         _print_plan(planned_now(app.ledger, app.policies, app.now(), limit), app.now(), output)
