@@ -30,8 +30,11 @@ def standin() -> Iterator[StandIn]:
 @pytest.fixture
 def standin_process() -> Iterator[str]:
     """The provider stand-in as its own process (`python -m retention.standin`); its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "retention.standin", "--account", "acme"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retention.standin", "--account", "acme"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     yield url

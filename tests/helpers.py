@@ -29,8 +29,14 @@ holds:
 """
 
 
-def write_config(directory: Path, base_url: str, *, extra: str = "",
-                 policies: str = POLICIES, provider_extra: str = "") -> Path:
+def write_config(
+    directory: Path,
+    base_url: str,
+    *,
+    extra: str = "",
+    policies: str = POLICIES,
+    provider_extra: str = "",
+) -> Path:
     """A retention.yaml and policies.yaml in `directory` pointing at `base_url`."""
     (directory / "policies.yaml").write_text(policies)
     config = directory / "retention.yaml"
@@ -48,28 +54,37 @@ def write_config(directory: Path, base_url: str, *, extra: str = "",
     return config
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m retention ARGS` in `cwd` as a user would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     full_env.update({"FW_TEST_KEY": "test-key", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "retention", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, input=stdin, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "retention", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
 
 
 def standin_requests(base_url: str) -> list[dict[str, Any]]:
     """Every request the stand-in has answered."""
     root = base_url.rsplit("/v1", 1)[0]
-    with urllib.request.urlopen(f"{root}/_standin/requests", timeout=10) as answer:  # noqa: S310
+    with urllib.request.urlopen(f"{root}/_standin/requests", timeout=10) as answer:
         return json.load(answer)["requests"]
 
 
 def seed(base_url: str, items: list[dict[str, Any]]) -> None:
     """Create responses in the stand-in."""
     root = base_url.rsplit("/v1", 1)[0]
-    request = urllib.request.Request(f"{root}/_standin/seed", method="POST",
-                                     data=json.dumps({"responses": items}).encode())
-    urllib.request.urlopen(request, timeout=10).read()  # noqa: S310
+    request = urllib.request.Request(
+        f"{root}/_standin/seed", method="POST", data=json.dumps({"responses": items}).encode()
+    )
+    urllib.request.urlopen(request, timeout=10).read()
 
 
 def auditor_verify(path: Path) -> int:
@@ -79,8 +94,9 @@ def auditor_verify(path: Path) -> int:
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         body = {k: v for k, v in record.items() if k != "hash"}
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
-                                           ensure_ascii=False).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        ).hexdigest()
         assert digest == record["hash"], f"seq {record['seq']}: hash mismatch"
         assert record["prev_hash"] == heads.get(record["chain"], "0" * 64), record["seq"]
         heads[record["chain"]] = record["hash"]

@@ -80,11 +80,21 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "provider", "response_id", name=op.f("uq_records_provider_response_id")
         ),
+        sa.CheckConstraint(
+            "due_at IS NULL OR state = 'pending'", name=op.f("ck_records_due_only_when_pending")
+        ),
     )
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.create_index(
             "ix_records_due",
             ["due_at"],
+            unique=False,
+            sqlite_where=sa.text("due_at IS NOT NULL"),
+            postgresql_where=sa.text("due_at IS NOT NULL"),
+        )
+        batch_op.create_index(
+            "ix_records_provider_due",
+            ["provider", "due_at"],
             unique=False,
             sqlite_where=sa.text("due_at IS NOT NULL"),
             postgresql_where=sa.text("due_at IS NOT NULL"),
@@ -99,6 +109,7 @@ def downgrade() -> None:
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.drop_index("ix_records_state")
         batch_op.drop_index("ix_records_response_id")
+        batch_op.drop_index("ix_records_provider_due")
         batch_op.drop_index(
             "ix_records_due",
             sqlite_where=sa.text("due_at IS NOT NULL"),

@@ -31,8 +31,14 @@ class Group(click.Group):
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
-@click.option("-c", "--config", "config", metavar="FILE", envvar=None,
-              help="retention.yaml (default: $RETENTION_CONFIG, then ./retention.yaml).")
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    metavar="FILE",
+    envvar=None,
+    help="retention.yaml (default: $RETENTION_CONFIG, then ./retention.yaml).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every event to stderr.")
 @click.version_option(__version__, prog_name="retention")
 @click.pass_context

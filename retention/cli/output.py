@@ -10,12 +10,24 @@ from typing import Any
 
 import click
 
-OUTPUT = click.option("--output", "-o", "output", type=click.Choice(["table", "json"]),
-                      default="table", show_default=True, help="Output format.")
+OUTPUT = click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 
 
-def emit(data: Any, output: str, *, columns: Sequence[str] | None = None,
-         rows: list[dict[str, Any]] | None = None) -> None:
+def emit(
+    data: Any,
+    output: str,
+    *,
+    columns: Sequence[str] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+) -> None:
     """Print `data` as JSON, or `rows` as a table with `columns`."""
     if output == "json":
         click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))

@@ -27,7 +27,8 @@ def sweeper_lock(db_path: Path) -> Iterator[None]:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise SweeperBusyError(
                 f"another retention process (pid {holder}) is sweeping {db_path}; one SQLite "
-                "ledger takes one sweeper (use PostgreSQL for several replicas)") from None
+                "ledger takes one sweeper (use PostgreSQL for several replicas)"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Index,
     Integer,
@@ -25,6 +26,7 @@ NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -90,8 +92,16 @@ class Record(Base):
 
     __table_args__ = (
         UniqueConstraint("provider", "response_id"),
+        CheckConstraint("due_at IS NULL OR state = 'pending'", name="due_only_when_pending"),
         Index(
             "ix_records_due",
+            "due_at",
+            sqlite_where=text("due_at IS NOT NULL"),
+            postgresql_where=text("due_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_records_provider_due",
+            "provider",
             "due_at",
             sqlite_where=text("due_at IS NOT NULL"),
             postgresql_where=text("due_at IS NOT NULL"),

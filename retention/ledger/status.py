@@ -38,30 +38,58 @@ def explain_id(ledger: Ledger, policies: PolicySet, response_id: str) -> dict[st
     with ledger.read() as conn:
         rows = store.rows_for_id(conn, response_id)
         events = conn.execute(
-            select(AuditEvent.chain, AuditEvent.seq, AuditEvent.ts, AuditEvent.event,
-                   AuditEvent.hash, AuditEvent.line)
+            select(
+                AuditEvent.chain,
+                AuditEvent.seq,
+                AuditEvent.ts,
+                AuditEvent.event,
+                AuditEvent.hash,
+                AuditEvent.line,
+            )
             .where(AuditEvent.response_id == response_id)
-            .order_by(AuditEvent.ts, AuditEvent.chain, AuditEvent.seq)).all()
+            .order_by(AuditEvent.ts, AuditEvent.chain, AuditEvent.seq)
+        ).all()
     records = []
     for row in rows:
         facts = store.facts_of(row)
         policy = policies.policy_for(facts)
         now_decision = decide(facts, policies)
-        records.append({
-            "response_id": row.response_id, "provider": row.provider, "account": row.account,
-            "state": row.state, "policy": row.policy,
-            "matched": ("no policy matched; the default applies" if policy.name == "default"
-                        else f"policy {policy.name!r} matches {policy.match.describe()}"),
-            "deadline": format_time(row.deadline), "deadline_basis": row.deadline_basis,
-            "hold": row.hold, "attempts": row.attempts, "last_error": row.last_error,
-            "current_policies": {"policy": now_decision.policy,
-                                 "deadline": format_time(now_decision.deadline),
-                                 "hold": now_decision.hold},
-            "events": [{"chain": e.chain, "seq": e.seq, "ts": format_time(e.ts),
-                        "event": e.event, "hash": e.hash,
-                        "record": json.loads(e.line)} for e in events
-                       if json.loads(e.line).get("provider") in (row.provider, None)],
-        })
+        records.append(
+            {
+                "response_id": row.response_id,
+                "provider": row.provider,
+                "account": row.account,
+                "state": row.state,
+                "policy": row.policy,
+                "matched": (
+                    "no policy matched; the default applies"
+                    if policy.name == "default"
+                    else f"policy {policy.name!r} matches {policy.match.describe()}"
+                ),
+                "deadline": format_time(row.deadline),
+                "deadline_basis": row.deadline_basis,
+                "hold": row.hold,
+                "attempts": row.attempts,
+                "last_error": row.last_error,
+                "current_policies": {
+                    "policy": now_decision.policy,
+                    "deadline": format_time(now_decision.deadline),
+                    "hold": now_decision.hold,
+                },
+                "events": [
+                    {
+                        "chain": e.chain,
+                        "seq": e.seq,
+                        "ts": format_time(e.ts),
+                        "event": e.event,
+                        "hash": e.hash,
+                        "record": json.loads(e.line),
+                    }
+                    for e in events
+                    if json.loads(e.line).get("provider") in (row.provider, None)
+                ],
+            }
+        )
     if not records:
         raise InputError(f"{response_id} is not in the ledger")
     return {"response_id": response_id, "records": records}

@@ -84,12 +84,12 @@ def update_record(conn: Connection, record_id: int, **values: Any) -> int:
 
 
 def due_filter(now: datetime, provider: str | None = None) -> Any:
-    """Records due at `now`: pending, their due time passed, no live lease."""
-    clauses = [
-        R.due_at <= now,
-        R.state == "pending",
-        or_(R.lease_until.is_(None), R.lease_until < now),
-    ]
+    """Records due at `now`: their due time passed and no live lease.
+
+    `due_at` is set only while a record is pending (a CHECK constraint keeps it so), which
+    lets this filter walk the partial due-time index alone.
+    """
+    clauses = [R.due_at <= now, or_(R.lease_until.is_(None), R.lease_until < now)]
     if provider is not None:
         clauses.append(R.provider == provider)
     return and_(*clauses)
@@ -108,10 +108,7 @@ def claim_due(
     if limit <= 0:
         return []
     query = (
-        select(Record.__table__)
-        .where(due_filter(now, provider))
-        .order_by(R.due_at)
-        .limit(limit)
+        select(Record.__table__).where(due_filter(now, provider)).order_by(R.due_at).limit(limit)
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -151,7 +148,7 @@ def count_due(conn: Connection, now: datetime) -> int:
 
 def counts_by_state(conn: Connection) -> dict[str, int]:
     """Record counts per state."""
-    return dict(conn.execute(select(R.state, func.count()).group_by(R.state)).tuples().all())
+    return {state: n for state, n in conn.execute(select(R.state, func.count()).group_by(R.state))}
 
 
 def next_deadline(conn: Connection, now: datetime) -> datetime | None:

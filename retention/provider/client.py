@@ -34,19 +34,31 @@ class Answer:
 class ProviderClient:
     """One provider account's HTTP client, shared by every request of a sweep."""
 
-    def __init__(self, settings: ProviderSettings, api_key: str, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        api_key: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         register_secret(api_key)
         self.settings = settings
-        headers = {"Authorization": f"Bearer {api_key}",
-                   "User-Agent": f"retention/{__version__}"}
+        headers = {"Authorization": f"Bearer {api_key}", "User-Agent": f"retention/{__version__}"}
         if settings.kind == "fireworks" and settings.account_id:
             headers["x-fireworks-account-id"] = settings.account_id
-        limits = httpx.Limits(max_connections=settings.max_concurrency,
-                              max_keepalive_connections=settings.max_concurrency)
+        limits = httpx.Limits(
+            max_connections=settings.max_concurrency,
+            max_keepalive_connections=settings.max_concurrency,
+        )
         self._http = httpx.AsyncClient(
-            headers=headers, timeout=settings.timeout_s, limits=limits, transport=transport,
-            follow_redirects=False, verify=True, trust_env=False)
+            headers=headers,
+            timeout=settings.timeout_s,
+            limits=limits,
+            transport=transport,
+            follow_redirects=False,
+            verify=True,
+            trust_env=False,
+        )
 
     def url(self, response_id: str) -> str:
         """The URL of one response; the ID is validated here, at the last moment, again."""
@@ -75,11 +87,15 @@ class ProviderClient:
 
 def describe(response: httpx.Response, now: datetime) -> Answer:
     """An Answer from an httpx response: status, request ID, Retry-After, error text."""
-    request_id = next((response.headers[h] for h in REQUEST_ID_HEADERS
-                       if h in response.headers), None)
+    request_id = next(
+        (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
+    )
     error = None
     if not response.is_success and response.status_code != 404:
         error = redact(f"HTTP {response.status_code}: {response.text[:200]}")
-    return Answer(status=response.status_code, request_id=request_id,
-                  retry_after=parse_retry_after(response.headers.get("retry-after"), now),
-                  error=error)
+    return Answer(
+        status=response.status_code,
+        request_id=request_id,
+        retry_after=parse_retry_after(response.headers.get("retry-after"), now),
+        error=error,
+    )

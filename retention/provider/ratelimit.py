@@ -10,8 +10,13 @@ from collections.abc import Callable
 class TokenBucket:
     """At most `rate` acquisitions a second on average, bursts up to `burst`."""
 
-    def __init__(self, rate: float, *, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate / 10)
         self._tokens = self.capacity

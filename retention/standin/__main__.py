@@ -11,8 +11,9 @@ from retention.standin.server import Knobs, StandIn
 
 def main(argv: list[str] | None = None) -> None:
     """Parse knobs, serve, print the base URL on the first line of stdout."""
-    parser = argparse.ArgumentParser(prog="python -m retention.standin",
-                                     description="The provider stand-in on 127.0.0.1.")
+    parser = argparse.ArgumentParser(
+        prog="python -m retention.standin", description="The provider stand-in on 127.0.0.1."
+    )
     parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     parser.add_argument("--api-key", default="test-key", help="the bearer key it accepts")
     parser.add_argument("--account", default=None, help="required x-fireworks-account-id")
@@ -20,14 +21,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500")
     parser.add_argument("--rate-429", type=float, default=0.0, help="fraction answered 429")
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After of a 429")
-    parser.add_argument("--drop-rate", type=float, default=0.0,
-                        help="fraction of connections dropped without an answer")
+    parser.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        help="fraction of connections dropped without an answer",
+    )
     parser.add_argument("--flavor", choices=("fireworks", "openai"), default="fireworks")
     parser.add_argument("--seed", type=int, default=None, help="random seed for the faults")
     args = parser.parse_args(argv)
-    knobs = Knobs(latency_ms=args.latency_ms, error_rate=args.error_rate,
-                  rate_429=args.rate_429, retry_after=args.retry_after,
-                  drop_rate=args.drop_rate, flavor=args.flavor)
+    knobs = Knobs(
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        rate_429=args.rate_429,
+        retry_after=args.retry_after,
+        drop_rate=args.drop_rate,
+        flavor=args.flavor,
+    )
     standin = StandIn(api_key=args.api_key, account=args.account, knobs=knobs, seed=args.seed)
     try:
         asyncio.run(_serve(standin, args.port))

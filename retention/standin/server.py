@@ -22,11 +22,11 @@ class Knobs:
     """Fault and latency settings, changeable while running."""
 
     latency_ms: float = 0.0
-    error_rate: float = 0.0      # fraction answered 500
-    rate_429: float = 0.0        # fraction answered 429 with Retry-After
+    error_rate: float = 0.0  # fraction answered 500
+    rate_429: float = 0.0  # fraction answered 429 with Retry-After
     retry_after: int = 1
-    drop_rate: float = 0.0       # fraction whose connection is closed without an answer
-    flavor: str = "fireworks"    # the DELETE body style: fireworks | openai
+    drop_rate: float = 0.0  # fraction whose connection is closed without an answer
+    flavor: str = "fireworks"  # the DELETE body style: fireworks | openai
 
     def update(self, values: dict[str, Any]) -> None:
         """Change the named knobs."""
@@ -40,8 +40,14 @@ class Knobs:
 class StandIn:
     """A running stand-in; `start()` serves it from a background thread on 127.0.0.1."""
 
-    def __init__(self, *, api_key: str = "test-key", account: str | None = None,
-                 knobs: Knobs | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-key",
+        account: str | None = None,
+        knobs: Knobs | None = None,
+        seed: int | None = None,
+    ) -> None:
         self.api_key, self.account = api_key, account
         self.knobs = knobs or Knobs()
         self.store = ResponseStore()
@@ -107,8 +113,12 @@ class StandIn:
             raise asyncio.CancelledError
         roll -= knobs.drop_rate
         if roll < knobs.rate_429:
-            return self._answer(request, 429, {"error": {"message": "rate limited"}},
-                                headers={"Retry-After": str(int(knobs.retry_after))})
+            return self._answer(
+                request,
+                429,
+                {"error": {"message": "rate limited"}},
+                headers={"Retry-After": str(int(knobs.retry_after))},
+            )
         roll -= knobs.rate_429
         if roll < knobs.error_rate:
             return self._answer(request, 500, {"error": {"message": "stand-in fault"}})
@@ -118,23 +128,33 @@ class StandIn:
             return self._answer(request, 403, {"error": {"message": "wrong account"}})
         return None
 
-    def _answer(self, request: web.Request, status: int, body: dict[str, Any],
-                headers: dict[str, str] | None = None) -> web.Response:
+    def _answer(
+        self,
+        request: web.Request,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
         """Answer and remember it."""
-        self.store.note(Seen(request.method, request.path,
-                             request.headers.get("x-fireworks-account-id"), status))
+        self.store.note(
+            Seen(
+                request.method, request.path, request.headers.get("x-fireworks-account-id"), status
+            )
+        )
         return web.json_response(body, status=status, headers=headers)
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/responses."""
         return await self._gate(request) or self._answer(
-            request, 200, self.store.create(await request.json()))
+            request, 200, self.store.create(await request.json())
+        )
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses?limit=&after=, newest first."""
         limit = max(1, min(100, int(request.query.get("limit", "20"))))
         return await self._gate(request) or self._answer(
-            request, 200, self.store.page(limit, request.query.get("after")))
+            request, 200, self.store.page(limit, request.query.get("after"))
+        )
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses/{id}."""
@@ -154,15 +174,18 @@ class StandIn:
         rid = request.match_info["id"]
         if self.store.responses.pop(rid, None) is None:
             return self._answer(request, 404, {"error": {"message": "not found"}})
-        body: dict[str, Any] = ({"id": rid, "object": "response", "deleted": True}
-                                if self.knobs.flavor == "openai"
-                                else {"message": "Response deleted successfully"})
+        body: dict[str, Any] = (
+            {"id": rid, "object": "response", "deleted": True}
+            if self.knobs.flavor == "openai"
+            else {"message": "Response deleted successfully"}
+        )
         return self._answer(request, 200, body)
 
     async def _requests(self, request: web.Request) -> web.Response:
         """GET /_standin/requests: every request answered so far."""
-        return web.json_response({"requests": [asdict(s) for s in self.store.seen],
-                                  "counts": dict(self.store.counts)})
+        return web.json_response(
+            {"requests": [asdict(s) for s in self.store.seen], "counts": dict(self.store.counts)}
+        )
 
     async def _seed(self, request: web.Request) -> web.Response:
         """POST /_standin/seed {"responses": [{id, created_at, model, metadata}...]}."""

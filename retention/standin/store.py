@@ -38,8 +38,13 @@ class ResponseStore:
             "metadata": body.get("metadata") or {},
             "previous_response_id": body.get("previous_response_id"),
             "status": "completed",
-            "output": [{"type": "message", "role": "assistant",
-                        "content": [{"type": "output_text", "text": "stand-in"}]}],
+            "output": [
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "stand-in"}],
+                }
+            ],
         }
         if item["store"]:
             self.responses[item["id"]] = item
@@ -47,17 +52,21 @@ class ResponseStore:
 
     def page(self, limit: int, after: str | None) -> dict[str, Any]:
         """One page of the listing, newest first."""
-        ordered = sorted(self.responses.values(), key=lambda r: (r["created_at"], r["id"]),
-                         reverse=True)
+        ordered = sorted(
+            self.responses.values(), key=lambda r: (r["created_at"], r["id"]), reverse=True
+        )
         start = 0
         if after:
             ids = [r["id"] for r in ordered]
             start = ids.index(after) + 1 if after in ids else len(ids)
-        data = ordered[start:start + limit]
-        return {"object": "list", "data": data,
-                "has_more": start + limit < len(ordered),
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None}
+        data = ordered[start : start + limit]
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": start + limit < len(ordered),
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
 
     def note(self, seen: Seen) -> None:
         """Remember one answered request."""

@@ -57,10 +57,18 @@ class ProviderRun:
 class Sweep:
     """One pass over everything due now."""
 
-    def __init__(self, ledger: Ledger, settings: Settings, policies: PolicySet,
-                 clients: dict[str, ProviderClient], *, limit: int | None = None,
-                 owner: str, clock: Callable[[], datetime],
-                 on_progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: Settings,
+        policies: PolicySet,
+        clients: dict[str, ProviderClient],
+        *,
+        limit: int | None = None,
+        owner: str,
+        clock: Callable[[], datetime],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.ledger, self.settings, self.policies = ledger, settings, policies
         self.clock, self.owner = clock, owner
         cap = settings.sweep.max_deletes_per_sweep
@@ -68,10 +76,16 @@ class Sweep:
         self.brake_limit = limit is None or cap < limit
         self.report = SweepReport(started_at=clock())
         self.flusher = Flusher(ledger, self.report, on_progress)
-        self.runs = {name: ProviderRun(
-            name, client, TokenBucket(p.rate_limit_per_s) if p.rate_limit_per_s else Unlimited(),
-            asyncio.Semaphore(p.max_concurrency))
-            for name, client in clients.items() for p in [settings.providers[name]]}
+        self.runs = {
+            name: ProviderRun(
+                name,
+                client,
+                TokenBucket(p.rate_limit_per_s) if p.rate_limit_per_s else Unlimited(),
+                asyncio.Semaphore(p.max_concurrency),
+            )
+            for name, client in clients.items()
+            for p in [settings.providers[name]]
+        }
 
     async def run(self) -> SweepReport:
         """Sweep every provider concurrently; returns the report once all is written."""
@@ -109,9 +123,14 @@ class Sweep:
         """Lease up to `want` due records, within the sweep's budget."""
         now = self.clock()
         with self.ledger.transaction() as conn:
-            rows = store.claim_due(conn, provider=provider, now=now,
-                                   limit=min(want, self.budget.left), owner=self.owner,
-                                   lease_until=now + LEASE)
+            rows = store.claim_due(
+                conn,
+                provider=provider,
+                now=now,
+                limit=min(want, self.budget.left),
+                owner=self.owner,
+                lease_until=now + LEASE,
+            )
         self.budget.take(len(rows))
         self.report.requests += len(rows)
         return rows
@@ -125,17 +144,26 @@ class Sweep:
         """Delete one record, retrying in the sweep while the wait is short."""
         attempt = row.attempts
         while True:
-            if run.stopped:
-                return self.flusher.put(Result(row, "auth", attempt))
             if not decide(store.facts_of(row), self.policies).is_due(self.clock()):
                 return self.flusher.put(Result(row, "skipped", attempt))  # never early
-            attempt += 1
             kind, answer, verified = await self._attempt(run, row.response_id)
+            if answer is None:  # the provider's sweep stopped before this was sent
+                return self.flusher.put(Result(row, kind, attempt))
+            attempt += 1
             if kind != "retry" and kind != "unconfirmed":
                 return self._finish(run, row, kind, attempt, answer, verified)
             if attempt >= self.settings.sweep.max_attempts:
-                return self.flusher.put(Result(row, "failed", attempt, answer, error=(
-                    f"gave up after {attempt} attempts: {answer.error or answer.status}")))
+                return self.flusher.put(
+                    Result(
+                        row,
+                        "failed",
+                        attempt,
+                        answer,
+                        error=(
+                            f"gave up after {attempt} attempts: {answer.error or answer.status}"
+                        ),
+                    )
+                )
             delay = backoff(attempt, retry_after=answer.retry_after)
             next_at = self.clock() + timedelta(seconds=delay)
             if delay > IN_SWEEP_WAIT or not self.budget.take():
@@ -144,8 +172,15 @@ class Sweep:
             self.flusher.put(Result(row, kind, attempt, answer, next_at))
             await asyncio.sleep(delay)
 
-    def _finish(self, run: ProviderRun, row: Row[Any], kind: str, attempt: int,
-                answer: Answer, verified: bool | None) -> None:
+    def _finish(
+        self,
+        run: ProviderRun,
+        row: Row[Any],
+        kind: str,
+        attempt: int,
+        answer: Answer,
+        verified: bool | None,
+    ) -> None:
         """Queue a final outcome; 401/403 stops this provider's sweep."""
         if kind == "auth" and not run.stopped:
             run.stopped = True
@@ -153,19 +188,25 @@ class Sweep:
             self.flusher.auth_failed(run.name, answer)
         self.flusher.put(Result(row, kind, attempt, answer, verified=verified))
 
-    async def _attempt(self, run: ProviderRun, response_id: str) \
-            -> tuple[str, Answer, bool | None]:
-        """One DELETE (and the confirming GET when configured): (kind, answer, verified)."""
+    async def _attempt(
+        self, run: ProviderRun, response_id: str
+    ) -> tuple[str, Answer | None, bool | None]:
+        """One DELETE (and the confirming GET when configured): (kind, answer, verified).
+
+        Checked again once a slot is free: after a 401/403 nothing more is sent."""
         await run.limiter.acquire()
         async with run.semaphore:
+            if run.stopped:
+                return "stopped", None, None
             answer = await run.client.delete(response_id)
         outcome = classify(answer.status)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
             return await self._confirm(run, response_id, answer)
         return outcome.value, answer, None
 
-    async def _confirm(self, run: ProviderRun, response_id: str, deleted: Answer) \
-            -> tuple[str, Answer, bool | None]:
+    async def _confirm(
+        self, run: ProviderRun, response_id: str, deleted: Answer
+    ) -> tuple[str, Answer | None, bool | None]:
         """GET after a 2xx DELETE: only a 404 confirms the deletion."""
         await run.limiter.acquire()
         async with run.semaphore:
@@ -173,6 +214,9 @@ class Sweep:
         if check.status == 404:
             return "deleted", deleted, True
         if check.status is not None and 200 <= check.status < 300:
-            return "unconfirmed", Answer(check.status, check.request_id, None,
-                                         "still present after DELETE"), None
+            return (
+                "unconfirmed",
+                Answer(check.status, check.request_id, None, "still present after DELETE"),
+                None,
+            )
         return ("auth" if check.status in (401, 403) else "retry"), check, None

@@ -20,8 +20,9 @@ log = get_logger("retention.sweep")
 class Flusher:
     """Collects Results and commits them at most every 50 ms or 256 outcomes."""
 
-    def __init__(self, ledger: Ledger, report: SweepReport,
-                 on_progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, report: SweepReport, on_progress: Callable[[int], None] | None = None
+    ) -> None:
         self.ledger, self.report, self.on_progress = ledger, report, on_progress
         self._pending: list[Result] = []
         self._auth: list[tuple[str, Answer]] = []
@@ -71,8 +72,12 @@ class Flusher:
         auth, self._auth = self._auth, []
         with self.ledger.write() as tx:
             for provider, answer in auth:
-                tx.event("provider.auth_failed", provider=provider, http_status=answer.status,
-                         error=answer.error)
+                tx.event(
+                    "provider.auth_failed",
+                    provider=provider,
+                    http_status=answer.status,
+                    error=answer.error,
+                )
             for result in batch:
                 apply(tx, result)
         if self.on_progress:

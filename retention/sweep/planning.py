@@ -11,8 +11,9 @@ from retention.ledger.ledger import Ledger
 from retention.reconcile import DIGEST_KEY
 
 
-def planned_now(ledger: Ledger, policies: PolicySet, now: datetime,
-                limit: int | None = None) -> list[PlannedDeletion]:
+def planned_now(
+    ledger: Ledger, policies: PolicySet, now: datetime, limit: int | None = None
+) -> list[PlannedDeletion]:
     """The due records under `policies`; the index answers when they are the ledger's policies,
     otherwise every open record is planned afresh in memory."""
     with ledger.read() as conn:

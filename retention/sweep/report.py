@@ -37,7 +37,16 @@ class SweepReport:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (integers and strings only, fit for the audit trail)."""
-        kinds = ("deleted", "absent", "failed", "deferred", "retry", "unconfirmed", "skipped")
+        kinds = (
+            "deleted",
+            "absent",
+            "failed",
+            "deferred",
+            "retry",
+            "unconfirmed",
+            "skipped",
+            "stopped",
+        )
         return {
             "started_at": format_time(self.started_at),
             "finished_at": format_time(self.finished_at),

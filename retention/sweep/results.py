@@ -13,8 +13,7 @@ from retention.ledger import store
 from retention.ledger.ledger import Tx
 from retention.provider.client import Answer
 
-TERMINAL = {"deleted": "response.deleted", "absent": "response.absent",
-            "failed": "response.failed"}
+TERMINAL = {"deleted": "response.deleted", "absent": "response.absent", "failed": "response.failed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,28 +35,54 @@ def apply(tx: Tx, result: Result) -> None:
     row, answer = result.row, result.answer
     status = answer.status if answer else None
     error = result.error or (answer.error if answer else None)
-    common = {"response_id": row.response_id, "provider": row.provider,
-              "account": row.account, "policy": row.policy, "deadline": row.deadline,
-              "http_status": status, "attempt": result.attempt,
-              "provider_request_id": answer.request_id if answer else None}
+    common = {
+        "response_id": row.response_id,
+        "provider": row.provider,
+        "account": row.account,
+        "policy": row.policy,
+        "deadline": row.deadline,
+        "http_status": status,
+        "attempt": result.attempt,
+        "provider_request_id": answer.request_id if answer else None,
+    }
     if result.kind in TERMINAL:
-        store.update_record(tx.conn, row.id, state=result.kind, due_at=None, closed_at=tx.now,
-                            attempts=result.attempt, last_status=status, last_error=error,
-                            lease_owner=None, lease_until=None, updated_at=tx.now)
-        details: dict[str, Any] = {"deadline_basis": row.deadline_basis,
-                                   "lag_s": int((tx.now - row.deadline).total_seconds())}
+        store.update_record(
+            tx.conn,
+            row.id,
+            state=result.kind,
+            due_at=None,
+            closed_at=tx.now,
+            attempts=result.attempt,
+            last_status=status,
+            last_error=error,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=tx.now,
+        )
+        details: dict[str, Any] = {
+            "deadline_basis": row.deadline_basis,
+            "lag_s": int((tx.now - row.deadline).total_seconds()),
+        }
         if result.verified is not None:
             details["verified"] = result.verified
         tx.event(TERMINAL[result.kind], **common, error=error, details=details)
     elif result.kind in ("retry", "deferred", "unconfirmed"):
-        values: dict[str, Any] = {"attempts": result.attempt, "last_status": status,
-                                  "last_error": error, "updated_at": tx.now}
+        values: dict[str, Any] = {
+            "attempts": result.attempt,
+            "last_status": status,
+            "last_error": error,
+            "updated_at": tx.now,
+        }
         if result.kind == "deferred":
             values.update(due_at=result.next_at, lease_owner=None, lease_until=None)
         store.update_record(tx.conn, row.id, **values)
-        name = ("response.delete_unconfirmed" if result.kind == "unconfirmed"
-                else "response.delete_attempt_failed")
-        tx.event(name, **common, error=error, details={
-            "next_attempt_at": format_time(result.next_at)})
+        name = (
+            "response.delete_unconfirmed"
+            if result.kind == "unconfirmed"
+            else "response.delete_attempt_failed"
+        )
+        tx.event(
+            name, **common, error=error, details={"next_attempt_at": format_time(result.next_at)}
+        )
     else:  # auth, skipped: nothing happened to the response; give the record back
         store.update_record(tx.conn, row.id, lease_owner=None, lease_until=None)

@@ -44,10 +44,16 @@ def exclusive(ledger: Ledger) -> Iterator[None]:
         yield
 
 
-async def sweep_once(ledger: Ledger, settings: Settings, policies: PolicySet, *,
-                     clock: Callable[[], datetime], limit: int | None = None,
-                     on_progress: Callable[[int], None] | None = None,
-                     transport: httpx.AsyncBaseTransport | None = None) -> SweepReport:
+async def sweep_once(
+    ledger: Ledger,
+    settings: Settings,
+    policies: PolicySet,
+    *,
+    clock: Callable[[], datetime],
+    limit: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> SweepReport:
     """Run one sweep over every provider and write `sweep.started`/`sweep.finished`."""
     keys = {name: p.api_key() for name, p in settings.providers.items()}
     with ExitStack() as stack:
@@ -56,11 +62,21 @@ async def sweep_once(ledger: Ledger, settings: Settings, policies: PolicySet, *,
             due = store.count_due(conn, clock())
         with ledger.write() as tx:
             tx.event("sweep.started", details={"due": due, "limit": limit})
-        clients = {name: ProviderClient(settings.providers[name], key, transport=transport)
-                   for name, key in keys.items()}
+        clients = {
+            name: ProviderClient(settings.providers[name], key, transport=transport)
+            for name, key in keys.items()
+        }
         try:
-            sweep = Sweep(ledger, settings, policies, clients, limit=limit,
-                          owner=owner_name(), clock=clock, on_progress=on_progress)
+            sweep = Sweep(
+                ledger,
+                settings,
+                policies,
+                clients,
+                limit=limit,
+                owner=owner_name(),
+                clock=clock,
+                on_progress=on_progress,
+            )
             report = await sweep.run()
         finally:
             for client in clients.values():

@@ -13,8 +13,9 @@ HOSTILE = ["../x", "a/b", "r?x=1", "r 1", "résumé", "%2e%2e", "resp_1\n", "", 
 
 
 @pytest.mark.parametrize("bad", HOSTILE)
-def test_hostile_id_is_refused_before_any_request(workdir: Path, standin_process: str,
-                                                  bad: str) -> None:
+def test_hostile_id_is_refused_before_any_request(
+    workdir: Path, standin_process: str, bad: str
+) -> None:
     """`record` of a hostile ID exits 2, names it, records nothing and sends nothing."""
     write_config(workdir, standin_process)
     result = cli("record", "--", bad, cwd=workdir)
@@ -27,8 +28,7 @@ def test_hostile_id_is_refused_before_any_request(workdir: Path, standin_process
 
 def _jsonl(ids: list[str]) -> str:
     """Import lines for `ids`."""
-    return "".join(json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n"
-                   for i in ids)
+    return "".join(json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n" for i in ids)
 
 
 def test_import_with_bad_third_line_writes_nothing(workdir: Path) -> None:
@@ -67,8 +67,10 @@ def test_import_csv_from_stdin(workdir: Path) -> None:
 def test_policies_check_names_the_line_of_a_bad_ttl(workdir: Path) -> None:
     """`ttl: 3 parsecs` on line 7 exits 2 with an error naming line 7 and the key."""
     bad = workdir / "bad.yaml"
-    bad.write_text("version: 1\ndefault:\n  ttl: 30d\npolicies:\n  - name: pii\n"
-                   "    match: {metadata: {data_class: pii}}\n    ttl: 3 parsecs\n")
+    bad.write_text(
+        "version: 1\ndefault:\n  ttl: 30d\npolicies:\n  - name: pii\n"
+        "    match: {metadata: {data_class: pii}}\n    ttl: 3 parsecs\n"
+    )
     result = cli("policies", "check", str(bad), cwd=workdir)
     assert result.returncode == 2
     assert f"{bad}:7: policies[0].ttl:" in result.stderr

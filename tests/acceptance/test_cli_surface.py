@@ -9,8 +9,19 @@ import pytest
 
 from tests.helpers import cli, write_config
 
-COMMANDS = [[], ["record"], ["import"], ["ls"], ["status"], ["explain"], ["sweep"],
-            ["policies"], ["policies", "check"], ["db"], ["db", "upgrade"]]
+COMMANDS = [
+    [],
+    ["record"],
+    ["import"],
+    ["ls"],
+    ["status"],
+    ["explain"],
+    ["sweep"],
+    ["policies"],
+    ["policies", "check"],
+    ["db"],
+    ["db", "upgrade"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "retention")
@@ -73,7 +84,8 @@ def test_shipped_examples_work_as_they_are(workdir: Path) -> None:
     for name in ("retention.yaml", "policies.yaml"):
         (workdir / name).write_text((config_dir / name).read_text())
     assert cli("policies", "check", cwd=workdir).returncode == 0
-    assert cli("record", "resp_x", "--created-at", "2026-01-01T00:00:00Z",
-               cwd=workdir).returncode == 0
+    assert (
+        cli("record", "resp_x", "--created-at", "2026-01-01T00:00:00Z", cwd=workdir).returncode == 0
+    )
     result = cli("sweep", "--dry-run", cwd=workdir)
     assert result.returncode == 0 and "resp_x" in result.stdout

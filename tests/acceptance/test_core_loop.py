@@ -18,14 +18,18 @@ def six(workdir: Path, standin_process: str) -> tuple[Path, str]:
     """The six responses of the acceptance list, recorded with --created-at."""
     url = standin_process
     write_config(workdir, url)
-    seed(url, [{"id": i} for i in ("resp_old", "resp_pii", "resp_eval", "resp_fresh",
-                                   "resp_held")])
+    seed(url, [{"id": i} for i in ("resp_old", "resp_pii", "resp_eval", "resp_fresh", "resp_held")])
     t = int(time.time())
     for args in (
         ["resp_old", "--created-at", str(t - 31 * DAY)],
         ["resp_pii", "--meta", "data_class=pii", "--created-at", str(t - 2 * DAY)],
-        ["resp_eval", "--model", "accounts/fireworks/models/eval-7b", "--created-at",
-         str(t - 8 * DAY)],
+        [
+            "resp_eval",
+            "--model",
+            "accounts/fireworks/models/eval-7b",
+            "--created-at",
+            str(t - 8 * DAY),
+        ],
         ["resp_fresh", "--meta", "data_class=pii", "--created-at", str(t - 3600)],
         ["resp_held", "--created-at", str(t - 40 * DAY)],
         ["resp_gone", "--created-at", str(t - 31 * DAY)],
@@ -41,8 +45,12 @@ def test_dry_run_lists_the_four_due_ids_and_sends_nothing(six: tuple[Path, str])
     result = cli("sweep", "--dry-run", "--output", "json", cwd=workdir)
     assert result.returncode == 0, result.stderr
     planned = {p["response_id"]: p["policy"] for p in json.loads(result.stdout)["would_delete"]}
-    assert planned == {"resp_old": "default", "resp_pii": "pii", "resp_eval": "evals",
-                       "resp_gone": "default"}
+    assert planned == {
+        "resp_old": "default",
+        "resp_pii": "pii",
+        "resp_eval": "evals",
+        "resp_gone": "default",
+    }
     assert not [r for r in standin_requests(url) if r["method"] == "DELETE"]
 
 
@@ -53,12 +61,21 @@ def test_sweep_deletes_exactly_the_four_due(six: tuple[Path, str]) -> None:
     assert result.returncode == 0, result.stderr
     deletes = [r for r in standin_requests(url) if r["method"] == "DELETE"]
     assert sorted(r["path"].rsplit("/", 1)[1] for r in deletes) == [
-        "resp_eval", "resp_gone", "resp_old", "resp_pii"]
+        "resp_eval",
+        "resp_gone",
+        "resp_old",
+        "resp_pii",
+    ]
     assert all(r["account"] == "acme" for r in deletes)
     listing = json.loads(cli("ls", "-o", "json", cwd=workdir).stdout)
     assert {r["response_id"]: r["state"] for r in listing} == {
-        "resp_old": "deleted", "resp_pii": "deleted", "resp_eval": "deleted",
-        "resp_gone": "absent", "resp_fresh": "pending", "resp_held": "held"}
+        "resp_old": "deleted",
+        "resp_pii": "deleted",
+        "resp_eval": "deleted",
+        "resp_gone": "absent",
+        "resp_fresh": "pending",
+        "resp_held": "held",
+    }
 
 
 def test_second_sweep_sends_nothing(six: tuple[Path, str]) -> None:

@@ -14,8 +14,12 @@ def _chain(n: int) -> list[dict[str, object]]:
     """A sound chain of n records."""
     records, prev = [], GENESIS
     for seq in range(1, n + 1):
-        record = seal({"event": "response.deleted", "response_id": f"r{seq}", "ts": "t"},
-                      chain="main", seq=seq, prev_hash=prev)
+        record = seal(
+            {"event": "response.deleted", "response_id": f"r{seq}", "ts": "t"},
+            chain="main",
+            seq=seq,
+            prev_hash=prev,
+        )
         prev = record["hash"]
         records.append(record)
     return records
@@ -36,11 +40,14 @@ def test_sound_chain_verifies() -> None:
     assert fault is None and heads["main"][0] == 5
 
 
-@pytest.mark.parametrize(("tamper", "kind"), [
-    (lambda c: c[2].update(response_id="other"), "modified"),
-    (lambda c: c.pop(2), "missing"),
-    (lambda c: c.insert(1, c.pop(3)), "missing"),
-])
+@pytest.mark.parametrize(
+    ("tamper", "kind"),
+    [
+        (lambda c: c[2].update(response_id="other"), "modified"),
+        (lambda c: c.pop(2), "missing"),
+        (lambda c: c.insert(1, c.pop(3)), "missing"),
+    ],
+)
 def test_tampering_is_found(tamper, kind: str) -> None:  # type: ignore[no-untyped-def]
     """An edited, deleted or moved record is the first fault reported."""
     records = _chain(6)

@@ -11,20 +11,24 @@ from retention.config.settings import ProviderSettings
 from retention.errors import InvalidIdError
 from retention.provider.client import ProviderClient
 
-FIREWORKS = ProviderSettings(name="fw", kind="fireworks", base_url="https://fw.test/v1",
-                             api_key_env="K", account_id="acme")
-OPENAI = ProviderSettings(name="oa", kind="openai", base_url="https://oa.test/v1",
-                          api_key_env="K", account_id="acme")
+FIREWORKS = ProviderSettings(
+    name="fw", kind="fireworks", base_url="https://fw.test/v1", api_key_env="K", account_id="acme"
+)
+OPENAI = ProviderSettings(
+    name="oa", kind="openai", base_url="https://oa.test/v1", api_key_env="K", account_id="acme"
+)
 
 
 def _run(settings: ProviderSettings, handler, call: str = "delete", rid: str = "resp_1"):  # type: ignore[no-untyped-def]
     """Send one request through a MockTransport."""
+
     async def go():  # type: ignore[no-untyped-def]
         client = ProviderClient(settings, "sk-secret", transport=httpx.MockTransport(handler))
         try:
             return await getattr(client, call)(rid)
         finally:
             await client.aclose()
+
     return asyncio.run(go())
 
 
@@ -34,8 +38,11 @@ def test_fireworks_sends_bearer_and_account_header() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"message": "Response deleted successfully"},
-                              headers={"x-request-id": "req-9"})
+        return httpx.Response(
+            200,
+            json={"message": "Response deleted successfully"},
+            headers={"x-request-id": "req-9"},
+        )
 
     answer = _run(FIREWORKS, handler)
     assert (answer.status, answer.request_id, answer.error) == (200, "req-9", None)
@@ -59,6 +66,7 @@ def test_openai_kind_sends_no_account_header() -> None:
 
 def test_retry_after_and_error_text_are_read_without_secrets() -> None:
     """A 429 carries Retry-After; an echoed key is redacted from the error."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": "2"}, text="slow down sk-secret")
 
@@ -69,6 +77,7 @@ def test_retry_after_and_error_text_are_read_without_secrets() -> None:
 
 def test_transport_errors_become_answers() -> None:
     """A refused connection is an answer with no status, never an exception."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
@@ -79,6 +88,7 @@ def test_transport_errors_become_answers() -> None:
 @pytest.mark.parametrize("bad", ["../x", "a/b", "%2e%2e"])
 def test_an_invalid_id_never_becomes_a_request(bad: str) -> None:
     """The client validates again before building a URL."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         raise AssertionError("no request may be sent")
 

@@ -22,22 +22,39 @@ def test_shipped_examples_load() -> None:
     assert rules.names == ("pii", "evals", "default")
 
 
-@pytest.mark.parametrize(("text", "line", "fragment"), [
-    ("version: 1\ndefault:\n  ttl: 30d\npolicies:\n  - name: pii\n    ttl: 3 parsecs\n", 6,
-     "policies[0].ttl: invalid duration"),
-    ("version: 1\ndefault:\n  ttl: 30d\n  tll: 2d\n", 4, "default.tll: unknown key"),
-    ("version: 1\ndefault: {ttl: 30d}\ndefault: {ttl: 1d}\n", 3, "default: key given twice"),
-    ("version: 2\ndefault: {ttl: 30d}\n", 1, "version: unsupported"),
-    ("version: 1\n", 1, "default: required"),
-    ("version: 1\ndefault: {ttl: 30d}\nholds:\n  - name: h\n    ids: [ok, ../x]\n", 5,
-     "holds[0].ids[1]: invalid response ID"),
-    ("version: 1\ndefault: {ttl: 30d}\nholds:\n  - name: h\n", 4, "a hold needs"),
-    ("version: 1\ndefault: {ttl: 30d}\npolicies:\n  - {name: a, ttl: 1d}\n  - {name: a, ttl: 2d}\n",
-     5, "used twice"),
-    ("version: 1\ndefault: [\n", 3, "invalid YAML"),
-    ("version: 1\ndefault: {ttl: 30d}\npolicies:\n  - name: x\n    ttl: 1d\n"
-     "    match: {metadata: {k: [1]}}\n", 6, "metadata.k: expected a string"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        (
+            "version: 1\ndefault:\n  ttl: 30d\npolicies:\n  - name: pii\n    ttl: 3 parsecs\n",
+            6,
+            "policies[0].ttl: invalid duration",
+        ),
+        ("version: 1\ndefault:\n  ttl: 30d\n  tll: 2d\n", 4, "default.tll: unknown key"),
+        ("version: 1\ndefault: {ttl: 30d}\ndefault: {ttl: 1d}\n", 3, "default: key given twice"),
+        ("version: 2\ndefault: {ttl: 30d}\n", 1, "version: unsupported"),
+        ("version: 1\n", 1, "default: required"),
+        (
+            "version: 1\ndefault: {ttl: 30d}\nholds:\n  - name: h\n    ids: [ok, ../x]\n",
+            5,
+            "holds[0].ids[1]: invalid response ID",
+        ),
+        ("version: 1\ndefault: {ttl: 30d}\nholds:\n  - name: h\n", 4, "a hold needs"),
+        (
+            "version: 1\ndefault: {ttl: 30d}\npolicies:\n"
+            "  - {name: a, ttl: 1d}\n  - {name: a, ttl: 2d}\n",
+            5,
+            "used twice",
+        ),
+        ("version: 1\ndefault: [\n", 3, "invalid YAML"),
+        (
+            "version: 1\ndefault: {ttl: 30d}\npolicies:\n  - name: x\n    ttl: 1d\n"
+            "    match: {metadata: {k: [1]}}\n",
+            6,
+            "metadata.k: expected a string",
+        ),
+    ],
+)
 def test_policy_errors_name_the_line(text: str, line: int, fragment: str) -> None:
     """Each mistake is reported as file:line: key: what is wrong."""
     with pytest.raises(ConfigError) as caught:
@@ -56,14 +73,17 @@ def _settings(tmp_path: Path, text: str) -> Path:
 BASE = "providers:\n  fw:\n    api_key_env: K\n"
 
 
-@pytest.mark.parametrize(("extra", "fragment"), [
-    ("    base_url: http://api.example.com/v1\n", "providers.fw.base_url: http:// is allowed"),
-    ("    kind: anthropic\n", "providers.fw.kind: expected one of"),
-    ("    max_concurrency: 0\n", "max_concurrency: expected an integer"),
-    ("    api_key_file: k.txt\n", "exactly one of api_key_env and api_key_file"),
-    ("sweep:\n  interval: soon\n", "sweep.interval: invalid duration"),
-    ("database_url: mysql://x/y\n", "database_url: unsupported database URL"),
-])
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ("    base_url: http://api.example.com/v1\n", "providers.fw.base_url: http:// is allowed"),
+        ("    kind: anthropic\n", "providers.fw.kind: expected one of"),
+        ("    max_concurrency: 0\n", "max_concurrency: expected an integer"),
+        ("    api_key_file: k.txt\n", "exactly one of api_key_env and api_key_file"),
+        ("sweep:\n  interval: soon\n", "sweep.interval: invalid duration"),
+        ("database_url: mysql://x/y\n", "database_url: unsupported database URL"),
+    ],
+)
 def test_settings_errors_name_the_key(tmp_path: Path, extra: str, fragment: str) -> None:
     """Bad settings are refused with the key that is wrong."""
     with pytest.raises(ConfigError, match=fragment):
@@ -83,8 +103,7 @@ def test_postgres_urls_use_psycopg(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert settings.database_url == "postgresql+psycopg://postgres@127.0.0.1/db"
 
 
-def test_api_key_errors_never_show_a_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) \
-        -> None:
+def test_api_key_errors_never_show_a_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A missing key names the variable; a present key is read from the environment."""
     settings = load_settings(_settings(tmp_path, BASE))
     monkeypatch.delenv("K", raising=False)

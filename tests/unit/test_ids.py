@@ -18,9 +18,28 @@ def test_valid_ids_pass(good: str) -> None:
     assert validate_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/b", "r?x=1", "r 1", "résumé", "%2e%2e", "", ".",
-                                 "..", "-x", "_x", "a\n", "a\x00", "a#b", "a\\b", "x" * 201,
-                                 "ｒｅｓｐ"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../x",
+        "a/b",
+        "r?x=1",
+        "r 1",
+        "résumé",
+        "%2e%2e",
+        "",
+        ".",
+        "..",
+        "-x",
+        "_x",
+        "a\n",
+        "a\x00",
+        "a#b",
+        "a\\b",
+        "x" * 201,
+        "ｒｅｓｐ",
+    ],
+)
 def test_hostile_ids_are_refused(bad: str) -> None:
     """Separators, dots first, encodings, spaces, control and non-ASCII characters fail."""
     with pytest.raises(InvalidIdError, match="invalid response ID"):

@@ -35,8 +35,13 @@ def test_csv_without_id_column_is_refused() -> None:
 
 def test_validate_rows_reports_each_reject() -> None:
     """Rejects carry their line and reason; valid rows are kept in order."""
-    rows = [(1, {"id": "a"}), (2, {"id": "b/c"}), (3, {"id": "d", "color": "red"}),
-            (4, {"id": "e", "provider": "nope"}), (5, {"id": "f", "created_at": "x"})]
+    rows = [
+        (1, {"id": "a"}),
+        (2, {"id": "b/c"}),
+        (3, {"id": "d", "color": "red"}),
+        (4, {"id": "e", "provider": "nope"}),
+        (5, {"id": "f", "created_at": "x"}),
+    ]
     valid, rejects = validate_rows(rows, providers={"fireworks"})
     assert [r.response_id for r in valid] == ["a"]
     assert [r.line for r in rejects] == [2, 3, 4, 5]
@@ -45,9 +50,16 @@ def test_validate_rows_reports_each_reject() -> None:
 
 def test_from_mapping_reads_every_field() -> None:
     """A full item keeps created_at, model, metadata and the previous response."""
-    record = from_mapping({"id": "a", "provider": "fw", "created_at": 1795593600,
-                           "model": "m", "metadata": {"n": 3, "b": True},
-                           "previous_response_id": "z"})
+    record = from_mapping(
+        {
+            "id": "a",
+            "provider": "fw",
+            "created_at": 1795593600,
+            "model": "m",
+            "metadata": {"n": 3, "b": True},
+            "previous_response_id": "z",
+        }
+    )
     assert record.created_at == datetime(2026, 11, 25, 8, tzinfo=UTC)
     assert record.metadata == {"n": "3", "b": "true"}
     assert record.previous_response_id == "z"
@@ -60,8 +72,13 @@ def test_meta_args() -> None:
         parse_meta_args(["nope"])
 
 
-@given(st.dictionaries(st.text(max_size=10), st.none() | st.text(max_size=20) | st.integers()
-                       | st.lists(st.integers(), max_size=2), max_size=5))
+@given(
+    st.dictionaries(
+        st.text(max_size=10),
+        st.none() | st.text(max_size=20) | st.integers() | st.lists(st.integers(), max_size=2),
+        max_size=5,
+    )
+)
 def test_arbitrary_objects_never_crash_validation(item: dict[str, object]) -> None:
     """Any JSON object is either a valid record or a clean reject."""
     valid, rejects = validate_rows([(1, item)])

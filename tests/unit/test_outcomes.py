@@ -10,12 +10,24 @@ import pytest
 from retention.core.outcomes import Outcome, backoff, classify, parse_retry_after
 
 
-@pytest.mark.parametrize(("status", "outcome"), [
-    (200, Outcome.DELETED), (204, Outcome.DELETED), (404, Outcome.ABSENT),
-    (429, Outcome.RETRY), (500, Outcome.RETRY), (503, Outcome.RETRY), (None, Outcome.RETRY),
-    (401, Outcome.AUTH), (403, Outcome.AUTH), (400, Outcome.FAILED), (409, Outcome.FAILED),
-    (422, Outcome.FAILED), (301, Outcome.FAILED),
-])
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, Outcome.DELETED),
+        (204, Outcome.DELETED),
+        (404, Outcome.ABSENT),
+        (429, Outcome.RETRY),
+        (500, Outcome.RETRY),
+        (503, Outcome.RETRY),
+        (None, Outcome.RETRY),
+        (401, Outcome.AUTH),
+        (403, Outcome.AUTH),
+        (400, Outcome.FAILED),
+        (409, Outcome.FAILED),
+        (422, Outcome.FAILED),
+        (301, Outcome.FAILED),
+    ],
+)
 def test_status_classification(status: int | None, outcome: Outcome) -> None:
     """Each status means exactly what SPEC.md says."""
     assert classify(status) is outcome
@@ -34,6 +46,6 @@ def test_backoff_grows_and_honours_retry_after() -> None:
     """Waits grow with attempts, stay jittered, and never undercut Retry-After."""
     rng = random.Random(1)
     waits = [backoff(n, rng=rng) for n in range(1, 8)]
-    assert all(0.25 <= w for w in waits) and waits[-1] > waits[0]
+    assert all(w >= 0.25 for w in waits) and waits[-1] > waits[0]
     assert backoff(1, retry_after=7, rng=rng) >= 7
     assert backoff(30, rng=rng) <= 300

@@ -14,12 +14,17 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 RULES = parse_policies(POLICIES)
 
 
-def facts(rid: str = "resp_1", *, age: timedelta | None = timedelta(days=1),
-          **kw: object) -> ResponseFacts:
+def facts(
+    rid: str = "resp_1", *, age: timedelta | None = timedelta(days=1), **kw: object
+) -> ResponseFacts:
     """A response created `age` ago (None: created_at unknown, first seen now - 1h)."""
-    return ResponseFacts(response_id=rid, provider=kw.pop("provider", "fireworks"),  # type: ignore[arg-type]
-                         created_at=NOW - age if age is not None else None,
-                         first_seen_at=NOW - timedelta(hours=1), **kw)  # type: ignore[arg-type]
+    return ResponseFacts(
+        response_id=rid,
+        provider=kw.pop("provider", "fireworks"),  # type: ignore[arg-type]
+        created_at=NOW - age if age is not None else None,
+        first_seen_at=NOW - timedelta(hours=1),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_first_matching_policy_wins() -> None:
@@ -32,15 +37,19 @@ def test_model_glob_and_provider_must_both_match() -> None:
     """The evals policy needs the fireworks provider and a model under the glob."""
     assert decide(facts(model="accounts/fireworks/models/x"), RULES).policy == "evals"
     assert decide(facts(model="accounts/other/models/x"), RULES).policy == "default"
-    assert decide(facts(model="accounts/fireworks/models/x", provider="openai"),
-                  RULES).policy == "default"
+    assert (
+        decide(facts(model="accounts/fireworks/models/x", provider="openai"), RULES).policy
+        == "default"
+    )
 
 
 def test_default_applies_when_nothing_matches() -> None:
     """No match means the required default."""
     decision = decide(facts(), RULES)
-    assert (decision.policy, decision.deadline) == ("default", NOW - timedelta(days=1)
-                                                    + timedelta(days=30))
+    assert (decision.policy, decision.deadline) == (
+        "default",
+        NOW - timedelta(days=1) + timedelta(days=30),
+    )
 
 
 def test_deadline_counts_from_first_seen_when_created_at_is_unknown() -> None:
@@ -67,8 +76,11 @@ def test_nothing_is_due_before_its_deadline() -> None:
 
 def test_plan_orders_by_deadline() -> None:
     """The plan lists the most overdue first."""
-    items = [facts("a", age=timedelta(days=31)), facts("b", age=timedelta(days=40)),
-             facts("c", age=timedelta(days=2))]
+    items = [
+        facts("a", age=timedelta(days=31)),
+        facts("b", age=timedelta(days=40)),
+        facts("c", age=timedelta(days=2)),
+    ]
     assert [p.facts.response_id for p in plan(items, RULES, NOW)] == ["b", "a"]
 
 

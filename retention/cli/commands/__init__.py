@@ -17,7 +17,12 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
         if value:
             ctx.ensure_object(App).config = value
 
-    return click.option("-c", "--config", metavar="FILE", expose_value=False,
-                        callback=remember, is_eager=True,
-                        help="retention.yaml (default: $RETENTION_CONFIG, then "
-                             "./retention.yaml).")(func)
+    return click.option(
+        "-c",
+        "--config",
+        metavar="FILE",
+        expose_value=False,
+        callback=remember,
+        is_eager=True,
+        help="retention.yaml (default: $RETENTION_CONFIG, then ./retention.yaml).",
+    )(func)

@@ -27,16 +27,24 @@ def policies_check(ctx: click.Context, file: Path | None, output: str) -> None:
     """Validate a policies file (default: the one retention.yaml names)."""
     path = file or app_of(ctx).settings.policies_file
     loaded = load_policies(path)
-    data = {"file": str(path), "valid": True, "digest": loaded.digest(),
-            "policies": [{"name": p.name, "ttl": format_duration(p.ttl),
-                          "match": p.match.describe()} for p in loaded.policies],
-            "default_ttl": format_duration(loaded.default.ttl),
-            "holds": [h.name for h in loaded.holds]}
+    data = {
+        "file": str(path),
+        "valid": True,
+        "digest": loaded.digest(),
+        "policies": [
+            {"name": p.name, "ttl": format_duration(p.ttl), "match": p.match.describe()}
+            for p in loaded.policies
+        ],
+        "default_ttl": format_duration(loaded.default.ttl),
+        "holds": [h.name for h in loaded.holds],
+    }
     if output == "json":
         emit(data, output)
         return
-    click.echo(f"{path}: ok: {len(loaded.policies)} policies, default TTL "
-               f"{data['default_ttl']}, {len(loaded.holds)} holds")
+    click.echo(
+        f"{path}: ok: {len(loaded.policies)} policies, default TTL "
+        f"{data['default_ttl']}, {len(loaded.holds)} holds"
+    )
     for item in data["policies"]:
         click.echo(f"  {item['name']:<20} {item['ttl']:>6}  {item['match']}")
 

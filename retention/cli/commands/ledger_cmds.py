@@ -29,9 +29,15 @@ MAX_SHOWN_REJECTS = 20
 @config_option
 @OUTPUT
 @click.pass_context
-def record(ctx: click.Context, ids: tuple[str, ...], provider: str | None,
-           created_at: str | None, model: str | None, meta: tuple[str, ...],
-           output: str) -> None:
+def record(
+    ctx: click.Context,
+    ids: tuple[str, ...],
+    provider: str | None,
+    created_at: str | None,
+    model: str | None,
+    meta: tuple[str, ...],
+    output: str,
+) -> None:
     """Track response IDs; recording an ID twice changes nothing."""
     bad = [i for i in ids if not is_valid_id(i)]
     if bad:
@@ -40,8 +46,10 @@ def record(ctx: click.Context, ids: tuple[str, ...], provider: str | None,
         raise InvalidIdError(_id_error(bad[-1]) + ("; nothing was recorded" if ids else ""))
     when = parse_time(created_at, field="--created-at") if created_at else None
     metadata = parse_meta_args(meta)
-    records = [NewRecord(response_id=i, provider=provider, created_at=when, model=model,
-                         metadata=metadata) for i in ids]
+    records = [
+        NewRecord(response_id=i, provider=provider, created_at=when, model=model, metadata=metadata)
+        for i in ids
+    ]
     _enrol_and_report(ctx, records, output)
 
 
@@ -56,15 +64,23 @@ def _id_error(value: str) -> str:
 
 @click.command("import")
 @click.argument("source", metavar="FILE|-")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]),
-              help="Input format (default: from the file name; jsonl for stdin).")
-@click.option("--skip-invalid", is_flag=True,
-              help="Write the valid rows; rejects go to stderr with line numbers.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    help="Input format (default: from the file name; jsonl for stdin).",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Write the valid rows; rejects go to stderr with line numbers.",
+)
 @config_option
 @OUTPUT
 @click.pass_context
-def import_(ctx: click.Context, source: str, fmt: str | None, skip_invalid: bool,
-            output: str) -> None:
+def import_(
+    ctx: click.Context, source: str, fmt: str | None, skip_invalid: bool, output: str
+) -> None:
     """Bulk-track IDs from JSONL or CSV: all or nothing unless --skip-invalid."""
     fmt = fmt or ("csv" if source.lower().endswith(".csv") else "jsonl")
     lines = _read_lines(source)
@@ -76,8 +92,10 @@ def import_(ctx: click.Context, source: str, fmt: str | None, skip_invalid: bool
     if len(rejects) > MAX_SHOWN_REJECTS:
         click.echo(f"{name}: ... and {len(rejects) - MAX_SHOWN_REJECTS} more", err=True)
     if rejects and not skip_invalid:
-        raise InputError(f"{name}:{rejects[0].line}: {len(rejects)} invalid row(s); nothing "
-                         "was imported (fix them, or pass --skip-invalid)")
+        raise InputError(
+            f"{name}:{rejects[0].line}: {len(rejects)} invalid row(s); nothing "
+            "was imported (fix them, or pass --skip-invalid)"
+        )
     _enrol_and_report(ctx, valid, output, rejected=len(rejects))
 
 
@@ -94,8 +112,9 @@ def _read_lines(source: str) -> list[str]:
         raise InputError(f"{source}: cannot read: {exc}") from None
 
 
-def _enrol_and_report(ctx: click.Context, records: list[NewRecord], output: str,
-                      rejected: int = 0) -> None:
+def _enrol_and_report(
+    ctx: click.Context, records: list[NewRecord], output: str, rejected: int = 0
+) -> None:
     """Apply current policies, enrol, print the counts."""
     from retention.enrol import enrol
     from retention.reconcile import sync_policies
@@ -109,8 +128,10 @@ def _enrol_and_report(ctx: click.Context, records: list[NewRecord], output: str,
     if output == "json":
         emit(data, output)
     else:
-        click.echo(f"recorded {result.accepted}, already tracked {result.duplicates}"
-                   + (f", rejected {rejected}" if rejected else ""))
+        click.echo(
+            f"recorded {result.accepted}, already tracked {result.duplicates}"
+            + (f", rejected {rejected}" if rejected else "")
+        )
 
 
 @click.command("ls")
@@ -120,28 +141,45 @@ def _enrol_and_report(ctx: click.Context, records: list[NewRecord], output: str,
 @config_option
 @OUTPUT
 @click.pass_context
-def ls(ctx: click.Context, state: str | None, due: bool, limit: int | None,
-       output: str) -> None:
+def ls(ctx: click.Context, state: str | None, due: bool, limit: int | None, output: str) -> None:
     """List the ledger's records."""
     from retention.ledger import store
 
     app = app_of(ctx)
     with app.ledger.read() as conn:
-        rows = (store.due_rows(conn, app.now(), limit) if due
-                else store.list_rows(conn, state=state, limit=limit))
+        rows = (
+            store.due_rows(conn, app.now(), limit)
+            if due
+            else store.list_rows(conn, state=state, limit=limit)
+        )
     items = [_row_dict(r) for r in rows if not state or r.state == state]
-    emit(items, output, rows=items, columns=("response_id", "provider", "state", "policy",
-                                             "deadline", "hold", "attempts"))
+    emit(
+        items,
+        output,
+        rows=items,
+        columns=("response_id", "provider", "state", "policy", "deadline", "hold", "attempts"),
+    )
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
     """A record as users see it."""
-    return {"response_id": row.response_id, "provider": row.provider, "account": row.account,
-            "state": row.state, "policy": row.policy, "deadline": format_time(row.deadline),
-            "deadline_basis": row.deadline_basis, "hold": row.hold, "attempts": row.attempts,
-            "created_at": format_time(row.created_at), "model": row.model,
-            "metadata": row.meta or {}, "last_status": row.last_status,
-            "last_error": row.last_error, "closed_at": format_time(row.closed_at)}
+    return {
+        "response_id": row.response_id,
+        "provider": row.provider,
+        "account": row.account,
+        "state": row.state,
+        "policy": row.policy,
+        "deadline": format_time(row.deadline),
+        "deadline_basis": row.deadline_basis,
+        "hold": row.hold,
+        "attempts": row.attempts,
+        "created_at": format_time(row.created_at),
+        "model": row.model,
+        "metadata": row.meta or {},
+        "last_status": row.last_status,
+        "last_error": row.last_error,
+        "closed_at": format_time(row.closed_at),
+    }
 
 
 @click.command()
@@ -163,9 +201,15 @@ def status(ctx: click.Context, output: str) -> None:
     click.echo(f"{'overdue':<10} {data['overdue']}")
     click.echo(f"next deadline: {data['next_deadline'] or '-'}")
     last = data["last_sweep"]
-    click.echo("last sweep: " + (f"{last['finished_at']} (deleted {last['deleted']}, absent "
-                                 f"{last['absent']}, failed {last['failed']})" if last
-                                 else "never"))
+    click.echo(
+        "last sweep: "
+        + (
+            f"{last['finished_at']} (deleted {last['deleted']}, absent "
+            f"{last['absent']}, failed {last['failed']})"
+            if last
+            else "never"
+        )
+    )
 
 
 @click.command()
@@ -184,13 +228,25 @@ def explain(ctx: click.Context, response_id: str, output: str) -> None:
         emit(data, output)
         return
     for item in data["records"]:
-        for key in ("response_id", "provider", "state", "policy", "matched", "deadline",
-                    "deadline_basis", "hold", "attempts", "last_error"):
+        for key in (
+            "response_id",
+            "provider",
+            "state",
+            "policy",
+            "matched",
+            "deadline",
+            "deadline_basis",
+            "hold",
+            "attempts",
+            "last_error",
+        ):
             click.echo(f"{key + ':':<16}{item.get(key) if item.get(key) is not None else '-'}")
         click.echo("events:")
         for event in item["events"]:
-            click.echo(f"  {event['chain']}#{event['seq']:<6} {event['ts']}  {event['event']:<32}"
-                       f" {event['hash'][:16]}")
+            click.echo(
+                f"  {event['chain']}#{event['seq']:<6} {event['ts']}  {event['event']:<32}"
+                f" {event['hash'][:16]}"
+            )
 
 
 COMMANDS = [record, import_, ls, status, explain]

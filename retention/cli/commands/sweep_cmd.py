@@ -40,19 +40,34 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
     with app.ledger.read() as conn:
         due = store.count_due(conn, app.now())
     with progress(min(due, limit or due), "deleting") as advance:
-        report = asyncio.run(sweep_once(app.ledger, app.settings, app.policies, clock=app.now,
-                                        limit=limit, on_progress=advance))
+        report = asyncio.run(
+            sweep_once(
+                app.ledger,
+                app.settings,
+                app.policies,
+                clock=app.now,
+                limit=limit,
+                on_progress=advance,
+            )
+        )
     _print_report(report, output)
     ctx.exit(report.exit_code)
 
 
 def _print_plan(planned: list[PlannedDeletion], now: datetime, output: str) -> None:
     """The dry run's plan."""
-    items = [{"response_id": p.facts.response_id, "provider": p.facts.provider,
-              "account": p.facts.account, "policy": p.decision.policy,
-              "deadline": format_time(p.decision.deadline),
-              "deadline_basis": p.decision.basis,
-              "overdue": format_age(now - p.decision.deadline)} for p in planned]
+    items = [
+        {
+            "response_id": p.facts.response_id,
+            "provider": p.facts.provider,
+            "account": p.facts.account,
+            "policy": p.decision.policy,
+            "deadline": format_time(p.decision.deadline),
+            "deadline_basis": p.decision.basis,
+            "overdue": format_age(now - p.decision.deadline),
+        }
+        for p in planned
+    ]
     if output == "json":
         emit({"dry_run": True, "would_delete": items}, output)
         return
@@ -67,11 +82,14 @@ def _print_report(report: SweepReport, output: str) -> None:
     if output == "json":
         emit(data, output)
         return
-    click.echo(f"deleted {data['deleted']}, absent {data['absent']}, failed {data['failed']}, "
-               f"retry later {data['deferred']}")
+    click.echo(
+        f"deleted {data['deleted']}, absent {data['absent']}, failed {data['failed']}, "
+        f"retry later {data['deferred']}"
+    )
     for name in report.auth_failed:
-        click.echo(f"provider {name}: credentials refused (401/403); nothing was deleted for it",
-                   err=True)
+        click.echo(
+            f"provider {name}: credentials refused (401/403); nothing was deleted for it", err=True
+        )
     if report.brake:
         click.echo("safety brake: the sweep stopped at its DELETE limit; more is due", err=True)
 

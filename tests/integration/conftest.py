@@ -1,0 +1,88 @@
+"""In-process fixtures on real parts: a SQLite ledger file and the stand-in on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from retention.audit.sink import AuditSink
+from retention.config.policyfile import load_policies
+from retention.config.settings import Settings, load_settings
+from retention.core.policies import PolicySet
+from retention.enrol import enrol
+from retention.ingest import NewRecord
+from retention.ledger.db import open_engine
+from retention.ledger.ledger import Ledger
+from retention.reconcile import sync_policies
+from retention.standin import StandIn
+from retention.sweep.report import SweepReport
+from retention.sweep.runner import sweep_once
+from tests.helpers import write_config
+
+
+@dataclass
+class Env:
+    """Settings, policies and ledger of one test, against one stand-in."""
+
+    settings: Settings
+    policies: PolicySet
+    ledger: Ledger
+    standin: StandIn
+    path: Path
+
+    def record(self, *ids: str, age: timedelta = timedelta(days=31), **kw: object) -> None:
+        """Enrol IDs created `age` ago."""
+        created = datetime.now(UTC) - age
+        records = [NewRecord(response_id=i, created_at=created, **kw) for i in ids]  # type: ignore[arg-type]
+        sync_policies(self.ledger, self.policies)
+        enrol(self.ledger, self.settings, self.policies, records)
+
+    def sweep(self, **kw: object) -> SweepReport:
+        """Run one sweep now."""
+        sync_policies(self.ledger, self.policies)
+        return asyncio.run(
+            sweep_once(
+                self.ledger, self.settings, self.policies, clock=lambda: datetime.now(UTC), **kw
+            )
+        )  # type: ignore[arg-type]
+
+    def deletes(self) -> list[str]:
+        """IDs the stand-in was asked to DELETE, in order."""
+        return [s.path.rsplit("/", 1)[1] for s in self.standin.store.seen if s.method == "DELETE"]
+
+
+@pytest.fixture
+def make_env(
+    tmp_path: Path, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Env]]:
+    """Build an Env; keyword arguments go to `write_config`."""
+    monkeypatch.setenv("FW_TEST_KEY", "test-key")
+    monkeypatch.delenv("RETENTION_DATABASE_URL", raising=False)
+    made: list[Env] = []
+
+    def build(**kw: str) -> Env:
+        config = write_config(tmp_path, standin.base_url, **kw)
+        settings = load_settings(config)
+        ledger = Ledger(
+            open_engine(settings.database_url),
+            AuditSink(settings.audit.file),
+            chain=settings.audit.chain,
+        )
+        env = Env(settings, load_policies(settings.policies_file), ledger, standin, tmp_path)
+        made.append(env)
+        return env
+
+    yield build
+    for env in made:
+        env.ledger.close()
+
+
+@pytest.fixture
+def env(make_env: Callable[..., Env]) -> Env:
+    """The default Env."""
+    return make_env()

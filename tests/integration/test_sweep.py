@@ -1,0 +1,156 @@
+"""Sweeps against the stand-in over real sockets: outcomes, retries, stops and safety."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import text
+
+from retention.ledger import store
+from retention.standin.store import Seen
+from tests.helpers import auditor_verify
+from tests.integration.conftest import Env
+
+
+def _states(env: Env) -> dict[str, str]:
+    """response_id -> state."""
+    with env.ledger.read() as conn:
+        return {r[0]: r[1] for r in conn.execute(text("SELECT response_id, state FROM records"))}
+
+
+def _events(env: Env, name: str) -> list[str]:
+    """Response IDs of one event kind, in chain order."""
+    with env.ledger.read() as conn:
+        return list(
+            conn.execute(
+                text("SELECT response_id FROM audit_events WHERE event = :e ORDER BY seq"),
+                {"e": name},
+            ).scalars()
+        )
+
+
+def test_due_records_are_deleted_and_fresh_ones_kept(env: Env) -> None:
+    """Only what is past its deadline is sent; 404 is absent, not an error."""
+    env.standin.store.create({"id": "old"})
+    env.record("old", "gone")
+    env.record("young", age=timedelta(days=1))
+    report = env.sweep()
+    assert (report.total("deleted"), report.total("absent"), report.exit_code) == (1, 1, 0)
+    assert sorted(env.deletes()) == ["gone", "old"]
+    assert _states(env) == {"old": "deleted", "gone": "absent", "young": "pending"}
+
+
+def test_429_is_retried_honouring_retry_after(env: Env) -> None:
+    """Every 429 is retried after at least its Retry-After, and the ID ends deleted."""
+    for i in range(6):
+        env.standin.store.create({"id": f"r{i}"})
+    env.record(*(f"r{i}" for i in range(6)))
+    env.standin.knobs.update({"rate_429": 0.5, "retry_after": 1})
+    started = datetime.now(UTC)
+    report = env.sweep()
+    assert report.total("deleted") == 6 and report.exit_code == 0
+    if report.total("retry"):
+        assert datetime.now(UTC) - started >= timedelta(seconds=1)
+    assert len(_events(env, "response.delete_attempt_failed")) == report.total("retry")
+
+
+def test_unauthorised_provider_stops_with_nothing_marked(make_env) -> None:  # type: ignore[no-untyped-def]
+    """401 stops that provider's sweep: no record changes state, the sweep exits 1."""
+    env = make_env()
+    env.standin.api_key = "another-key"
+    env.record(*(f"a{i}" for i in range(30)))
+    report = env.sweep()
+    assert report.exit_code == 1 and report.auth_failed == ["fireworks"]
+    assert set(_states(env).values()) == {"pending"}
+    assert len(env.deletes()) <= 8 + 1, "stops after the requests already in flight"
+    assert _events(env, "provider.auth_failed") == [None]
+    with env.ledger.read() as conn:
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM records WHERE lease_owner IS NOT NULL")
+            ).scalar()
+            == 0
+        )
+
+
+def test_other_4xx_fails_the_id_with_the_reason(env: Env) -> None:
+    """A 400 is a permanent failure recorded with its status and error."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": "bad id"})
+
+    env.record("f1")
+    report = env.sweep(transport=httpx.MockTransport(handler))
+    assert report.total("failed") == 1 and report.exit_code == 1
+    with env.ledger.read() as conn:
+        row = store.rows_for_id(conn, "f1")[0]
+    assert (row.state, row.last_status) == ("failed", 400) and "bad id" in row.last_error
+
+
+def test_max_attempts_then_failed(make_env) -> None:  # type: ignore[no-untyped-def]
+    """A response that keeps failing with 500 is `failed` after max_attempts tries."""
+    env = make_env(extra="sweep:\n  max_attempts: 3\n")
+    env.standin.knobs.update({"error_rate": 1.0})
+    env.record("m1")
+    report = env.sweep()
+    assert report.total("failed") == 1
+    assert env.deletes() == ["m1"] * 3
+    assert _events(env, "response.failed") == ["m1"]
+
+
+def test_long_retry_waits_are_deferred_to_the_next_sweep(env: Env) -> None:
+    """A Retry-After beyond the in-sweep wait leaves the ID pending with a later due time."""
+    env.standin.knobs.update({"rate_429": 1.0, "retry_after": 120})
+    env.record("d1")
+    report = env.sweep()
+    assert report.total("deferred") == 1 and report.exit_code == 1
+    with env.ledger.read() as conn:
+        row = store.rows_for_id(conn, "d1")[0]
+    assert row.state == "pending" and row.due_at >= datetime.now(UTC) + timedelta(seconds=100)
+    env.standin.knobs.update({"rate_429": 0.0})
+    assert env.sweep().total("deleted") == 0, "not due again before Retry-After passed"
+
+
+def test_limit_caps_the_requests(env: Env) -> None:
+    """`--limit` bounds the DELETE requests of one sweep; the rest stay pending."""
+    env.record(*(f"l{i}" for i in range(20)))
+    report = env.sweep(limit=5)
+    assert len(env.deletes()) == 5 and report.total("absent") == 5
+
+
+def test_verify_after_delete_sends_a_get(make_env) -> None:  # type: ignore[no-untyped-def]
+    """With verify_after_delete, a deletion counts only once a GET answers 404."""
+    env = make_env(provider_extra="    verify_after_delete: true\n")
+    env.standin.store.create({"id": "v1"})
+    env.record("v1")
+    assert env.sweep().total("deleted") == 1
+    methods = [s.method for s in env.standin.store.seen]
+    assert methods == ["DELETE", "GET"]
+
+
+def test_never_deletes_early_even_if_the_ledger_says_due(env: Env) -> None:
+    """The executor re-checks policies: a record wrongly marked due is not sent."""
+    env.record("early", age=timedelta(hours=1))
+    with env.ledger.engine.begin() as conn:
+        conn.execute(text("UPDATE records SET due_at = '2000-01-01 00:00:00'"))
+    report = env.sweep()
+    assert env.deletes() == [] and report.total("skipped") == 1
+
+
+def test_sweep_trail_verifies(env: Env) -> None:
+    """After a sweep with retries and outcomes, the audit file passes the auditor's recipe."""
+    env.standin.knobs.update({"rate_429": 0.3, "retry_after": 0})
+    env.record(*(f"t{i}" for i in range(40)))
+    env.sweep()
+    assert auditor_verify(env.settings.audit.file) > 80
+    assert len(_events(env, "response.absent")) == 40
+
+
+def test_dropped_connections_are_retried(env: Env) -> None:
+    """A connection closed without an answer is a transport error, retried to completion."""
+    env.standin.knobs.update({"drop_rate": 0.3})
+    env.record(*(f"x{i}" for i in range(20)))
+    report = env.sweep()
+    assert report.total("absent") == 20
+    assert isinstance(env.standin.store.seen[0], Seen)
