@@ -28,7 +28,7 @@ def pg_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {name}"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server
+    except Exception as exc:
         if os.environ.get("RETENTION_REQUIRE_PG"):
             raise
         pytest.skip(f"PostgreSQL not reachable at {SERVER}: {type(exc).__name__}")
