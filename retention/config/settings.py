@@ -148,7 +148,7 @@ def load_settings(path: Path) -> Settings:
         policies_file=base / top.get("policies_file", str, "policies.yaml"),
         providers=_providers(top.child("providers", required=True), base),
         sweep=_sweep(top.child("sweep")),
-        discover_interval=top.child("discover").convert(
+        discover_interval=_discover(top.child("discover")).convert(
             "interval", parse_duration, timedelta(minutes=15)
         ),
         audit=_audit(top.child("audit"), base),
@@ -269,6 +269,12 @@ def _sweep(r: Reader) -> SweepSettings:
         max_attempts=r.convert("max_attempts", _positive_int(1000), 8),
         max_deletes_per_sweep=r.convert("max_deletes_per_sweep", _positive_int(10**9), 100_000),
     )
+
+
+def _discover(r: Reader) -> Reader:
+    """The `discover` section, checked for unknown keys."""
+    r.only("interval")
+    return r
 
 
 def _audit(r: Reader, base: Path) -> AuditSettings:

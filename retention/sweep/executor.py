@@ -22,6 +22,7 @@ from retention.logs import get_logger
 from retention.provider.client import Answer, ProviderClient
 from retention.provider.ratelimit import TokenBucket, Unlimited
 from retention.sweep.flusher import Flusher
+from retention.sweep.hooks import Hooks
 from retention.sweep.report import SweepReport
 from retention.sweep.results import Result
 
@@ -67,15 +68,17 @@ class Sweep:
         limit: int | None = None,
         owner: str,
         clock: Callable[[], datetime],
-        on_progress: Callable[[int], None] | None = None,
+        hooks: Hooks | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.ledger, self.settings, self.policies = ledger, settings, policies
         self.clock, self.owner = clock, owner
+        self.hooks = hooks or Hooks()
+        self.stop = stop or asyncio.Event()
         cap = settings.sweep.max_deletes_per_sweep
         self.budget = Budget(min(cap, limit) if limit is not None else cap)
-        self.brake_limit = limit is None or cap < limit
         self.report = SweepReport(started_at=clock())
-        self.flusher = Flusher(ledger, self.report, on_progress)
+        self.flusher = Flusher(ledger, self.report, self.hooks)
         self.runs = {
             name: ProviderRun(
                 name,
@@ -88,12 +91,17 @@ class Sweep:
         }
 
     async def run(self) -> SweepReport:
-        """Sweep every provider concurrently; returns the report once all is written."""
+        """Sweep every provider concurrently; returns the report once all is written.
+
+        Setting `stop` ends claiming; work in flight finishes. When the sweep is cancelled,
+        what finished is still committed and this sweep's leases are given back."""
         self.flusher.start()
         try:
             await asyncio.gather(*(self._provider(run) for run in self.runs.values()))
         finally:
             await self.flusher.close()
+            with self.ledger.transaction() as conn:
+                store.release_leases(conn, self.owner)
         self.report.finished_at = self.clock()
         return self.report
 
@@ -101,7 +109,7 @@ class Sweep:
         """Claim and delete this provider's due records until none are left or we must stop."""
         batch = self.settings.sweep.batch_size
         tasks: set[asyncio.Task[None]] = set()
-        while not run.stopped:
+        while not run.stopped and not self.stop.is_set():
             if len(tasks) >= max(1, batch // 2):
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 tasks = {t for t in tasks if not t.done()}
@@ -169,8 +177,17 @@ class Sweep:
             if delay > IN_SWEEP_WAIT or not self.budget.take():
                 return self.flusher.put(Result(row, "deferred", attempt, answer, next_at))
             self.report.requests += 1
-            self.flusher.put(Result(row, kind, attempt, answer, next_at))
-            await asyncio.sleep(delay)
+            self.flusher.put(Result(row, "retry", attempt, answer, next_at))
+            if await self._stopped_within(delay):
+                return self.flusher.put(Result(row, "stopped", attempt))
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait `seconds`, or less if the sweep is told to stop; whether it was."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def _finish(
         self,
@@ -199,6 +216,7 @@ class Sweep:
             if run.stopped:
                 return "stopped", None, None
             answer = await run.client.delete(response_id)
+        self.hooks.on_request(run.name, answer.status)
         outcome = classify(answer.status)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
             return await self._confirm(run, response_id, answer)
@@ -211,6 +229,7 @@ class Sweep:
         await run.limiter.acquire()
         async with run.semaphore:
             check = await run.client.get(response_id)
+        self.hooks.on_request(run.name, check.status)
         if check.status == 404:
             return "deleted", deleted, True
         if check.status is not None and 200 <= check.status < 300:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 
 from retention.ledger.ledger import Ledger
 from retention.logs import get_logger
 from retention.provider.client import Answer
+from retention.sweep.hooks import Hooks
 from retention.sweep.report import SweepReport
 from retention.sweep.results import TERMINAL, Result, apply
 
@@ -20,10 +20,8 @@ log = get_logger("retention.sweep")
 class Flusher:
     """Collects Results and commits them at most every 50 ms or 256 outcomes."""
 
-    def __init__(
-        self, ledger: Ledger, report: SweepReport, on_progress: Callable[[int], None] | None = None
-    ) -> None:
-        self.ledger, self.report, self.on_progress = ledger, report, on_progress
+    def __init__(self, ledger: Ledger, report: SweepReport, hooks: Hooks) -> None:
+        self.ledger, self.report, self.hooks = ledger, report, hooks
         self._pending: list[Result] = []
         self._auth: list[tuple[str, Answer]] = []
         self._wake = asyncio.Event()
@@ -80,5 +78,9 @@ class Flusher:
                 )
             for result in batch:
                 apply(tx, result)
-        if self.on_progress:
-            self.on_progress(sum(1 for r in batch if r.kind in TERMINAL))
+        for result in batch:
+            lag = (
+                (tx.now - result.row.deadline).total_seconds() if result.kind in TERMINAL else None
+            )
+            self.hooks.on_outcome(result.row.provider, result.kind, lag)
+        self.hooks.on_progress(sum(1 for r in batch if r.kind in TERMINAL))

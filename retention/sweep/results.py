@@ -72,9 +72,10 @@ def apply(tx: Tx, result: Result) -> None:
             "last_status": status,
             "last_error": error,
             "updated_at": tx.now,
+            "due_at": result.next_at,  # so Retry-After holds even if this sweep stops now
         }
         if result.kind == "deferred":
-            values.update(due_at=result.next_at, lease_owner=None, lease_until=None)
+            values.update(lease_owner=None, lease_until=None)
         store.update_record(tx.conn, row.id, **values)
         name = (
             "response.delete_unconfirmed"

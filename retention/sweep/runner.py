@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
 import httpx
@@ -20,6 +21,7 @@ from retention.ledger.ledger import Ledger
 from retention.ledger.locks import sweeper_lock
 from retention.provider.client import ProviderClient
 from retention.sweep.executor import Sweep
+from retention.sweep.hooks import Hooks
 from retention.sweep.report import SweepReport
 
 LAST_SWEEP_KEY = "last_sweep"
@@ -51,15 +53,19 @@ async def sweep_once(
     *,
     clock: Callable[[], datetime],
     limit: int | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    hooks: Hooks | None = None,
+    stop: asyncio.Event | None = None,
+    lock: bool = True,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SweepReport:
-    """Run one sweep over every provider and write `sweep.started`/`sweep.finished`."""
+    """Run one sweep over every provider; `sweep.started`/`sweep.finished` frame it when
+    anything is due (an idle sweep writes no events, only the time of the last sweep)."""
     keys = {name: p.api_key() for name, p in settings.providers.items()}
-    with ExitStack() as stack:
-        stack.enter_context(exclusive(ledger))
+    with exclusive(ledger) if lock else nullcontext():
         with ledger.read() as conn:
             due = store.count_due(conn, clock())
+        if due == 0:
+            return _idle(ledger, clock())
         with ledger.write() as tx:
             tx.event("sweep.started", details={"due": due, "limit": limit})
         clients = {
@@ -75,7 +81,8 @@ async def sweep_once(
                 limit=limit,
                 owner=owner_name(),
                 clock=clock,
-                on_progress=on_progress,
+                hooks=hooks,
+                stop=stop,
             )
             report = await sweep.run()
         finally:
@@ -85,4 +92,12 @@ async def sweep_once(
         with ledger.write() as tx:
             tx.event("sweep.finished", details=summary)
             store.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
+    return report
+
+
+def _idle(ledger: Ledger, now: datetime) -> SweepReport:
+    """Note an idle sweep's time; nothing else happened."""
+    report = SweepReport(started_at=now, finished_at=now)
+    with ledger.transaction() as conn:
+        store.set_meta(conn, LAST_SWEEP_KEY, json.dumps(report.as_dict()))
     return report

@@ -49,8 +49,9 @@ def test_postgres_needs_an_explicit_upgrade(pg_url: str) -> None:
     engine.dispose()
 
 
-def test_sweep_on_postgres(pg_url: str, make_env: Callable[..., Env],
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_on_postgres(
+    pg_url: str, make_env: Callable[..., Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Enrol and sweep on PostgreSQL: states, events and the audit file as on SQLite."""
     monkeypatch.setenv("RETENTION_DATABASE_URL", pg_url)
     engine = make_engine(pg_url)
@@ -74,5 +75,4 @@ def test_db_upgrade_command_on_postgres(pg_url: str, workdir: Path) -> None:
     result = cli("db", "upgrade", cwd=workdir, env={"RETENTION_DATABASE_URL": plain})
     assert result.returncode == 0, result.stderr
     assert "-> 0001" in result.stdout
-    assert cli("record", "p_1", cwd=workdir,
-               env={"RETENTION_DATABASE_URL": plain}).returncode == 0
+    assert cli("record", "p_1", cwd=workdir, env={"RETENTION_DATABASE_URL": plain}).returncode == 0

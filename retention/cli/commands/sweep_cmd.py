@@ -29,6 +29,7 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
     """Delete everything due now at its provider, then exit."""
     from retention.ledger import store
     from retention.reconcile import sync_policies
+    from retention.sweep.hooks import Hooks
     from retention.sweep.planning import planned_now
     from retention.sweep.runner import sweep_once
 
@@ -47,7 +48,7 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
                 app.policies,
                 clock=app.now,
                 limit=limit,
-                on_progress=advance,
+                hooks=Hooks(progress=advance),
             )
         )
     _print_report(report, output)
