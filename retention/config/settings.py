@@ -68,6 +68,7 @@ class SweepSettings:
     batch_size: int = 500
     max_attempts: int = 8
     max_deletes_per_sweep: int = 100_000
+    shutdown_grace: timedelta = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,12 +263,13 @@ def _positive_number(value: Any) -> float:
 
 def _sweep(r: Reader) -> SweepSettings:
     """The `sweep` section."""
-    r.only("interval", "batch_size", "max_attempts", "max_deletes_per_sweep")
+    r.only("interval", "batch_size", "max_attempts", "max_deletes_per_sweep", "shutdown_grace")
     return SweepSettings(
         interval=r.convert("interval", parse_duration, timedelta(seconds=60)),
         batch_size=r.convert("batch_size", _positive_int(100_000), 500),
         max_attempts=r.convert("max_attempts", _positive_int(1000), 8),
         max_deletes_per_sweep=r.convert("max_deletes_per_sweep", _positive_int(10**9), 100_000),
+        shutdown_grace=r.convert("shutdown_grace", parse_duration, timedelta(seconds=30)),
     )
 
 

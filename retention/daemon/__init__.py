@@ -1,0 +1,1 @@
+"""The daemon: scheduler, HTTP surface, signals, systemd notifications, and the demo."""

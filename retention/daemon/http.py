@@ -1,0 +1,115 @@
+"""The daemon's HTTP surface (aiohttp): health, readiness, metrics and record ingest."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from retention.enrol import enrol
+from retention.errors import RetentionError
+from retention.ingest import validate_rows
+from retention.ledger.db import require_current
+from retention.logs import get_logger, register_secret
+
+if TYPE_CHECKING:
+    from retention.daemon.service import Daemon
+
+MAX_BODY = 1024 * 1024  # bytes; larger bodies get 413 before they are read
+MAX_ITEMS = 10_000
+log = get_logger("retention.http")
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    """The application; `daemon` answers for liveness, the ledger and the policies."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app["daemon"] = daemon
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/records", ingest)
+    return app
+
+
+def _daemon(request: web.Request) -> Daemon:
+    """The daemon behind this app."""
+    return request.app["daemon"]  # type: ignore[no-any-return]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers and the scheduler runs."""
+    alive = _daemon(request).alive()
+    return web.json_response(
+        {"status": "ok" if alive else "scheduler stopped"}, status=200 if alive else 503
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and its schema is current."""
+    daemon = _daemon(request)
+    if daemon.stopping:
+        return web.json_response({"status": "stopping"}, status=503)
+    try:
+        await asyncio.to_thread(require_current, daemon.ledger.engine)
+    except RetentionError as exc:
+        return web.json_response({"status": "not ready", "error": exc.message}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    try:
+        body = await asyncio.to_thread(_daemon(request).metrics.render)
+    except RetentionError as exc:
+        return web.Response(status=503, text=exc.message)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def ingest_token(env_name: str | None) -> str | None:
+    """The ingest token from the environment; None means ingest is off."""
+    token = os.environ.get(env_name or "", "").strip() if env_name else ""
+    if token:
+        register_secret(token)
+    return token or None
+
+
+async def ingest(request: web.Request) -> web.Response:
+    """POST /v1/records: enrol IDs sent by apps; all or nothing, like `import`."""
+    daemon = _daemon(request)
+    token = ingest_token(daemon.settings.server.ingest_token_env)
+    if token is None:
+        return _error(404, "ingest is off: no token is configured")
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return _error(401, "missing or wrong bearer token")
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        return _error(400, "the body is not JSON")
+    items = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return _error(400, 'expected {"records": [...]}')
+    if len(items) > MAX_ITEMS:
+        return _error(413, f"at most {MAX_ITEMS} records a request")
+    valid, rejects = validate_rows(enumerate(items), providers=set(daemon.settings.providers))
+    if rejects:
+        return web.json_response(
+            {
+                "error": "invalid records; none were accepted",
+                "items": [{"index": r.line, "error": r.error} for r in rejects],
+            },
+            status=400,
+        )
+    result = await asyncio.to_thread(enrol, daemon.ledger, daemon.settings, daemon.policies, valid)
+    return web.json_response(
+        {"accepted": result.accepted, "duplicates": result.duplicates}, status=202
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    """A JSON error answer."""
+    return web.json_response({"error": message}, status=status)

@@ -1,0 +1,85 @@
+"""Prometheus metrics of the daemon, in a registry of its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from retention.core.records import STATES
+from retention.ledger import store
+from retention.ledger.ledger import Ledger
+from retention.sweep.hooks import Hooks
+
+LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, float("inf"))
+COUNTED = ("deleted", "absent", "failed", "unconfirmed", "deferred")
+REFRESH_S = 5.0
+
+
+class Metrics:
+    """Counters fed by sweeps, gauges read from the ledger when scraped."""
+
+    def __init__(self, ledger: Ledger, clock: Callable[[], datetime]) -> None:
+        self.ledger, self.clock = ledger, clock
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.deletions = Counter(
+            "retention_deletions", "Deletion outcomes.", ["provider", "outcome"], registry=r
+        )
+        self.requests = Counter(
+            "retention_provider_requests",
+            "Provider answers by status.",
+            ["provider", "code"],
+            registry=r,
+        )
+        self.lag = Histogram(
+            "retention_deletion_lag_seconds",
+            "Deleted-at minus deadline.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.sweep_duration = Histogram(
+            "retention_sweep_duration_seconds", "Wall time of sweeps.", registry=r
+        )
+        self.sweep_errors = Counter("retention_sweep_errors", "Sweeps that raised.", registry=r)
+        self.records = Gauge(
+            "retention_ledger_records", "Ledger records by state.", ["state"], registry=r
+        )
+        self.overdue = Gauge(
+            "retention_overdue_records", "Pending records past their deadline.", registry=r
+        )
+        self._refreshed = 0.0
+
+    def hooks(self, progress: Callable[[int], None] | None = None) -> Hooks:
+        """Sweep hooks that feed these metrics."""
+        return Hooks(progress=progress, request=self._request, outcome=self._outcome)
+
+    def _request(self, provider: str, status: int | None) -> None:
+        """Count one provider answer."""
+        self.requests.labels(provider, str(status) if status is not None else "error").inc()
+
+    def _outcome(self, provider: str, kind: str, lag_s: float | None) -> None:
+        """Count one outcome; deletions also feed the lag histogram."""
+        if kind in COUNTED:
+            self.deletions.labels(provider, kind).inc()
+        if kind in ("deleted", "absent") and lag_s is not None:
+            self.lag.observe(max(0.0, lag_s))
+
+    def refresh(self) -> None:
+        """Read the ledger's gauges (at most every few seconds, whatever the scrape rate)."""
+        if time.monotonic() - self._refreshed < REFRESH_S:
+            return
+        with self.ledger.read() as conn:
+            counts = store.counts_by_state(conn)
+            overdue = store.overdue_count(conn, self.clock())
+        for state in STATES:
+            self.records.labels(state).set(counts.get(state, 0))
+        self.overdue.set(overdue)
+        self._refreshed = time.monotonic()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        self.refresh()
+        return generate_latest(self.registry)

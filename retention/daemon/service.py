@@ -1,0 +1,221 @@
+"""`retention run`: sweeps on a schedule, the HTTP surface, signals and systemd, in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import datetime
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from retention import __version__
+from retention.config.policyfile import load_policies
+from retention.config.settings import Settings
+from retention.core.policies import PolicySet
+from retention.daemon import systemd
+from retention.daemon.http import make_app
+from retention.daemon.metrics import Metrics
+from retention.errors import ConfigError
+from retention.ledger.ledger import Ledger
+from retention.logs import get_logger
+from retention.reconcile import sync_policies
+from retention.sweep.report import SweepReport
+from retention.sweep.runner import exclusive, sweep_once
+
+log = get_logger("retention.daemon")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) into its parts."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"server.listen: expected host:port, got {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Daemon:
+    """One running daemon. `run()` returns its exit code once stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policies: PolicySet,
+        ledger: Ledger,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        if settings.sweep.interval.total_seconds() <= 0:
+            raise ConfigError("sweep.interval: the daemon needs an interval above 0")
+        self.settings, self.policies, self.ledger, self.clock = settings, policies, ledger, clock
+        self.metrics = Metrics(ledger, clock)
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.stopping = False
+        self.port: int | None = None
+        self._stop = asyncio.Event()
+        self._stop_sweeps = asyncio.Event()
+        self._sweep: asyncio.Task[SweepReport] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+
+    def alive(self) -> bool:
+        """The scheduler runs (what liveness means)."""
+        return bool(self.scheduler.running)
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (or `stop()`), then drain and return 0."""
+        for provider in self.settings.providers.values():
+            provider.api_key()  # a missing key stops start-up, not every sweep
+        with ExitStack() as stack:
+            stack.enter_context(exclusive(self.ledger))
+            sync_policies(self.ledger, self.policies)
+            runner = await self._serve_http()
+            self._start_scheduler()
+            self._install_signals()
+            with self.ledger.write() as tx:
+                tx.event(
+                    "daemon.started",
+                    details={
+                        "version": __version__,
+                        "port": self.port,
+                        "sweep_interval_s": int(self.settings.sweep.interval.total_seconds()),
+                    },
+                )
+            systemd.notify("READY=1", "STATUS=serving")
+            watchdog = self._start_watchdog()
+            await self._stop.wait()
+            await self._shutdown(runner, watchdog)
+        return 0
+
+    def stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM does)."""
+        if not self.stopping:
+            self.stopping = True
+            log.info("daemon.stopping")
+            self._stop.set()
+
+    async def _serve_http(self) -> web.AppRunner:
+        """Start the HTTP server on `server.listen`."""
+        host, port = parse_listen(self.settings.server.listen)
+        runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("http.listening", host=host, port=self.port)
+        return runner
+
+    def _start_scheduler(self) -> None:
+        """Interval sweeps that never overlap, the first one now."""
+        self.scheduler.add_job(
+            self._sweep_job,
+            "interval",
+            id="sweep",
+            seconds=self.settings.sweep.interval.total_seconds(),
+            next_run_time=self.clock(),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self.scheduler.start()
+
+    def _install_signals(self) -> None:
+        """SIGTERM and SIGINT stop; SIGHUP reloads the policies."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def _start_watchdog(self) -> asyncio.Task[None] | None:
+        """Ping systemd's watchdog when it asks for it."""
+        interval = systemd.watchdog_interval()
+        return asyncio.create_task(systemd.watchdog(interval)) if interval else None
+
+    async def _sweep_job(self) -> None:
+        """One scheduled sweep; any failure is logged and the schedule carries on."""
+        if self.stopping:
+            return
+        started = time.monotonic()
+        self._sweep = asyncio.create_task(
+            sweep_once(
+                self.ledger,
+                self.settings,
+                self.policies,
+                clock=self.clock,
+                hooks=self.metrics.hooks(),
+                stop=self._stop_sweeps,
+                lock=False,
+            )
+        )
+        try:
+            report = await self._sweep
+            log.info(
+                "sweep.done",
+                deleted=report.total("deleted"),
+                absent=report.total("absent"),
+                failed=report.total("failed"),
+                deferred=report.total("deferred"),
+            )
+        except asyncio.CancelledError:
+            log.warning("sweep.cancelled")
+        except Exception as exc:
+            self.metrics.sweep_errors.inc()
+            log.error("sweep.crashed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.metrics.sweep_duration.observe(time.monotonic() - started)
+            self._sweep = None
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the policies in the loop, one reload at a time."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> None:
+        """Swap in the policies file's current content; a bad file keeps the last good one."""
+        systemd.reloading()
+        path = self.settings.policies_file
+        try:
+            fresh = load_policies(path)
+            sync_policies(self.ledger, fresh)
+            self.policies = fresh
+            log.info("policy.reloaded", source=str(path), digest=fresh.digest())
+        except ConfigError as exc:
+            log.error("policy.rejected", source=str(path), error=exc.message)
+            with self.ledger.write() as tx:
+                tx.event(
+                    "policy.rejected",
+                    error=exc.message,
+                    details={"source": str(path), "kept_digest": self.policies.digest()},
+                )
+        finally:
+            systemd.notify("READY=1", "STATUS=serving")
+
+    async def _shutdown(self, runner: web.AppRunner, watchdog: asyncio.Task[None] | None) -> None:
+        """Stop claiming, let in-flight deletions finish within the grace period, record it."""
+        systemd.notify("STOPPING=1")
+        self._stop_sweeps.set()
+        self.scheduler.shutdown(wait=False)
+        grace = self.settings.sweep.shutdown_grace.total_seconds()
+        drained = await self._drain(grace)
+        if watchdog:
+            watchdog.cancel()
+        with self.ledger.write() as tx:
+            tx.event("daemon.stopped", details={"drained": drained})
+        await runner.cleanup()
+        log.info("daemon.stopped", drained=drained)
+
+    async def _drain(self, grace: float) -> bool:
+        """Wait for the running sweep; cancel it after `grace` seconds (leases are returned)."""
+        sweep = self._sweep
+        if sweep is None:
+            return True
+        done, _ = await asyncio.wait({sweep}, timeout=grace)
+        if done:
+            return True
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sweep
+        return False
