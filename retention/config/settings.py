@@ -87,6 +87,18 @@ class ServerSettings:
 
     listen: str = "127.0.0.1:8787"
     ingest_token_env: str | None = "RETENTION_INGEST_TOKEN"  # noqa: S105 - a variable's name
+    ingest_token_file: Path | None = None
+
+    def ingest_token(self) -> str | None:
+        """The ingest token (file first, then environment); None turns ingest off."""
+        if self.ingest_token_file is not None:
+            try:
+                return self.ingest_token_file.read_text(encoding="utf-8").strip() or None
+            except OSError:
+                return None
+        if self.ingest_token_env:
+            return os.environ.get(self.ingest_token_env, "").strip() or None
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +165,7 @@ def load_settings(path: Path) -> Settings:
             "interval", parse_duration, timedelta(minutes=15)
         ),
         audit=_audit(top.child("audit"), base),
-        server=_server(top.child("server")),
+        server=_server(top.child("server"), base),
     )
 
 
@@ -208,7 +220,7 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         kind=kind,
         base_url=r.convert("base_url", _base_url, DEFAULT_BASE_URLS[kind]),
         api_key_env=key_env,
-        api_key_file=(base / key_file) if key_file else None,
+        api_key_file=path_in(base, key_file),
         account_id=r.get("account_id", str),
         max_concurrency=r.convert("max_concurrency", _positive_int(1024), 32),
         rate_limit_per_s=r.convert("rate_limit_per_s", _positive_number, None),
@@ -290,15 +302,23 @@ def _audit(r: Reader, base: Path) -> AuditSettings:
     return AuditSettings(
         file=base / audit_file if audit_file else None,
         chain=chain,
-        signing_key_file=base / key_file,
+        signing_key_file=path_in(base, key_file),
         checkpoint_interval=r.convert("checkpoint_interval", parse_duration, timedelta(hours=1)),
     )
 
 
-def _server(r: Reader) -> ServerSettings:
+def _server(r: Reader, base: Path) -> ServerSettings:
     """The `server` section."""
-    r.only("listen", "ingest_token_env")
+    r.only("listen", "ingest_token_env", "ingest_token_file")
+    token_file = r.get("ingest_token_file", str)
     return ServerSettings(
         listen=r.get("listen", str, "127.0.0.1:8787"),
         ingest_token_env=r.get("ingest_token_env", str, "RETENTION_INGEST_TOKEN"),
+        ingest_token_file=path_in(base, token_file),
     )
+
+
+def path_in(base: Path, value: str | None) -> Path | None:
+    """A configured file path: ${VARS} expanded (systemd's $CREDENTIALS_DIRECTORY), relative
+    paths counted from the configuration's folder."""
+    return base / os.path.expandvars(value) if value else None

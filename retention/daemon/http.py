@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -21,13 +20,14 @@ if TYPE_CHECKING:
 
 MAX_BODY = 1024 * 1024  # bytes; larger bodies get 413 before they are read
 MAX_ITEMS = 10_000
+DAEMON: web.AppKey[Any] = web.AppKey("daemon")
 log = get_logger("retention.http")
 
 
 def make_app(daemon: Daemon) -> web.Application:
     """The application; `daemon` answers for liveness, the ledger and the policies."""
     app = web.Application(client_max_size=MAX_BODY)
-    app["daemon"] = daemon
+    app[DAEMON] = daemon
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -37,7 +37,7 @@ def make_app(daemon: Daemon) -> web.Application:
 
 def _daemon(request: web.Request) -> Daemon:
     """The daemon behind this app."""
-    return request.app["daemon"]  # type: ignore[no-any-return]
+    return request.app[DAEMON]  # type: ignore[no-any-return]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -69,20 +69,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
-def ingest_token(env_name: str | None) -> str | None:
-    """The ingest token from the environment; None means ingest is off."""
-    token = os.environ.get(env_name or "", "").strip() if env_name else ""
-    if token:
-        register_secret(token)
-    return token or None
-
-
 async def ingest(request: web.Request) -> web.Response:
     """POST /v1/records: enrol IDs sent by apps; all or nothing, like `import`."""
     daemon = _daemon(request)
-    token = ingest_token(daemon.settings.server.ingest_token_env)
+    token = daemon.settings.server.ingest_token()
     if token is None:
         return _error(404, "ingest is off: no token is configured")
+    register_secret(token)
     given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return _error(401, "missing or wrong bearer token")

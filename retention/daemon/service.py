@@ -151,7 +151,7 @@ class Daemon:
             )
         )
         try:
-            report = await self._sweep
+            report = await asyncio.shield(self._sweep)  # only _drain may cancel a sweep
             log.info(
                 "sweep.done",
                 deleted=report.total("deleted"),
@@ -166,7 +166,6 @@ class Daemon:
             log.error("sweep.crashed", error=f"{type(exc).__name__}: {exc}")
         finally:
             self.metrics.sweep_duration.observe(time.monotonic() - started)
-            self._sweep = None
 
     def request_reload(self) -> None:
         """SIGHUP: reload the policies in the loop, one reload at a time."""
@@ -197,9 +196,9 @@ class Daemon:
         """Stop claiming, let in-flight deletions finish within the grace period, record it."""
         systemd.notify("STOPPING=1")
         self._stop_sweeps.set()
-        self.scheduler.shutdown(wait=False)
         grace = self.settings.sweep.shutdown_grace.total_seconds()
         drained = await self._drain(grace)
+        self.scheduler.shutdown(wait=False)  # after the drain: it cancels running jobs
         if watchdog:
             watchdog.cancel()
         with self.ledger.write() as tx:
@@ -210,7 +209,7 @@ class Daemon:
     async def _drain(self, grace: float) -> bool:
         """Wait for the running sweep; cancel it after `grace` seconds (leases are returned)."""
         sweep = self._sweep
-        if sweep is None:
+        if sweep is None or sweep.done():
             return True
         done, _ = await asyncio.wait({sweep}, timeout=grace)
         if done:

@@ -210,10 +210,11 @@ class Sweep:
     ) -> tuple[str, Answer | None, bool | None]:
         """One DELETE (and the confirming GET when configured): (kind, answer, verified).
 
-        Checked again once a slot is free: after a 401/403 nothing more is sent."""
+        Checked again once a slot is free: after a 401/403, or once the sweep is told to
+        stop, nothing more is sent."""
         await run.limiter.acquire()
         async with run.semaphore:
-            if run.stopped:
+            if run.stopped or self.stop.is_set():
                 return "stopped", None, None
             answer = await run.client.delete(response_id)
         self.hooks.on_request(run.name, answer.status)
