@@ -14,6 +14,8 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from retention import __version__
+from retention.audit.checkpoint import write_checkpoint
+from retention.audit.signing import Signer
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings
 from retention.core.policies import PolicySet
@@ -60,6 +62,7 @@ class Daemon:
         self._stop_sweeps = asyncio.Event()
         self._sweep: asyncio.Task[SweepReport] | None = None
         self._reloading: asyncio.Task[None] | None = None
+        self.signer: Signer | None = None
 
     def alive(self) -> bool:
         """The scheduler runs (what liveness means)."""
@@ -72,6 +75,7 @@ class Daemon:
         with ExitStack() as stack:
             stack.enter_context(exclusive(self.ledger))
             sync_policies(self.ledger, self.policies)
+            self.signer = self._signer()
             runner = await self._serve_http()
             self._start_scheduler()
             self._install_signals()
@@ -109,18 +113,44 @@ class Daemon:
         return runner
 
     def _start_scheduler(self) -> None:
-        """Interval sweeps that never overlap, the first one now."""
+        """Interval sweeps that never overlap, the first one now; signed checkpoints."""
+        common = {
+            "max_instances": 1,
+            "coalesce": True,
+            "misfire_grace_time": None,
+            "next_run_time": self.clock(),
+        }
         self.scheduler.add_job(
             self._sweep_job,
             "interval",
             id="sweep",
             seconds=self.settings.sweep.interval.total_seconds(),
-            next_run_time=self.clock(),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
+            **common,
         )
+        if self.signer is not None:
+            seconds = self.settings.audit.checkpoint_interval.total_seconds()
+            self.scheduler.add_job(
+                self._checkpoint_job,
+                "interval",
+                id="checkpoint",
+                seconds=max(1.0, seconds),
+                **common,
+            )
         self.scheduler.start()
+
+    def _signer(self) -> Signer | None:
+        """The checkpoint key, created 0600 on first start when missing."""
+        path = self.settings.audit.signing_key_file
+        return Signer.from_file(path, create=True) if path else None
+
+    async def _checkpoint_job(self) -> None:
+        """Sign the chain's head every checkpoint_interval, idle or not."""
+        if self.stopping or self.signer is None:
+            return
+        try:
+            write_checkpoint(self.ledger, self.signer, self.settings.audit.checkpoint_interval)
+        except Exception as exc:
+            log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _install_signals(self) -> None:
         """SIGTERM and SIGINT stop; SIGHUP reloads the policies."""
@@ -203,6 +233,8 @@ class Daemon:
             watchdog.cancel()
         with self.ledger.write() as tx:
             tx.event("daemon.stopped", details={"drained": drained})
+        if self.signer is not None:  # the trail ends on a signed head
+            write_checkpoint(self.ledger, self.signer, self.settings.audit.checkpoint_interval)
         await runner.cleanup()
         log.info("daemon.stopped", drained=drained)
 

@@ -108,6 +108,7 @@ class Record(Base):
         ),
         Index("ix_records_response_id", "response_id"),
         Index("ix_records_state", "state"),
+        Index("ix_records_closed_at", "closed_at"),
     )
 
 

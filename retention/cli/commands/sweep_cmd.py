@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 @click.pass_context
 def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> None:
     """Delete everything due now at its provider, then exit."""
+    from retention.audit.checkpoint import checkpoint_if_due
     from retention.ledger import store
     from retention.reconcile import sync_policies
     from retention.sweep.hooks import Hooks
@@ -51,6 +52,7 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
                 hooks=Hooks(progress=advance),
             )
         )
+    checkpoint_if_due(app.ledger, app.settings.audit, app.now())
     _print_report(report, output)
     ctx.exit(report.exit_code)
 

@@ -1,0 +1,103 @@
+"""Ed25519 keys for audit checkpoints: create (0600), load, sign, verify, fingerprint."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from retention.errors import AuditError, UsageError
+
+
+def fingerprint(public: Ed25519PublicKey) -> str:
+    """`sha256:` and the hex SHA-256 of the raw 32-byte public key."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def public_pem(public: Ed25519PublicKey) -> str:
+    """The public key as PEM (SubjectPublicKeyInfo), for auditors."""
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_public(pem: str | bytes) -> Ed25519PublicKey:
+    """A public key from PEM text."""
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise UsageError(f"not a PEM public key: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError("the public key is not an Ed25519 key")
+    return key
+
+
+def verify_signature(public: Ed25519PublicKey, signature_b64: str, message: bytes) -> bool:
+    """Whether `signature_b64` signs `message` under `public`."""
+    try:
+        public.verify(base64.b64decode(signature_b64, validate=True), message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A private key able to sign checkpoints."""
+
+    key: Ed25519PrivateKey
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        """The matching public key."""
+        return self.key.public_key()
+
+    @property
+    def fingerprint(self) -> str:
+        """The public key's fingerprint."""
+        return fingerprint(self.public)
+
+    def sign(self, message: bytes) -> str:
+        """A base64 Ed25519 signature of `message`."""
+        return base64.b64encode(self.key.sign(message)).decode()
+
+    @classmethod
+    def from_file(cls, path: Path, *, create: bool) -> Signer:
+        """Load the key at `path`; when missing and `create`, make one (0600, never replaced)."""
+        if not path.exists():
+            if not create:
+                raise AuditError(f"no signing key at {path}; `retention run` creates it")
+            _create(path)
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"cannot read the signing key {path}: {type(exc).__name__}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise AuditError(f"the signing key {path} is not an Ed25519 key")
+        return cls(key)
+
+
+def _create(path: Path) -> None:
+    """Write a new private key with mode 0600, failing rather than overwriting."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process made it first; use theirs
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+        handle.flush()
+        os.fsync(handle.fileno())

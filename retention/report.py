@@ -1,0 +1,99 @@
+"""The compliance report: deletions on time and late, lag past the deadline, absent, failed,
+held; per policy and per provider. `summarise` is pure; `compliance_report` reads the ledger."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from retention.core.times import format_time
+from retention.ledger import store
+from retention.ledger.ledger import Ledger
+
+CLOSED = ("deleted", "absent", "failed")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The nearest-rank percentile `q` (0..100) of `values`."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _bucket() -> dict[str, Any]:
+    """An empty group of counts."""
+    return {"deleted": 0, "on_time": 0, "late": 0, "absent": 0, "failed": 0, "lags": []}
+
+
+def summarise(
+    rows: Iterable[tuple[str, str, str, datetime, datetime]], *, tolerance_s: float
+) -> dict[str, Any]:
+    """Group (provider, policy, state, deadline, closed_at) rows into the report's figures."""
+    groups: dict[str, dict[str, dict[str, Any]]] = {
+        "total": defaultdict(_bucket),
+        "policy": defaultdict(_bucket),
+        "provider": defaultdict(_bucket),
+    }
+    for provider, policy, state, deadline, closed_at in rows:
+        lag = (closed_at - deadline).total_seconds()
+        for kind, key in (("total", "all"), ("policy", policy), ("provider", provider)):
+            bucket = groups[kind][key]
+            bucket[state] += 1
+            if state in ("deleted", "absent"):
+                bucket["lags"].append(lag)
+            if state == "deleted":
+                bucket["on_time" if lag <= tolerance_s else "late"] += 1
+    return {
+        kind: {key: _finish(b) for key, b in sorted(found.items())}
+        for kind, found in groups.items()
+    }
+
+
+def _finish(bucket: dict[str, Any]) -> dict[str, Any]:
+    """Counts and lag percentiles (whole seconds) of one group."""
+    lags = bucket.pop("lags")
+    for name, q in (("lag_p50_s", 50), ("lag_p99_s", 99), ("lag_max_s", 100)):
+        value = percentile(lags, q)
+        bucket[name] = None if value is None else round(value)
+    return bucket
+
+
+def compliance_report(
+    ledger: Ledger,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    tolerance_s: float,
+    now: datetime,
+) -> dict[str, Any]:
+    """The report for records closed in [since, until), with what is held and overdue now."""
+    r = store.R
+    query = select(r.provider, r.policy, r.state, r.deadline, r.closed_at).where(
+        r.state.in_(CLOSED), r.closed_at.is_not(None)
+    )
+    if since is not None:
+        query = query.where(r.closed_at >= since)
+    if until is not None:
+        query = query.where(r.closed_at < until)
+    with ledger.read() as conn:
+        figures = summarise(conn.execute(query), tolerance_s=tolerance_s)
+        held = conn.execute(select(func.count()).where(r.state == "held")).scalar_one()
+        overdue = store.overdue_count(conn, now)
+    total = figures["total"].get("all", _finish(_bucket()))
+    return {
+        "since": format_time(since),
+        "until": format_time(until),
+        "generated_at": format_time(now),
+        "on_time_tolerance_s": int(tolerance_s),
+        "total": total,
+        "held_now": held,
+        "overdue_now": overdue,
+        "by_policy": figures["policy"],
+        "by_provider": figures["provider"],
+    }
