@@ -191,3 +191,33 @@ def test_explain_and_report(swept: Path) -> None:
 def test_signing_key_is_private(swept: Path) -> None:
     """The signing key was created 0600."""
     assert (swept / "audit-signing.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_auditors_guide_recipes_work(swept: Path) -> None:
+    """The guide's ten lines and its checkpoint recipe verify an export without retention."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    trail = _export(swept)
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "auditors-guide.md").read_text()
+    snippet = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(snippet.replace('"trail.jsonl"', repr(str(trail))), {})  # noqa: S102
+    manifest = json.loads((swept / "trail.jsonl.manifest.json").read_text())
+    public = load_pem_public_key(manifest["public_key"].encode())
+    checked = 0
+    for line in _lines(trail):
+        record = json.loads(line)
+        if record["event"] != "audit.checkpoint":
+            continue
+        d = record["details"]
+        message = {"chain": record["chain"], "ts": record["ts"], **{
+            k: d[k] for k in ("covers_hash", "covers_seq", "interval_s", "key_fingerprint",
+                              "prev_signature")}}
+        public.verify(base64.b64decode(d["signature"]), json.dumps(  # type: ignore[union-attr]
+            message, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+        assert d["covers_hash"] == record["prev_hash"]
+        checked += 1
+    assert checked == 2
+    assert hashlib.sha256(trail.read_bytes()).hexdigest() == manifest["sha256"]
