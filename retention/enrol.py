@@ -25,27 +25,50 @@ class EnrolResult:
 
 
 def enrol(
-    ledger: Ledger, settings: Settings, policies: PolicySet, records: list[NewRecord]
+    ledger: Ledger,
+    settings: Settings,
+    policies: PolicySet,
+    records: list[NewRecord],
+    *,
+    source: str | None = None,
 ) -> EnrolResult:
     """Track `records`; an ID already tracked for its provider is left exactly as it was."""
+    with ledger.write() as tx:
+        accepted = enrol_in(tx, settings, policies, records, source=source)
+    return EnrolResult(accepted=accepted, duplicates=len(records) - accepted)
+
+
+def enrol_in(
+    tx: Tx,
+    settings: Settings,
+    policies: PolicySet,
+    records: list[NewRecord],
+    *,
+    source: str | None = None,
+) -> int:
+    """Enrol within the caller's transaction; returns how many were new."""
     by_provider: dict[str, dict[str, NewRecord]] = defaultdict(dict)
     for record in records:
         name = settings.provider(record.provider).name
         by_provider[name].setdefault(record.response_id, record)
     accepted = 0
-    with ledger.write() as tx:
-        for provider, items in by_provider.items():
-            known = store.existing_ids(tx.conn, provider, items)
-            fresh = [r for rid, r in items.items() if rid not in known]
-            account = settings.providers[provider].account_id
-            rows = [_row(tx, r, provider, account, policies) for r in fresh]
-            store.insert_records(tx.conn, rows)
-            accepted += len(rows)
-    return EnrolResult(accepted=accepted, duplicates=len(records) - accepted)
+    for provider, items in by_provider.items():
+        known = store.existing_ids(tx.conn, provider, items)
+        fresh = [r for rid, r in items.items() if rid not in known]
+        account = settings.providers[provider].account_id
+        rows = [_row(tx, r, provider, account, policies, source) for r in fresh]
+        store.insert_records(tx.conn, rows)
+        accepted += len(rows)
+    return accepted
 
 
 def _row(
-    tx: Tx, record: NewRecord, provider: str, account: str | None, policies: PolicySet
+    tx: Tx,
+    record: NewRecord,
+    provider: str,
+    account: str | None,
+    policies: PolicySet,
+    source: str | None,
 ) -> dict[str, Any]:
     """The records row for one new response, with its events queued on `tx`."""
     facts = ResponseFacts(
@@ -73,6 +96,7 @@ def _row(
             "deadline_basis": decision.basis,
             "model": record.model,
             "created_at": format_time(record.created_at),
+            "source": source,
         },
     )
     if decision.hold:

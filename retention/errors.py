@@ -8,7 +8,8 @@
     ├── LedgerError                 the ledger database failed or is not what we expect
     │   └── SchemaOutdatedError     the ledger needs `retention db upgrade`
     ├── ProviderError               the provider could not be asked
-    │   └── ProviderAuthError       the provider refused our credentials
+    │   ├── ProviderAuthError       the provider refused our credentials
+    │   └── DiscoveryUnsupported    the provider has no listing of stored responses
     └── AuditError                  the audit trail could not be written or read
 
 The CLI maps UsageError to exit 2 and every other RetentionError to exit 1; nothing else
@@ -77,6 +78,10 @@ class ProviderError(RetentionError):
 
 class ProviderAuthError(ProviderError):
     """The provider refused our credentials; nothing was deleted for it in this sweep."""
+
+
+class DiscoveryUnsupported(ProviderError):
+    """This provider does not list stored responses; record IDs where they are made."""
 
 
 class AuditError(RetentionError):

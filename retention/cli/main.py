@@ -10,7 +10,14 @@ import click
 
 from retention import __version__
 from retention.cli.app import App, configure_logging
-from retention.cli.commands import admin, audit_cmds, daemon_cmds, ledger_cmds, sweep_cmd
+from retention.cli.commands import (
+    admin,
+    audit_cmds,
+    daemon_cmds,
+    discover_cmd,
+    ledger_cmds,
+    sweep_cmd,
+)
 from retention.errors import RetentionError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -52,7 +59,7 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
     configure_logging(verbose)
 
 
-for module in (ledger_cmds, sweep_cmd, daemon_cmds, audit_cmds, admin):
+for module in (ledger_cmds, sweep_cmd, discover_cmd, daemon_cmds, audit_cmds, admin):
     for command in module.COMMANDS:
         cli.add_command(command)
 

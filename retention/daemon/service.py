@@ -22,6 +22,7 @@ from retention.core.policies import PolicySet
 from retention.daemon import systemd
 from retention.daemon.http import make_app
 from retention.daemon.metrics import Metrics
+from retention.discover import discover
 from retention.errors import ConfigError
 from retention.ledger.ledger import Ledger
 from retention.logs import get_logger
@@ -63,6 +64,7 @@ class Daemon:
         self._sweep: asyncio.Task[SweepReport] | None = None
         self._reloading: asyncio.Task[None] | None = None
         self.signer: Signer | None = None
+        self._no_listing: set[str] = set()
 
     def alive(self) -> bool:
         """The scheduler runs (what liveness means)."""
@@ -127,6 +129,11 @@ class Daemon:
             seconds=self.settings.sweep.interval.total_seconds(),
             **common,
         )
+        discover_every = self.settings.discover_interval.total_seconds()
+        if discover_every > 0:
+            self.scheduler.add_job(
+                self._discover_job, "interval", id="discover", seconds=discover_every, **common
+            )
         if self.signer is not None:
             seconds = self.settings.audit.checkpoint_interval.total_seconds()
             self.scheduler.add_job(
@@ -142,6 +149,22 @@ class Daemon:
         """The checkpoint key, created 0600 on first start when missing."""
         path = self.settings.audit.signing_key_file
         return Signer.from_file(path, create=True) if path else None
+
+    async def _discover_job(self) -> None:
+        """Crawl each provider's listing; a provider without one is skipped from then on."""
+        for name in self.settings.providers:
+            if self.stopping or name in self._no_listing:
+                continue
+            try:
+                report = await discover(
+                    self.ledger, self.settings, self.policies, name, clock=self.clock
+                )
+            except Exception as exc:
+                log.error("discover.crashed", provider=name, error=f"{type(exc).__name__}: {exc}")
+                continue
+            if report.unsupported:
+                self._no_listing.add(name)
+            log.info("discover.done", **report.as_dict())
 
     async def _checkpoint_job(self) -> None:
         """Sign the chain's head every checkpoint_interval, idle or not."""

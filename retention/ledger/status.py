@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, func, select
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
@@ -15,7 +15,7 @@ from retention.core.times import format_time
 from retention.errors import InputError
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
-from retention.ledger.models import AuditEvent
+from retention.ledger.models import AuditEvent, Meta
 
 
 def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
@@ -30,7 +30,27 @@ def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
             "overdue": store.overdue_count(conn, now),
             "next_deadline": format_time(store.next_deadline(conn, now)),
             "last_sweep": json.loads(last) if last else None,
+            "coverage": _coverage(conn),
         }
+
+
+def _coverage(conn: Connection) -> dict[str, Any]:
+    """Per provider: records tracked, and what discovery has read of the provider's listing."""
+    tracked = dict(
+        conn.execute(select(store.R.provider, func.count()).group_by(store.R.provider)).all()
+    )
+    rows = conn.execute(select(Meta.key, Meta.value).where(Meta.key.like("discover:%"))).all()
+    crawls = {key.split(":", 1)[1]: json.loads(value) for key, value in rows}
+    return {
+        name: {
+            "tracked": tracked.get(name, 0),
+            "listed_seen": crawls.get(name, {}).get("listed_total"),
+            "enrolled_by_discovery": crawls.get(name, {}).get("discovered_total"),
+            "last_complete_crawl": crawls.get(name, {}).get("last_complete"),
+            "crawl_in_progress": bool(crawls.get(name, {}).get("after")),
+        }
+        for name in sorted(set(tracked) | set(crawls))
+    }
 
 
 def explain_id(ledger: Ledger, policies: PolicySet, response_id: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -16,9 +17,33 @@ from retention.config.settings import ProviderSettings
 from retention.core.ids import validate_id
 from retention.core.outcomes import parse_retry_after
 from retention.core.times import utcnow
+from retention.errors import DiscoveryUnsupported, ProviderAuthError, ProviderError
 from retention.logs import redact, register_secret
 
 REQUEST_ID_HEADERS = ("x-request-id", "fireworks-request-id", "request-id")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of GET /responses: raw items (validated by the caller), and the cursor."""
+
+    items: list[Any]
+    has_more: bool
+    last_id: str | None
+
+    @classmethod
+    def from_json(cls, body: Any) -> Page:
+        """Read a listing body leniently; a malformed body is a ProviderError."""
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise ProviderError("listing answered without a `data` list")
+        last = body.get("last_id")
+        if last is None and body["data"] and isinstance(body["data"][-1], dict):
+            last = body["data"][-1].get("id")
+        return cls(
+            items=body["data"],
+            has_more=bool(body.get("has_more")),
+            last_id=last if isinstance(last, str) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +104,34 @@ class ProviderClient:
         except httpx.TransportError as exc:
             return Answer(status=None, error=redact(f"{type(exc).__name__}: {exc}")[:300])
         return describe(response, utcnow())
+
+    async def list_page(self, *, limit: int = 100, after: str | None = None) -> Page:
+        """One page of the provider's listing of stored responses, newest first."""
+        params: dict[str, str | int] = {"limit": limit}
+        if after is not None:
+            params["after"] = validate_id(after)
+        try:
+            response = await self._http.get(f"{self.settings.base_url}/responses", params=params)
+        except httpx.TransportError as exc:
+            raise ProviderError(redact(f"listing failed: {type(exc).__name__}: {exc}")) from None
+        if response.status_code in (401, 403):
+            raise ProviderAuthError(
+                f"provider {self.settings.name} refused our credentials "
+                f"(HTTP {response.status_code})"
+            )
+        if response.status_code in (404, 405, 501):
+            raise DiscoveryUnsupported(
+                f"provider {self.settings.name} ({self.settings.kind}) has no listing of "
+                f"stored responses (GET /responses answered {response.status_code}); record "
+                "IDs where they are created (retention.capture, ingest, record, import)"
+            )
+        if not response.is_success:
+            raise ProviderError(f"listing failed: HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise ProviderError("listing answered with something that is not JSON") from None
+        return Page.from_json(body)
 
     async def aclose(self) -> None:
         """Close connections."""

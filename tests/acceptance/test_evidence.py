@@ -212,11 +212,26 @@ def test_auditors_guide_recipes_work(swept: Path) -> None:
         if record["event"] != "audit.checkpoint":
             continue
         d = record["details"]
-        message = {"chain": record["chain"], "ts": record["ts"], **{
-            k: d[k] for k in ("covers_hash", "covers_seq", "interval_s", "key_fingerprint",
-                              "prev_signature")}}
-        public.verify(base64.b64decode(d["signature"]), json.dumps(  # type: ignore[union-attr]
-            message, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+        message = {
+            "chain": record["chain"],
+            "ts": record["ts"],
+            **{
+                k: d[k]
+                for k in (
+                    "covers_hash",
+                    "covers_seq",
+                    "interval_s",
+                    "key_fingerprint",
+                    "prev_signature",
+                )
+            },
+        }
+        public.verify(
+            base64.b64decode(d["signature"]),
+            json.dumps(  # type: ignore[union-attr]
+                message, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode(),
+        )
         assert d["covers_hash"] == record["prev_hash"]
         checked += 1
     assert checked == 2

@@ -200,6 +200,17 @@ def status(ctx: click.Context, output: str) -> None:
     click.echo(f"{'due now':<10} {data['due_now']}")
     click.echo(f"{'overdue':<10} {data['overdue']}")
     click.echo(f"next deadline: {data['next_deadline'] or '-'}")
+    for name, cov in data["coverage"].items():
+        seen = cov["listed_seen"]
+        click.echo(
+            f"coverage {name}: {cov['tracked']} tracked"
+            + (
+                f"; discovery read {seen} listed, enrolled {cov['enrolled_by_discovery']} the apps "
+                f"had not recorded, last complete crawl {cov['last_complete_crawl'] or 'never'}"
+                if seen is not None
+                else "; discovery has not run"
+            )
+        )
     last = data["last_sweep"]
     click.echo(
         "last sweep: "

@@ -1,0 +1,47 @@
+"""`retention discover`: enrol what the provider lists that the ledger lacks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from retention.cli.app import app_of
+from retention.cli.commands import config_option
+from retention.cli.output import OUTPUT, emit, table
+
+
+@click.command()
+@click.option("--provider", help="Only this provider (default: every configured one).")
+@config_option
+@OUTPUT
+@click.pass_context
+def discover(ctx: click.Context, provider: str | None, output: str) -> None:
+    """Enrol every stored response the provider lists that the ledger lacks."""
+    from retention.discover import discover as crawl
+    from retention.reconcile import sync_policies
+
+    app = app_of(ctx)
+    names = [app.settings.provider(provider).name] if provider else list(app.settings.providers)
+    sync_policies(app.ledger, app.policies)
+
+    async def run_all() -> list[dict[str, object]]:
+        return [
+            (await crawl(app.ledger, app.settings, app.policies, name, clock=app.now)).as_dict()
+            for name in names
+        ]
+
+    reports = asyncio.run(run_all())
+    if output == "json":
+        emit(reports, output)
+    else:
+        click.echo(
+            table(reports, ("provider", "pages", "listed", "enrolled", "invalid", "complete"))
+        )
+        for item in reports:
+            if item["error"]:
+                click.echo(f"provider {item['provider']}: {item['error']}", err=True)
+    ctx.exit(1 if any(r["error"] for r in reports) else 0)
+
+
+COMMANDS = [discover]

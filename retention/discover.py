@@ -1,0 +1,169 @@
+"""Discovery: enrol every stored response the provider lists that the ledger lacks.
+
+The listing is newest first. A crawl reads pages until it meets responses older than the newest
+one the last complete crawl saw (the high-water mark), or the end. Its cursor is saved with each
+page's enrolments in one transaction, so an interrupted crawl resumes where it stopped, and the
+high-water mark moves only when a crawl completes: no hole is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from retention.config.settings import Settings
+from retention.core.ids import is_valid_id
+from retention.core.policies import PolicySet
+from retention.core.times import format_time, parse_time
+from retention.enrol import enrol_in
+from retention.errors import DiscoveryUnsupported, RetentionError
+from retention.ingest import NewRecord, metadata_of
+from retention.ledger import store
+from retention.ledger.ledger import Ledger
+from retention.logs import get_logger
+from retention.provider.client import ProviderClient
+
+log = get_logger("retention.discover")
+PAGE_SIZE = 100
+
+
+@dataclass
+class DiscoverReport:
+    """What one discovery run did for one provider."""
+
+    provider: str
+    pages: int = 0
+    listed: int = 0
+    enrolled: int = 0
+    invalid: int = 0
+    complete: bool = False
+    error: str | None = None
+    unsupported: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+@dataclass
+class CrawlState:
+    """Per provider, kept in the ledger's meta table."""
+
+    high_water: int | None = None  # created_at of the newest response of the last full crawl
+    after: str | None = None  # the cursor of an unfinished crawl
+    top: int | None = None  # the newest created_at the unfinished crawl saw
+    last_complete: str | None = None
+    listed_total: int = 0
+    discovered_total: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def key(provider: str) -> str:
+        """The meta key."""
+        return f"discover:{provider}"
+
+
+def load_state(ledger: Ledger, provider: str) -> CrawlState:
+    """The crawl state of `provider`."""
+    with ledger.read() as conn:
+        value = store.get_meta(conn, CrawlState.key(provider))
+    return CrawlState(**json.loads(value)) if value else CrawlState()
+
+
+def to_record(item: Any, provider: str) -> NewRecord | None:
+    """A listing item as a record; None for an item that is not stored; ValueError if bad."""
+    if not isinstance(item, dict) or not is_valid_id(item.get("id")):
+        raise ValueError("invalid item or response ID")
+    if item.get("store") is False:
+        return None
+    created = item.get("created_at")
+    previous = item.get("previous_response_id")
+    return NewRecord(
+        response_id=item["id"],
+        provider=provider,
+        created_at=parse_time(created, field="created_at") if created is not None else None,
+        model=item["model"] if isinstance(item.get("model"), str) else None,
+        metadata=metadata_of(item.get("metadata") or {}),
+        previous_response_id=previous if is_valid_id(previous) else None,
+    )
+
+
+async def discover(
+    ledger: Ledger,
+    settings: Settings,
+    policies: PolicySet,
+    provider: str,
+    *,
+    clock: Callable[[], datetime],
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> DiscoverReport:
+    """Crawl `provider`'s listing until complete; errors end the run with the cursor saved."""
+    config = settings.providers[provider]
+    client = ProviderClient(config, config.api_key(), transport=transport)
+    report = DiscoverReport(provider=provider)
+    state = load_state(ledger, provider)
+    try:
+        while not report.complete:
+            page = await client.list_page(limit=PAGE_SIZE, after=state.after)
+            report.pages += 1
+            records, reached = _read_page(page.items, state, report, provider)
+            report.complete = reached or not page.has_more or page.last_id is None
+            _commit(ledger, settings, policies, state, records, page.last_id, report, clock())
+    except RetentionError as exc:
+        report.error = exc.message
+        report.unsupported = isinstance(exc, DiscoveryUnsupported)
+        log.warning("discover.failed", provider=provider, error=exc.message)
+    finally:
+        await client.aclose()
+    return report
+
+
+def _read_page(
+    items: list[Any], state: CrawlState, report: DiscoverReport, provider: str
+) -> tuple[list[NewRecord], bool]:
+    """The page's records down to the high-water mark, and whether it was reached."""
+    records = []
+    for item in items:
+        try:
+            record = to_record(item, provider)
+        except (ValueError, RetentionError):
+            report.invalid += 1
+            continue
+        created = int(record.created_at.timestamp()) if record and record.created_at else None
+        if created is not None and state.high_water is not None and created < state.high_water:
+            return records, True
+        report.listed += 1
+        if state.top is None and created is not None:
+            state.top = created
+        if record is not None:
+            records.append(record)
+    return records, False
+
+
+def _commit(
+    ledger: Ledger,
+    settings: Settings,
+    policies: PolicySet,
+    state: CrawlState,
+    records: list[NewRecord],
+    cursor: str | None,
+    report: DiscoverReport,
+    now: datetime,
+) -> None:
+    """Enrol a page and move the cursor (or the high-water mark) in one transaction."""
+    with ledger.write() as tx:
+        enrolled = enrol_in(tx, settings, policies, records, source="discovery")
+        report.enrolled += enrolled
+        state.listed_total += len(records)
+        state.discovered_total += enrolled
+        if report.complete:
+            state.high_water = state.top if state.top is not None else state.high_water
+            state.after, state.top, state.last_complete = None, None, format_time(now)
+        else:
+            state.after = cursor
+        store.set_meta(tx.conn, CrawlState.key(report.provider), json.dumps(asdict(state)))
