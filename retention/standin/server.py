@@ -7,6 +7,7 @@ Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `reset`
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 from dataclasses import asdict, dataclass, fields
@@ -144,10 +145,18 @@ class StandIn:
         return web.json_response(body, status=status, headers=headers)
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/responses."""
-        return await self._gate(request) or self._answer(
-            request, 200, self.store.create(await request.json())
+        """POST /v1/responses; `"stream": true` answers with server-sent events."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        body = await request.json()
+        item = self.store.create(body)
+        if not body.get("stream"):
+            return self._answer(request, 200, item)
+        self.store.note(
+            Seen(request.method, request.path, request.headers.get("x-fireworks-account-id"), 200)
         )
+        return await _stream(request, item)
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses?limit=&after=, newest first."""
@@ -200,3 +209,26 @@ class StandIn:
         except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": f"bad knob: {exc}"}, status=400)
         return web.json_response(asdict(self.knobs))
+
+
+async def _stream(request: web.Request, item: dict[str, Any]) -> web.StreamResponse:
+    """The Responses API's event stream: created, one text delta, completed."""
+    answer = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await answer.prepare(request)
+    events = [
+        {"type": "response.created", "response": {**item, "status": "in_progress", "output": []}},
+        {
+            "type": "response.output_text.delta",
+            "item_id": "msg_standin",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "stand-in",
+            "logprobs": [],
+        },
+        {"type": "response.completed", "response": item},
+    ]
+    for number, event in enumerate(events):
+        data = json.dumps({**event, "sequence_number": number})
+        await answer.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
+    await answer.write_eof()
+    return answer

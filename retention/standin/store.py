@@ -41,10 +41,18 @@ class ResponseStore:
             "output": [
                 {
                     "type": "message",
+                    "id": "msg_standin",
                     "role": "assistant",
-                    "content": [{"type": "output_text", "text": "stand-in"}],
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": "stand-in", "annotations": []}],
                 }
             ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "error": None,
+            "incomplete_details": None,
+            "instructions": None,
         }
         if item["store"]:
             self.responses[item["id"]] = item

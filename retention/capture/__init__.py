@@ -1,0 +1,171 @@
+"""Capture response IDs where the app creates them.
+
+    client = retention.capture.instrument(OpenAI(...), ingest_url="http://127.0.0.1:8787",
+                                          token=TOKEN, provider="fireworks")
+
+Works on `openai.OpenAI`, `openai.AsyncOpenAI`, `httpx.Client` and `httpx.AsyncClient`,
+streamed or not. A response hook wraps the body of each `POST .../responses` so the ID is read
+as the app reads the body (nothing is read ahead, nothing waits on the daemon); records of
+stored responses go to a background shipper. Nothing here raises into the app.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from retention.capture.shipper import Shipper, default_spool
+from retention.capture.sniff import Sniffer, is_create
+
+__all__ = ["instrument"]
+log = logging.getLogger("retention.capture")
+C = TypeVar("C")
+_shippers: dict[tuple[str, Path], Shipper] = {}
+_tees: dict[tuple[str, str], type] = {}
+_lock = threading.Lock()
+
+
+def instrument(
+    client: C,
+    *,
+    ingest_url: str,
+    token: str,
+    provider: str | None = None,
+    spool_path: str | Path | None = None,
+) -> C:
+    """Record the ID of every stored response `client` creates; returns `client` itself."""
+    spool = Path(spool_path) if spool_path else default_spool()
+    with _lock:
+        shipper = _shippers.get((ingest_url, spool))
+        if shipper is None:
+            shipper = _shippers[(ingest_url, spool)] = Shipper(ingest_url, token, spool)
+    http = getattr(client, "_client", client)  # the OpenAI SDK keeps its HTTP client here
+    hooks = getattr(http, "event_hooks", None)
+    if not isinstance(hooks, dict) or not isinstance(hooks.get("response"), list):
+        raise TypeError(
+            f"cannot instrument {type(client).__name__}: expected an OpenAI, "
+            "AsyncOpenAI, httpx.Client or httpx.AsyncClient"
+        )
+    is_async = inspect.iscoroutinefunction(getattr(http, "send", None))
+    hooks["response"].append((_async_hook if is_async else _sync_hook)(shipper, provider))
+    http.event_hooks = hooks  # httpx re-reads hooks through this setter
+    return client
+
+
+def _tee_class(response: Any, kind: str) -> Any:
+    """Our tee built on the byte-stream class of the response's own HTTP library (httpx, or
+    the fork a given openai release vendors), so that library accepts it."""
+    library = sys.modules[type(response).__module__.split(".")[0]]
+    key = (library.__name__, kind)
+    if key not in _tees:
+        base = getattr(library, "SyncByteStream" if kind == "sync" else "AsyncByteStream")
+        mixin = _SyncTee if kind == "sync" else _AsyncTee
+        _tees[key] = type(f"{mixin.__name__}_{library.__name__}", (mixin, base), {})
+    return _tees[key]
+
+
+def _wanted(response: httpx.Response) -> bool:
+    """A successful POST .../responses."""
+    return response.is_success and is_create(response.request.method, response.request.url.path)
+
+
+def _finish(sniffer: Sniffer, shipper: Shipper, provider: str | None) -> None:
+    """Ship what the sniffer found (once)."""
+    try:
+        record = sniffer.result()
+        if record is not None:
+            shipper.put({**record, "provider": provider} if provider else record)
+    except Exception:
+        log.debug("retention capture: could not read a response", exc_info=True)
+
+
+def _sync_hook(shipper: Shipper, provider: str | None) -> Any:
+    """A response hook for httpx.Client."""
+
+    def hook(response: httpx.Response) -> None:
+        try:
+            if _wanted(response):
+                sniffer = Sniffer(response.headers.get("content-type", ""))
+                tee = _tee_class(response, "sync")
+                response.stream = tee(response.stream, sniffer, shipper, provider)
+        except Exception:
+            log.debug("retention capture: hook failed", exc_info=True)
+
+    return hook
+
+
+def _async_hook(shipper: Shipper, provider: str | None) -> Any:
+    """A response hook for httpx.AsyncClient."""
+
+    async def hook(response: httpx.Response) -> None:
+        try:
+            if _wanted(response):
+                sniffer = Sniffer(response.headers.get("content-type", ""))
+                tee = _tee_class(response, "async")
+                response.stream = tee(response.stream, sniffer, shipper, provider)
+        except Exception:
+            log.debug("retention capture: hook failed", exc_info=True)
+
+    return hook
+
+
+class _Tee:
+    """Passes a body through, showing each chunk to the sniffer; ships once at the end."""
+
+    def __init__(
+        self, inner: Any, sniffer: Sniffer, shipper: Shipper, provider: str | None
+    ) -> None:
+        self.inner, self.sniffer, self.shipper, self.provider = inner, sniffer, shipper, provider
+        self.done = False
+
+    def _settle(self) -> None:
+        if not self.done:
+            self.done = True
+            _finish(self.sniffer, self.shipper, self.provider)
+
+
+class _SyncTee(_Tee):
+    """For sync clients."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.inner:
+            _feed(self.sniffer, chunk)
+            yield chunk
+        self._settle()
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        finally:
+            self._settle()
+
+
+class _AsyncTee(_Tee):
+    """For async clients."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:
+            _feed(self.sniffer, chunk)
+            yield chunk
+        self._settle()
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            self._settle()
+
+
+def _feed(sniffer: Sniffer, chunk: bytes) -> None:
+    """Show a chunk to the sniffer; its failure is never the app's."""
+    try:
+        sniffer.feed(chunk)
+    except Exception:
+        sniffer.settled = True
