@@ -16,6 +16,7 @@ from retention.core.ids import validate_id
 from retention.core.times import parse_time
 from retention.errors import InputError, UsageError
 
+csv.field_size_limit(1 << 24)  # 16 MiB: a long cell is an error we report, not a crash
 FIELDS = ("id", "provider", "created_at", "model", "metadata", "previous_response_id")
 MAX_META = 64
 
@@ -112,7 +113,9 @@ def jsonl_rows(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
         try:
             yield number, json.loads(line)
         except ValueError as exc:
-            yield number, InputError(f"invalid JSON: {exc.msg}")
+            yield number, InputError(f"invalid JSON: {getattr(exc, 'msg', exc)}")
+        except RecursionError:
+            yield number, InputError("invalid JSON: nested too deeply")
 
 
 def csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
@@ -122,10 +125,23 @@ def csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
     and any number of `metadata.KEY` columns.
     """
     reader = csv.DictReader(lines)
-    if reader.fieldnames is None or "id" not in reader.fieldnames:
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        header = None
+        yield 1, InputError(f"invalid CSV: {exc}")
+        return
+    if header is None or "id" not in header:
         yield 1, InputError("the CSV header must name an `id` column")
         return
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a stray quote swallowing the rest of the file
+            yield reader.line_num, InputError(f"invalid CSV: {exc}")
+            return
         try:
             yield reader.line_num, _csv_item(row)
         except InputError as exc:

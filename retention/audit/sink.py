@@ -57,6 +57,7 @@ class AuditSink:
     def _append(self, fd: int, first: dict[str, Any], lines: list[str], backfill: Backfill) -> None:
         """Write missing earlier lines of this chain, then `lines`."""
         assert self.path is not None
+        _cut_torn_tail(fd, self.path)
         last = last_seq_in_file(self.path, first["chain"])
         missing: list[str] = []
         if last is not None and last < first["seq"] - 1:
@@ -71,9 +72,28 @@ class AuditSink:
                 file_seq=last,
                 ledger_seq=first["seq"],
             )
-        data = "".join(line + "\n" for line in (*missing, *lines)).encode()
-        os.write(fd, data)
+        data = memoryview("".join(line + "\n" for line in (*missing, *lines)).encode())
+        while data:  # a short write (disk nearly full) continues where it stopped
+            data = data[os.write(fd, data) :]
         os.fsync(fd)
+
+
+def _cut_torn_tail(fd: int, path: Path, block: int = 65536) -> None:
+    """Drop a last line a crash left without its newline (it is backfilled whole)."""
+    end = os.fstat(fd).st_size
+    with open(path, "rb") as handle:
+        if end == 0 or (handle.seek(end - 1), handle.read(1))[1] == b"\n":
+            return
+        position = end
+        while position > 0:
+            start = max(0, position - block)
+            handle.seek(start)
+            cut = handle.read(position - start).rfind(b"\n")
+            if cut >= 0:
+                os.truncate(path, start + cut + 1)
+                return
+            position = start
+    os.truncate(path, 0)  # a single torn line and nothing before it
 
 
 def last_seq_in_file(path: Path, chain: str, block: int = 65536) -> int | None:

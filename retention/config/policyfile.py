@@ -108,8 +108,8 @@ def _match(reader: Reader) -> Match:
     reader.only("provider", "account", "model", "metadata")
     meta = reader.child("metadata")
     for key, value in meta.node.items():
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise meta.error(key, f"expected a string, got {value!r}")
+        if not isinstance(value, str):  # YAML would turn 0113 into 75 and 12:30 into 750
+            raise meta.error(key, f'expected a string, got {value!r}; quote it: "{value}"')
     return Match(
         provider=reader.get("provider", str),
         account=reader.get("account", str),

@@ -146,13 +146,10 @@ def load_settings(path: Path) -> Settings:
     top = Reader(load_yaml(path) or None, file=str(path), line=1)
     top.only("database_url", "policies_file", "providers", "sweep", "discover", "audit", "server")
     base = path.resolve().parent
-    url = os.environ.get("RETENTION_DATABASE_URL") or top.get(
-        "database_url", str, "sqlite:///retention.db"
-    )
+    from_env = os.environ.get("RETENTION_DATABASE_URL", "").strip()
+    url = from_env or top.get("database_url", str, "sqlite:///retention.db")
     try:
-        database_url = normalise_database_url(
-            url, base if "RETENTION_DATABASE_URL" not in os.environ else Path.cwd()
-        )
+        database_url = normalise_database_url(url, Path.cwd() if from_env else base)
     except ValueError as exc:
         raise top.error("database_url", str(exc)) from None
     return Settings(

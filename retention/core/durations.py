@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_SHORT = re.compile(r"(\d+)\s*(s|m|h|d|w)")
+_SHORT = re.compile(r"(\d{1,9})\s*(s|m|h|d|w)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _ISO = re.compile(
-    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+    r"P(?:(?P<weeks>\d{1,9})W)?(?:(?P<days>\d{1,9})D)?"
+    r"(?:T(?:(?P<hours>\d{1,9})H)?(?:(?P<minutes>\d{1,9})M)?(?:(?P<seconds>\d{1,9})S)?)?"
 )
 MAX_DURATION = timedelta(days=3650)
 
@@ -22,10 +22,13 @@ def parse_duration(text: object) -> timedelta:
     if value == "0":
         return timedelta(0)
     short = _SHORT.fullmatch(value)
-    if short:
-        result = timedelta(**{_UNITS[short.group(2)]: int(short.group(1))})
-    else:
-        result = _parse_iso(value)
+    try:
+        if short:
+            result = timedelta(**{_UNITS[short.group(2)]: int(short.group(1))})
+        else:
+            result = _parse_iso(value)
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is longer than ten years") from None
     if result > MAX_DURATION:
         raise ValueError(f"duration {value!r} is longer than ten years")
     return result

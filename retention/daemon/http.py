@@ -76,13 +76,13 @@ async def ingest(request: web.Request) -> web.Response:
     if token is None:
         return _error(404, "ingest is off: no token is configured")
     register_secret(token)
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
         return _error(401, "missing or wrong bearer token")
     try:
         body = json.loads(await request.read())
-    except ValueError:
-        return _error(400, "the body is not JSON")
+    except (ValueError, RecursionError):
+        return _error(400, "the body is not JSON (or is nested too deeply)")
     items = body.get("records") if isinstance(body, dict) else None
     if not isinstance(items, list):
         return _error(400, 'expected {"records": [...]}')
@@ -97,7 +97,10 @@ async def ingest(request: web.Request) -> web.Response:
             },
             status=400,
         )
-    result = await asyncio.to_thread(enrol, daemon.ledger, daemon.settings, daemon.policies, valid)
+    await asyncio.to_thread(daemon.follow_ledger_policies)
+    result = await asyncio.to_thread(
+        enrol, daemon.ledger, daemon.settings, daemon.policies, valid, source="ingest"
+    )
     return web.json_response(
         {"accepted": result.accepted, "duplicates": result.duplicates}, status=202
     )

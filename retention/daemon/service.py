@@ -23,10 +23,11 @@ from retention.daemon import systemd
 from retention.daemon.http import make_app
 from retention.daemon.metrics import Metrics
 from retention.discover import discover
-from retention.errors import ConfigError
+from retention.errors import ConfigError, RetentionError
+from retention.ledger import store
 from retention.ledger.ledger import Ledger
 from retention.logs import get_logger
-from retention.reconcile import sync_policies
+from retention.reconcile import DIGEST_KEY, sync_policies
 from retention.sweep.report import SweepReport
 from retention.sweep.runner import exclusive, sweep_once
 
@@ -192,18 +193,19 @@ class Daemon:
         if self.stopping:
             return
         started = time.monotonic()
-        self._sweep = asyncio.create_task(
-            sweep_once(
-                self.ledger,
-                self.settings,
-                self.policies,
-                clock=self.clock,
-                hooks=self.metrics.hooks(),
-                stop=self._stop_sweeps,
-                lock=False,
-            )
-        )
         try:
+            await asyncio.to_thread(self.follow_ledger_policies)
+            self._sweep = asyncio.create_task(
+                sweep_once(
+                    self.ledger,
+                    self.settings,
+                    lambda: self.policies,  # a reload mid-sweep applies at once
+                    clock=self.clock,
+                    hooks=self.metrics.hooks(),
+                    stop=self._stop_sweeps,
+                    lock=False,
+                )
+            )
             report = await asyncio.shield(self._sweep)  # only _drain may cancel a sweep
             log.info(
                 "sweep.done",
@@ -228,22 +230,39 @@ class Daemon:
     async def reload(self) -> None:
         """Swap in the policies file's current content; a bad file keeps the last good one."""
         systemd.reloading()
+        try:
+            await asyncio.to_thread(self._load_policies)
+        finally:
+            systemd.notify("READY=1", "STATUS=serving")
+
+    def _load_policies(self) -> None:
+        """Read, apply and adopt the policies file, or refuse it with `policy.rejected`."""
         path = self.settings.policies_file
         try:
             fresh = load_policies(path)
             sync_policies(self.ledger, fresh)
-            self.policies = fresh
-            log.info("policy.reloaded", source=str(path), digest=fresh.digest())
-        except ConfigError as exc:
-            log.error("policy.rejected", source=str(path), error=exc.message)
+        except Exception as exc:
+            message = (
+                exc.message if isinstance(exc, RetentionError) else (f"{type(exc).__name__}: {exc}")
+            )
+            log.error("policy.rejected", source=str(path), error=message)
             with self.ledger.write() as tx:
                 tx.event(
                     "policy.rejected",
-                    error=exc.message,
+                    error=message,
                     details={"source": str(path), "kept_digest": self.policies.digest()},
                 )
-        finally:
-            systemd.notify("READY=1", "STATUS=serving")
+            return
+        self.policies = fresh
+        log.info("policy.reloaded", source=str(path), digest=fresh.digest())
+
+    def follow_ledger_policies(self) -> None:
+        """Adopt the policies file when another process applied new policies to the ledger
+        (a CLI command after an edit), so this daemon never plans with stale ones."""
+        with self.ledger.read() as conn:
+            applied = store.get_meta(conn, DIGEST_KEY)
+        if applied is not None and applied != self.policies.digest():
+            self._load_policies()
 
     async def _shutdown(self, runner: web.AppRunner, watchdog: asyncio.Task[None] | None) -> None:
         """Stop claiming, let in-flight deletions finish within the grace period, record it."""

@@ -83,6 +83,25 @@ def update_record(conn: Connection, record_id: int, **values: Any) -> int:
     return conn.execute(update(Record.__table__).where(R.id == record_id).values(**values)).rowcount
 
 
+def update_owned(conn: Connection, record_id: int, owner: str, **values: Any) -> int:
+    """Set columns of a record only while it is pending under `owner`'s lease."""
+    return conn.execute(
+        update(Record.__table__)
+        .where(R.id == record_id, R.state == "pending", R.lease_owner == owner)
+        .values(**values)
+    ).rowcount
+
+
+def owned(conn: Connection, record_id: int, owner: str) -> bool:
+    """Whether the record is pending under `owner`'s lease."""
+    return (
+        conn.execute(
+            select(R.id).where(R.id == record_id, R.state == "pending", R.lease_owner == owner)
+        ).first()
+        is not None
+    )
+
+
 def due_filter(now: datetime, provider: str | None = None) -> Any:
     """Records due at `now`: their due time passed and no live lease.
 
@@ -128,6 +147,13 @@ def release_leases(conn: Connection, owner: str | None = None) -> int:
     if owner is not None:
         query = query.where(R.lease_owner == owner)
     return conn.execute(query.values(lease_owner=None, lease_until=None)).rowcount
+
+
+def extend_leases(conn: Connection, owner: str, until: datetime) -> int:
+    """Move the expiry of `owner`'s leases to `until`."""
+    return conn.execute(
+        update(Record.__table__).where(R.lease_owner == owner).values(lease_until=until)
+    ).rowcount
 
 
 def due_rows(conn: Connection, now: datetime, limit: int | None = None) -> list[Row[Any]]:

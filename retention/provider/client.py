@@ -100,10 +100,14 @@ class ProviderClient:
     async def _send(self, method: str, url: str) -> Answer:
         """Send one request and describe the answer."""
         try:
-            response = await self._http.request(method, url)
-        except httpx.TransportError as exc:
-            return Answer(status=None, error=redact(f"{type(exc).__name__}: {exc}")[:300])
-        return describe(response, utcnow())
+            async with self._http.stream(method, url) as response:
+                try:
+                    await response.aread()
+                except httpx.HTTPError as exc:  # the status arrived, the body did not
+                    return describe(response, utcnow(), body_error=_describe_error(exc))
+                return describe(response, utcnow())
+        except httpx.HTTPError as exc:
+            return Answer(status=None, error=_describe_error(exc))
 
     async def list_page(self, *, limit: int = 100, after: str | None = None) -> Page:
         """One page of the provider's listing of stored responses, newest first."""
@@ -138,14 +142,19 @@ class ProviderClient:
         await self._http.aclose()
 
 
-def describe(response: httpx.Response, now: datetime) -> Answer:
+def _describe_error(exc: Exception) -> str:
+    """A transport error as text, secrets removed before it is shortened."""
+    return redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def describe(response: httpx.Response, now: datetime, *, body_error: str | None = None) -> Answer:
     """An Answer from an httpx response: status, request ID, Retry-After, error text."""
     request_id = next(
         (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
     )
-    error = None
-    if not response.is_success and response.status_code != 404:
-        error = redact(f"HTTP {response.status_code}: {response.text[:200]}")
+    error = body_error
+    if error is None and not response.is_success and response.status_code != 404:
+        error = redact(f"HTTP {response.status_code}: {response.text[:65536]}")[:300]
     return Answer(
         status=response.status_code,
         request_id=request_id,

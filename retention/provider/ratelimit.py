@@ -30,18 +30,33 @@ class TokenBucket:
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
-    async def acquire(self) -> None:
-        """Wait for one token."""
+    async def acquire(self, stop: asyncio.Event | None = None) -> bool:
+        """Wait for one token; False when `stop` is set first (no token is taken)."""
         async with self._lock:
             self._refill()
             while self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                if await _stopped(stop, (1 - self._tokens) / self.rate):
+                    return False
                 self._refill()
             self._tokens -= 1
+            return True
 
 
 class Unlimited:
     """No ceiling."""
 
-    async def acquire(self) -> None:
+    async def acquire(self, stop: asyncio.Event | None = None) -> bool:
         """Return at once."""
+        return True
+
+
+async def _stopped(stop: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep `seconds`, waking early when `stop` is set; whether it was."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -14,7 +14,6 @@ from sqlalchemy import Row
 
 from retention.config.settings import Settings
 from retention.core.outcomes import Outcome, backoff, classify
-from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
@@ -23,11 +22,12 @@ from retention.provider.client import Answer, ProviderClient
 from retention.provider.ratelimit import TokenBucket, Unlimited
 from retention.sweep.flusher import Flusher
 from retention.sweep.hooks import Hooks
+from retention.sweep.recheck import Recheck
 from retention.sweep.report import SweepReport
 from retention.sweep.results import Result
 
 IN_SWEEP_WAIT = 30.0  # retries due sooner than this wait inside the sweep; later ones defer
-LEASE = timedelta(minutes=15)
+LEASE = timedelta(minutes=5)  # renewed every LEASE / 3 while the sweep runs
 log = get_logger("retention.sweep")
 
 
@@ -62,7 +62,7 @@ class Sweep:
         self,
         ledger: Ledger,
         settings: Settings,
-        policies: PolicySet,
+        policies: PolicySet | Callable[[], PolicySet],
         clients: dict[str, ProviderClient],
         *,
         limit: int | None = None,
@@ -71,14 +71,15 @@ class Sweep:
         hooks: Hooks | None = None,
         stop: asyncio.Event | None = None,
     ) -> None:
-        self.ledger, self.settings, self.policies = ledger, settings, policies
-        self.clock, self.owner = clock, owner
+        self.ledger, self.settings, self.clock, self.owner = ledger, settings, clock, owner
+        self.policies = policies if callable(policies) else (lambda: policies)
         self.hooks = hooks or Hooks()
         self.stop = stop or asyncio.Event()
         cap = settings.sweep.max_deletes_per_sweep
         self.budget = Budget(min(cap, limit) if limit is not None else cap)
         self.report = SweepReport(started_at=clock())
-        self.flusher = Flusher(ledger, self.report, self.hooks)
+        self.flusher = Flusher(ledger, self.report, self.hooks, owner)
+        self.recheck = Recheck(ledger, owner, self.policies, clock)
         self.runs = {
             name: ProviderRun(
                 name,
@@ -93,39 +94,80 @@ class Sweep:
     async def run(self) -> SweepReport:
         """Sweep every provider concurrently; returns the report once all is written.
 
-        Setting `stop` ends claiming; work in flight finishes. When the sweep is cancelled,
-        what finished is still committed and this sweep's leases are given back."""
+        Setting `stop` ends claiming and sending; requests on the wire finish. However the
+        sweep ends (cancelled, or a provider's part failed), every outcome already known is
+        committed and this sweep's leases are given back."""
         self.flusher.start()
+        renewer = asyncio.create_task(self._renew_leases())
         try:
-            await asyncio.gather(*(self._provider(run) for run in self.runs.values()))
+            results = await asyncio.gather(
+                *(self._provider(run) for run in self.runs.values()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         finally:
-            await self.flusher.close()
-            with self.ledger.transaction() as conn:
-                store.release_leases(conn, self.owner)
+            renewer.cancel()
+            try:
+                await self.flusher.close()
+            finally:
+                await asyncio.to_thread(self._release)
         self.report.finished_at = self.clock()
         return self.report
 
+    def _release(self) -> None:
+        """Give back this sweep's leases."""
+        with self.ledger.transaction() as conn:
+            store.release_leases(conn, self.owner)
+
+    async def _renew_leases(self) -> None:
+        """Keep this sweep's leases alive while it runs (no one else may claim them)."""
+        period = LEASE.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await asyncio.to_thread(self._extend)
+            except Exception as exc:
+                log.error("sweep.lease_renewal_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _extend(self) -> None:
+        """Move this sweep's lease expiry forward."""
+        with self.ledger.transaction() as conn:
+            store.extend_leases(conn, self.owner, self.clock() + LEASE)
+
     async def _provider(self, run: ProviderRun) -> None:
-        """Claim and delete this provider's due records until none are left or we must stop."""
-        batch = self.settings.sweep.batch_size
+        """Claim and delete this provider's due records until none are left or we must stop;
+        on a failure, stop and wait for the requests already started; when cancelled, cut
+        them (their records stay pending and are sent again later)."""
         tasks: set[asyncio.Task[None]] = set()
-        while not run.stopped and not self.stop.is_set():
-            if len(tasks) >= max(1, batch // 2):
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                tasks = {t for t in tasks if not t.done()}
-                continue
-            rows = self._claim(run.name, batch - len(tasks)) if self.budget.left else []
-            if not rows:
-                if not tasks:
-                    break
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                tasks = {t for t in tasks if not t.done()}
-                continue
-            tasks.update(asyncio.create_task(self._delete(run, row)) for row in rows)
-        if tasks:
-            await asyncio.gather(*tasks)
-        if self.budget.left <= 0 and self._more_due(run.name):
+        try:
+            await self._claim_loop(run, tasks)
+        except asyncio.CancelledError:  # the grace period is over: cut the requests too
+            for task in tasks:
+                task.cancel()
+            raise
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        if self.budget.left <= 0 and await asyncio.to_thread(self._more_due, run.name):
             self.report.brake = True
+
+    async def _claim_loop(self, run: ProviderRun, tasks: set[asyncio.Task[None]]) -> None:
+        """Keep about a batch of records in flight."""
+        batch = self.settings.sweep.batch_size
+        while not run.stopped and not self.stop.is_set():
+            if len(tasks) < max(1, batch // 2) and self.budget.left:
+                rows = await asyncio.to_thread(self._claim, run.name, batch - len(tasks))
+                tasks.update(asyncio.create_task(self._delete(run, row)) for row in rows)
+                if rows:
+                    continue
+            if not tasks:
+                return
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            tasks.difference_update(done)
 
     def _claim(self, provider: str, want: int) -> list[Row[Any]]:
         """Lease up to `want` due records, within the sweep's budget."""
@@ -149,29 +191,30 @@ class Sweep:
             return store.any_due(conn, self.clock(), provider)
 
     async def _delete(self, run: ProviderRun, row: Row[Any]) -> None:
-        """Delete one record, retrying in the sweep while the wait is short."""
+        """Delete one record; whatever goes wrong, an outcome is recorded and the lease freed."""
+        try:
+            await self._attempts(run, row)
+        except Exception as exc:
+            log.error(
+                "sweep.delete_crashed",
+                response_id=row.response_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            self.flusher.put(Result(row, "error", row.attempts, error=type(exc).__name__))
+
+    async def _attempts(self, run: ProviderRun, row: Row[Any]) -> None:
+        """Send, and retry in the sweep while the wait is short."""
         attempt = row.attempts
         while True:
-            if not decide(store.facts_of(row), self.policies).is_due(self.clock()):
-                return self.flusher.put(Result(row, "skipped", attempt))  # never early
-            kind, answer, verified = await self._attempt(run, row.response_id)
-            if answer is None:  # the provider's sweep stopped before this was sent
+            kind, answer, verified = await self._attempt(run, row)
+            if answer is None:  # stopped, or no longer due: nothing was sent
                 return self.flusher.put(Result(row, kind, attempt))
             attempt += 1
             if kind != "retry" and kind != "unconfirmed":
                 return self._finish(run, row, kind, attempt, answer, verified)
             if attempt >= self.settings.sweep.max_attempts:
-                return self.flusher.put(
-                    Result(
-                        row,
-                        "failed",
-                        attempt,
-                        answer,
-                        error=(
-                            f"gave up after {attempt} attempts: {answer.error or answer.status}"
-                        ),
-                    )
-                )
+                error = f"gave up after {attempt} attempts: {answer.error or answer.status}"
+                return self.flusher.put(Result(row, "failed", attempt, answer, error=error))
             delay = backoff(attempt, retry_after=answer.retry_after)
             next_at = self.clock() + timedelta(seconds=delay)
             if delay > IN_SWEEP_WAIT or not self.budget.take():
@@ -206,37 +249,37 @@ class Sweep:
         self.flusher.put(Result(row, kind, attempt, answer, verified=verified))
 
     async def _attempt(
-        self, run: ProviderRun, response_id: str
+        self, run: ProviderRun, row: Row[Any]
     ) -> tuple[str, Answer | None, bool | None]:
         """One DELETE (and the confirming GET when configured): (kind, answer, verified).
 
-        Checked again once a slot is free: after a 401/403, or once the sweep is told to
-        stop, nothing more is sent."""
-        await run.limiter.acquire()
+        Nothing is sent once the sweep stops or the provider refused our key, nor when the
+        last look at the ledger says the record is no longer ours to delete now."""
+        if not await run.limiter.acquire(self.stop) or run.stopped or self.stop.is_set():
+            return "stopped", None, None
         async with run.semaphore:
             if run.stopped or self.stop.is_set():
                 return "stopped", None, None
-            answer = await run.client.delete(response_id)
+            if not await self.recheck.may_send(row.id):
+                return "skipped", None, None  # held, changed or not due: never early
+            answer = await run.client.delete(row.response_id)
         self.hooks.on_request(run.name, answer.status)
         outcome = classify(answer.status)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
-            return await self._confirm(run, response_id, answer)
+            return await self._confirm(run, row.response_id, answer)
         return outcome.value, answer, None
 
     async def _confirm(
         self, run: ProviderRun, response_id: str, deleted: Answer
     ) -> tuple[str, Answer | None, bool | None]:
         """GET after a 2xx DELETE: only a 404 confirms the deletion."""
-        await run.limiter.acquire()
+        await run.limiter.acquire(None)
         async with run.semaphore:
             check = await run.client.get(response_id)
         self.hooks.on_request(run.name, check.status)
         if check.status == 404:
             return "deleted", deleted, True
         if check.status is not None and 200 <= check.status < 300:
-            return (
-                "unconfirmed",
-                Answer(check.status, check.request_id, None, "still present after DELETE"),
-                None,
-            )
+            still = Answer(check.status, check.request_id, None, "still present after DELETE")
+            return "unconfirmed", still, None
         return ("auth" if check.status in (401, 403) else "retry"), check, None

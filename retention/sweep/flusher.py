@@ -1,10 +1,16 @@
-"""Write sweep outcomes in batched commits: each outcome and its event in the same one."""
+"""Write sweep outcomes in batched commits: each outcome and its event in the same one.
+
+Writes run in a worker thread so the event loop keeps sending. A failed write (the database
+away for a moment) keeps its batch and is tried again; an outcome is never dropped.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 
+from retention.errors import LedgerError
 from retention.ledger.ledger import Ledger
 from retention.logs import get_logger
 from retention.provider.client import Answer
@@ -14,14 +20,15 @@ from retention.sweep.results import TERMINAL, Result, apply
 
 MAX_BATCH = 256
 MAX_WAIT_S = 0.05
+CLOSE_ATTEMPTS = 30  # at close, keep trying this many times (about a minute) before giving up
 log = get_logger("retention.sweep")
 
 
 class Flusher:
     """Collects Results and commits them at most every 50 ms or 256 outcomes."""
 
-    def __init__(self, ledger: Ledger, report: SweepReport, hooks: Hooks) -> None:
-        self.ledger, self.report, self.hooks = ledger, report, hooks
+    def __init__(self, ledger: Ledger, report: SweepReport, hooks: Hooks, owner: str) -> None:
+        self.ledger, self.report, self.hooks, self.owner = ledger, report, hooks, owner
         self._pending: list[Result] = []
         self._auth: list[tuple[str, Answer]] = []
         self._wake = asyncio.Event()
@@ -54,20 +61,36 @@ class Flusher:
 
     async def _loop(self) -> None:
         """Flush on a timer or when a batch fills, until closed and empty."""
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), MAX_WAIT_S)
             self._wake.clear()
-            self.flush()
-            if self._closing and not self._pending:
+            batch, auth = self._pending, self._auth
+            self._pending, self._auth = [], []
+            if batch or auth:
+                try:
+                    now = await asyncio.to_thread(self._write, batch, auth)
+                except LedgerError as exc:
+                    self._pending[:0], self._auth[:0] = batch, auth  # keep them, in order
+                    failures += 1
+                    log.error(
+                        "sweep.flush_failed",
+                        error=exc.message,
+                        attempt=failures,
+                        waiting=len(self._pending),
+                    )
+                    if self._closing and failures >= CLOSE_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+                    continue
+                failures = 0
+                self._observe(batch, now)
+            if self._closing and not self._pending and not self._auth:
                 return
 
-    def flush(self) -> None:
-        """Commit everything queued, in one transaction."""
-        if not self._pending and not self._auth:
-            return
-        batch, self._pending = self._pending, []
-        auth, self._auth = self._auth, []
+    def _write(self, batch: list[Result], auth: list[tuple[str, Answer]]) -> datetime:
+        """Commit one batch in one transaction; returns its time."""
         with self.ledger.write() as tx:
             for provider, answer in auth:
                 tx.event(
@@ -77,10 +100,12 @@ class Flusher:
                     error=answer.error,
                 )
             for result in batch:
-                apply(tx, result)
+                apply(tx, result, owner=self.owner)
+        return tx.now
+
+    def _observe(self, batch: list[Result], now: datetime) -> None:
+        """Tell the hooks what was committed."""
         for result in batch:
-            lag = (
-                (tx.now - result.row.deadline).total_seconds() if result.kind in TERMINAL else None
-            )
+            lag = (now - result.row.deadline).total_seconds() if result.kind in TERMINAL else None
             self.hooks.on_outcome(result.row.provider, result.kind, lag)
         self.hooks.on_progress(sum(1 for r in batch if r.kind in TERMINAL))

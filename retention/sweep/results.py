@@ -19,7 +19,7 @@ TERMINAL = {"deleted": "response.deleted", "absent": "response.absent", "failed"
 @dataclass(frozen=True, slots=True)
 class Result:
     """One outcome for one record: `kind` is deleted, absent, failed, retry, deferred,
-    unconfirmed, auth or skipped."""
+    unconfirmed, auth, stopped, skipped or error."""
 
     row: Row[Any]
     kind: str
@@ -30,8 +30,12 @@ class Result:
     error: str | None = None
 
 
-def apply(tx: Tx, result: Result) -> None:
-    """Write one outcome and its audit event in `tx`."""
+def apply(tx: Tx, result: Result, *, owner: str) -> None:
+    """Write one outcome and its audit event in `tx`.
+
+    What the provider did (deleted, absent) is recorded whatever became of the record
+    meanwhile. Every other change applies only while the record is still pending under our
+    lease: a hold or a new deadline that arrived meanwhile is never overwritten."""
     row, answer = result.row, result.answer
     status = answer.status if answer else None
     error = result.error or (answer.error if answer else None)
@@ -45,7 +49,9 @@ def apply(tx: Tx, result: Result) -> None:
         "attempt": result.attempt,
         "provider_request_id": answer.request_id if answer else None,
     }
-    if result.kind in TERMINAL:
+    if result.kind in ("deleted", "absent") or (
+        result.kind == "failed" and store.owned(tx.conn, row.id, owner)
+    ):
         store.update_record(
             tx.conn,
             row.id,
@@ -76,14 +82,15 @@ def apply(tx: Tx, result: Result) -> None:
         }
         if result.kind == "deferred":
             values.update(lease_owner=None, lease_until=None)
-        store.update_record(tx.conn, row.id, **values)
+        changed = store.update_owned(tx.conn, row.id, owner, **values) == 0
         name = (
             "response.delete_unconfirmed"
             if result.kind == "unconfirmed"
             else "response.delete_attempt_failed"
         )
-        tx.event(
-            name, **common, error=error, details={"next_attempt_at": format_time(result.next_at)}
-        )
-    else:  # auth, skipped: nothing happened to the response; give the record back
-        store.update_record(tx.conn, row.id, lease_owner=None, lease_until=None)
+        details = {"next_attempt_at": format_time(result.next_at)}
+        if changed:
+            details["record_changed"] = "held, deleted or re-planned meanwhile; left as it is"
+        tx.event(name, **common, error=error, details=details)
+    else:  # stopped, skipped, auth, error, or a failure on a changed record: give it back
+        store.update_owned(tx.conn, row.id, owner, lease_owner=None, lease_until=None)

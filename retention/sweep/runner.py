@@ -10,13 +10,14 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 
 from retention.config.settings import Settings
 from retention.core.policies import PolicySet
 from retention.ledger import store
-from retention.ledger.db import is_sqlite, sqlite_path
+from retention.ledger.db import is_sqlite
 from retention.ledger.ledger import Ledger
 from retention.ledger.locks import sweeper_lock
 from retention.provider.client import ProviderClient
@@ -38,9 +39,7 @@ def exclusive(ledger: Ledger) -> Iterator[None]:
     if not is_sqlite(ledger.engine):
         yield
         return
-    path = sqlite_path(ledger.engine.url.render_as_string())
-    assert path is not None
-    with sweeper_lock(path):
+    with sweeper_lock(Path(ledger.engine.url.database or "")):
         with ledger.transaction() as conn:
             store.release_leases(conn)
         yield
@@ -49,7 +48,7 @@ def exclusive(ledger: Ledger) -> Iterator[None]:
 async def sweep_once(
     ledger: Ledger,
     settings: Settings,
-    policies: PolicySet,
+    policies: PolicySet | Callable[[], PolicySet],
     *,
     clock: Callable[[], datetime],
     limit: int | None = None,

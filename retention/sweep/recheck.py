@@ -1,0 +1,80 @@
+"""The last look before a DELETE: is this record still ours, pending, unheld and due?
+
+Workers ask just before sending; the questions of many workers are answered by one query, so
+the check costs one round trip per batch, not per request. The answer uses the ledger's row as
+it is now and the policies in force now, so a hold or a longer TTL that arrived while the
+request waited for its turn is honoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from retention.core.plan import decide
+from retention.core.policies import PolicySet
+from retention.ledger import store
+from retention.ledger.ledger import Ledger
+from retention.ledger.models import Record
+
+BATCH = 500
+
+
+class Recheck:
+    """Batches `may_send` questions into one query each."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        owner: str,
+        policies: Callable[[], PolicySet],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.ledger, self.owner, self.policies, self.clock = ledger, owner, policies, clock
+        self._waiting: dict[int, list[asyncio.Future[bool]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def may_send(self, record_id: int) -> bool:
+        """Whether the DELETE of this record may be sent now."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(record_id, []).append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._answer())
+        return await future
+
+    async def _answer(self) -> None:
+        """Answer everyone waiting, a batch at a time."""
+        await asyncio.sleep(0)  # let the other workers of this tick ask too
+        while self._waiting:
+            ids = list(self._waiting)[:BATCH]
+            batch = {i: self._waiting.pop(i) for i in ids}
+            try:
+                allowed = await asyncio.to_thread(self._check, ids)
+            except Exception as exc:
+                for futures in batch.values():
+                    for future in futures:
+                        future.set_exception(exc)
+                continue
+            for record_id, futures in batch.items():
+                for future in futures:
+                    future.set_result(record_id in allowed)
+
+    def _check(self, ids: list[int]) -> set[int]:
+        """The IDs among `ids` that are ours, pending, unheld and due under current policies."""
+        now, policies = self.clock(), self.policies()
+        with self.ledger.read() as conn:
+            rows = conn.execute(select(Record.__table__).where(store.R.id.in_(ids))).all()
+        return {row.id for row in rows if _sendable(row, self.owner, policies, now)}
+
+
+def _sendable(row: Any, owner: str, policies: PolicySet, now: datetime) -> bool:
+    """The record is leased by us, pending without hold, and due now (never early)."""
+    if row.state != "pending" or row.hold is not None or row.lease_owner != owner:
+        return False
+    if row.deadline > now:
+        return False
+    return decide(store.facts_of(row), policies).is_due(now)
