@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import parse_duration
 from retention.errors import ConfigError
@@ -170,10 +173,14 @@ def normalise_database_url(url: str, base: Path) -> str:
     """Make a SQLite path absolute against `base`, and pick psycopg 3 for postgresql://."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        rest = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
-        if rest is None or not rest or rest == ":memory:":
+        try:
+            database = make_url(url).database if url.startswith("sqlite:///") else None
+        except ArgumentError:
+            database = None
+        if not database or database == ":memory:":
             raise ValueError("use sqlite:///path/to/file.db (a file; the ledger must persist)")
-        return "sqlite:///" + str((base / rest).resolve())
+        absolute = str((base / database).resolve())
+        return URL.create("sqlite", database=absolute).render_as_string(hide_password=False)
     if scheme in ("postgresql", "postgres"):
         return "postgresql+psycopg:" + url.split(":", 1)[1]
     if scheme.startswith("postgresql+"):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from retention.errors import LedgerError, SchemaOutdatedError
@@ -33,8 +34,11 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file behind a sqlite:/// URL."""
-    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+    """The file behind a sqlite:/// URL (URL escapes such as %25 decoded)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database else None
 
 
 def make_engine(url: str) -> Engine:
