@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from retention import chains
 from retention.config.settings import Settings
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
@@ -57,8 +58,12 @@ def enrol_in(
         fresh = [r for rid, r in items.items() if rid not in known]
         account = settings.providers[provider].account_id
         rows = [_row(tx, r, provider, account, policies, source) for r in fresh]
+        touched = chains.assign_roots(tx.conn, provider, rows)
         store.insert_records(tx.conn, rows)
         accepted += len(rows)
+        if policies.keeps_chains:
+            for root in touched:
+                chains.refresh(tx, provider, root, policies)
     return accepted
 
 

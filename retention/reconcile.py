@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from retention import chains
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.ledger import store
@@ -38,10 +39,12 @@ def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
 def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
     """Apply `policies` to each pending or held record; count what changed."""
     stats = {"recomputed": 0, "changed": 0, "held": 0, "released": 0}
+    chain_floors = chains.floors(tx.conn, policies)
     for rows in store.iter_open(tx.conn):
         for row in rows:
             stats["recomputed"] += 1
-            decision = decide(store.facts_of(row), policies)
+            floor = chain_floors.get((row.provider, row.chain_root))
+            decision = decide(store.facts_of(row), policies, chain_floor=floor)
             if (decision.policy, decision.deadline, decision.hold) == (
                 row.policy,
                 row.deadline,

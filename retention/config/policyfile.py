@@ -34,11 +34,12 @@ def _build(doc: Any, file: str) -> PolicySet:
     if version != 1:
         raise top.error("version", f"unsupported version {version}; this release reads 1")
     default_reader = top.child("default", required=True)
-    default_reader.only("ttl")
+    default_reader.only("ttl", "keep_chains_intact")
     default = Policy(
         name="default",
         ttl=default_reader.convert("ttl", parse_duration, required=True),
         line=default_reader.line,
+        keep_chains_intact=default_reader.get("keep_chains_intact", bool, False),
     )
     policies = tuple(_policies(top))
     holds = tuple(_holds(top))
@@ -60,7 +61,7 @@ def _policies(top: Reader) -> list[Policy]:
     seen: set[str] = {"default"}
     result = []
     for item in _items(top, "policies"):
-        item.only("name", "match", "ttl")
+        item.only("name", "match", "ttl", "keep_chains_intact")
         name = item.get("name", str, required=True)
         if name in seen:
             raise item.error("name", f"policy name {name!r} is used twice (or is 'default')")
@@ -71,6 +72,7 @@ def _policies(top: Reader) -> list[Policy]:
                 ttl=item.convert("ttl", parse_duration, required=True),
                 match=_match(item.child("match")),
                 line=item.line,
+                keep_chains_intact=item.get("keep_chains_intact", bool, False),
             )
         )
     return result

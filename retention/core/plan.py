@@ -37,15 +37,29 @@ def deadline(facts: ResponseFacts, policy: Policy) -> tuple[datetime, str]:
 
 
 def decide(
-    facts: ResponseFacts, policies: PolicySet, extra_holds: tuple[Hold, ...] = ()
+    facts: ResponseFacts,
+    policies: PolicySet,
+    extra_holds: tuple[Hold, ...] = (),
+    *,
+    chain_floor: datetime | None = None,
 ) -> Decision:
-    """Apply `policies` (first match wins; holds override) to one response."""
+    """Apply `policies` (first match wins; holds override) to one response.
+
+    `chain_floor` is the latest own deadline in the response's conversation chain; under a
+    policy that keeps chains intact the response lives at least that long."""
     policy = policies.policy_for(facts)
     when, basis = deadline(facts, policy)
+    if policy.keep_chains_intact and chain_floor is not None and chain_floor > when:
+        when, basis = chain_floor, "chain"
     hold = policies.hold_for(facts, extra_holds)
     return Decision(
         policy=policy.name, deadline=when, basis=basis, hold=hold.name if hold else None
     )
+
+
+def latest_chain_deadline(members: list[ResponseFacts], policies: PolicySet) -> datetime | None:
+    """The latest own deadline among a chain's members (its newest turn's, as a rule)."""
+    return max((decide(m, policies).deadline for m in members), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +75,14 @@ def plan(
     policies: PolicySet,
     now: datetime,
     extra_holds: tuple[Hold, ...] = (),
+    floors: dict[tuple[str, str], datetime] | None = None,
 ) -> list[PlannedDeletion]:
-    """The responses among `records` that are due at `now`, oldest deadline first."""
+    """The responses among `records` that are due at `now`, oldest deadline first;
+    `floors` gives each conversation chain, by (provider, root), its latest own deadline."""
     planned = []
     for facts in records:
-        decision = decide(facts, policies, extra_holds)
+        floor = (floors or {}).get((facts.provider, facts.chain_root or ""))
+        decision = decide(facts, policies, extra_holds, chain_floor=floor)
         if decision.is_due(now):
             planned.append(PlannedDeletion(facts, decision))
     return sorted(planned, key=lambda p: (p.decision.deadline, p.facts.response_id))

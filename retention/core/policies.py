@@ -52,6 +52,7 @@ class Policy:
     ttl: timedelta
     match: Match = field(default_factory=Match)
     line: int | None = None
+    keep_chains_intact: bool = False  # a conversation lives as long as its newest turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,11 @@ class PolicySet:
         return None
 
     @property
+    def keeps_chains(self) -> bool:
+        """Whether any policy keeps conversation chains intact."""
+        return any(p.keep_chains_intact for p in (*self.policies, self.default))
+
+    @property
     def names(self) -> tuple[str, ...]:
         """Policy names in order, the default last."""
         return (*(p.name for p in self.policies), self.default.name)
@@ -120,6 +126,7 @@ def _policy_doc(policy: Policy) -> dict[str, object]:
         "name": policy.name,
         "ttl": policy.ttl.total_seconds(),
         "match": _match_doc(policy.match),
+        "keep_chains_intact": policy.keep_chains_intact,
     }
 
 

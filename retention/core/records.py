@@ -25,6 +25,7 @@ class ResponseFacts:
     model: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     previous_response_id: str | None = None
+    chain_root: str | None = None  # the first turn of its conversation, as the ledger knows it
 
     def __post_init__(self) -> None:
         validate_id(self.response_id)

@@ -74,6 +74,7 @@ class Record(Base):
     model: Mapped[str | None] = mapped_column(String(256))
     meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     previous_response_id: Mapped[str | None] = mapped_column(String(200))
+    chain_root: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16))
     policy: Mapped[str] = mapped_column(String(128))
     deadline: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -109,6 +110,7 @@ class Record(Base):
         Index("ix_records_response_id", "response_id"),
         Index("ix_records_state", "state"),
         Index("ix_records_closed_at", "closed_at"),
+        Index("ix_records_chain_root", "chain_root"),
     )
 
 

@@ -69,6 +69,11 @@ def explain_id(ledger: Ledger, policies: PolicySet, response_id: str) -> dict[st
             .where(AuditEvent.response_id == response_id)
             .order_by(AuditEvent.ts, AuditEvent.chain, AuditEvent.seq)
         ).all()
+        conversations = {
+            row.id: store.chain_members(conn, row.provider, row.chain_root)
+            for row in rows
+            if row.chain_root
+        }
     records = []
     for row in rows:
         facts = store.facts_of(row)
@@ -91,6 +96,18 @@ def explain_id(ledger: Ledger, policies: PolicySet, response_id: str) -> dict[st
                 "hold": row.hold,
                 "attempts": row.attempts,
                 "last_error": row.last_error,
+                "conversation": [
+                    {
+                        "response_id": m.response_id,
+                        "created_at": format_time(m.created_at),
+                        "state": m.state,
+                        "deadline": format_time(m.deadline),
+                    }
+                    for m in sorted(
+                        conversations.get(row.id, []),
+                        key=lambda m: (m.created_at or m.first_seen_at, m.response_id),
+                    )
+                ],
                 "current_policies": {
                     "policy": now_decision.policy,
                     "deadline": format_time(now_decision.deadline),

@@ -27,6 +27,7 @@ def facts_of(row: Row[Any]) -> ResponseFacts:
         model=row.model,
         metadata=row.meta or {},
         previous_response_id=row.previous_response_id,
+        chain_root=row.chain_root,
     )
 
 
@@ -200,6 +201,29 @@ def list_rows(conn: Connection, *, state: str | None, limit: int | None) -> list
 def rows_for_id(conn: Connection, response_id: str) -> list[Row[Any]]:
     """Every record with this response ID (one per provider)."""
     return conn.execute(select(Record.__table__).where(R.response_id == response_id)).all()
+
+
+def chain_members(conn: Connection, provider: str, root: str) -> list[Row[Any]]:
+    """Every record of one conversation chain."""
+    return conn.execute(
+        select(Record.__table__).where(R.provider == provider, R.chain_root == root)
+    ).all()
+
+
+def root_of(conn: Connection, provider: str, response_id: str) -> str | None:
+    """The chain root recorded for a response, if the ledger tracks it."""
+    return conn.execute(
+        select(R.chain_root).where(R.provider == provider, R.response_id == response_id)
+    ).scalar_one_or_none()
+
+
+def reroot(conn: Connection, provider: str, old: str, new: str) -> int:
+    """Move a chain under a newly known, older first turn."""
+    return conn.execute(
+        update(Record.__table__)
+        .where(R.provider == provider, R.chain_root == old)
+        .values(chain_root=new)
+    ).rowcount
 
 
 def get_meta(conn: Connection, key: str) -> str | None:

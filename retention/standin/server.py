@@ -160,10 +160,16 @@ class StandIn:
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses?limit=&after=, newest first."""
-        limit = max(1, min(100, int(request.query.get("limit", "20"))))
-        return await self._gate(request) or self._answer(
-            request, 200, self.store.page(limit, request.query.get("after"))
-        )
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        if self.knobs.flavor == "openai":  # like OpenAI's API: no listing of stored responses
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "20"))))
+        except ValueError:
+            return self._answer(request, 400, {"error": {"message": "bad limit"}})
+        return self._answer(request, 200, self.store.page(limit, request.query.get("after")))
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses/{id}."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from retention import chains
 from retention.core.plan import PlannedDeletion, plan
 from retention.core.policies import PolicySet
 from retention.ledger import store
@@ -19,7 +20,9 @@ def planned_now(
     with ledger.read() as conn:
         if store.get_meta(conn, DIGEST_KEY) == policies.digest():
             facts = [store.facts_of(r) for r in store.due_rows(conn, now, limit)]
+            floors = None
         else:
             facts = [store.facts_of(r) for rows in store.iter_open(conn) for r in rows]
-    planned = plan(facts, policies, now)
+            floors = chains.floors(conn, policies)
+    planned = plan(facts, policies, now, floors=floors)
     return planned[:limit] if limit is not None else planned

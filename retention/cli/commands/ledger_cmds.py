@@ -252,6 +252,13 @@ def explain(ctx: click.Context, response_id: str, output: str) -> None:
             "last_error",
         ):
             click.echo(f"{key + ':':<16}{item.get(key) if item.get(key) is not None else '-'}")
+        if len(item["conversation"]) > 1:
+            click.echo("conversation (previous_response_id chain, oldest first):")
+            for turn in item["conversation"]:
+                click.echo(
+                    f"  {turn['response_id']:<32} {turn['state']:<8} "
+                    f"created {turn['created_at'] or '-'}  deadline {turn['deadline']}"
+                )
         click.echo("events:")
         for event in item["events"]:
             click.echo(
