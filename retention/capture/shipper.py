@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx
 
 log = logging.getLogger("retention.capture")
 BATCH = 500
+LINGER_S = 0.05
 RETRY_S = (0.5, 1, 2, 5, 10, 30)
 
 
@@ -75,9 +77,10 @@ class Shipper:
         if first is None:
             return [], True
         batch = [first]
+        linger_until = time.monotonic() + LINGER_S  # gather a burst into one request
         while len(batch) < BATCH:
             try:
-                item = self.queue.get_nowait()
+                item = self.queue.get(timeout=max(0.0, linger_until - time.monotonic()))
             except queue.Empty:
                 break
             if item is None:
