@@ -38,10 +38,20 @@ def _redact_value(value: Any) -> Any:
 
 
 def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: the last guard before a line is written."""
+    """structlog processor redacting inside values (for renderers that keep structure)."""
     if not _SECRETS:
         return event_dict
     return {k: _redact_value(v) for k, v in event_dict.items()}
+
+
+def redacting(renderer: Any) -> Any:
+    """Wrap the final renderer: the rendered line is redacted, the last guard before output
+    (one string search per secret, whatever the event's shape)."""
+
+    def render(logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
+        return redact(renderer(logger, method, event_dict))
+
+    return render
 
 
 def configure(
@@ -61,8 +71,7 @@ def configure(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="logged_at"),
             structlog.processors.format_exc_info,
-            redact_processor,
-            renderer,
+            redacting(renderer),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from retention.audit.chain import GENESIS, canonical, seal
-from retention.core.times import parse_time
 from retention.ledger.models import AuditChain, AuditEvent
 
 
@@ -49,12 +49,17 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "chain": record["chain"],
         "seq": record["seq"],
-        "ts": parse_time(record["ts"], field="ts"),
+        "ts": _ts(record["ts"]),
         "event": record["event"],
         "response_id": record.get("response_id"),
         "line": canonical(record),
         "hash": record["hash"],
     }
+
+
+def _ts(text: str) -> datetime:
+    """An audit timestamp (always ours, always valid) as a datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def lines_between(conn: Connection, chain: str, first: int, last: int) -> list[str]:

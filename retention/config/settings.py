@@ -40,6 +40,7 @@ class ProviderSettings:
     rate_limit_per_s: float | None = None
     timeout_s: float = 10.0
     verify_after_delete: bool = False
+    transport: str = "aiohttp"  # the connection pool under httpx: aiohttp | httpx
 
     def api_key(self) -> str:
         """Read the API key now; the error names where it was looked for, never a value."""
@@ -212,6 +213,7 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         "rate_limit_per_s",
         "timeout_s",
         "verify_after_delete",
+        "transport",
     )
     kind = r.get("kind", str, "fireworks")
     if kind not in PROVIDER_KINDS:
@@ -230,7 +232,19 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         rate_limit_per_s=r.convert("rate_limit_per_s", _positive_number, None),
         timeout_s=r.convert("timeout_s", _positive_number, 10.0),
         verify_after_delete=r.get("verify_after_delete", bool, False),
+        transport=r.convert("transport", _one_of("aiohttp", "httpx"), "aiohttp"),
     )
+
+
+def _one_of(*choices: str) -> Any:
+    """A parser accepting one of `choices`."""
+
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
 
 
 def _base_url(value: Any) -> str:

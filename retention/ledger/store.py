@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 
 from retention.core.plan import Decision
 from retention.core.records import OPEN_STATES, ResponseFacts
@@ -82,6 +82,29 @@ def iter_open(conn: Connection, batch: int = 2000) -> Iterator[list[Row[Any]]]:
 def update_record(conn: Connection, record_id: int, **values: Any) -> int:
     """Set columns of one record; returns the number of rows changed."""
     return conn.execute(update(Record.__table__).where(R.id == record_id).values(**values)).rowcount
+
+
+def close_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Record many deletions or absences at once (keys: rid, state, closed_at, attempts,
+    last_status, last_error, updated_at); the provider's answer stands whatever the state."""
+    if not rows:
+        return
+    statement = (
+        update(Record.__table__)
+        .where(R.id == bindparam("rid"))
+        .values(
+            state=bindparam("state"),
+            due_at=None,
+            closed_at=bindparam("closed_at"),
+            attempts=bindparam("attempts"),
+            last_status=bindparam("last_status"),
+            last_error=bindparam("last_error"),
+            lease_owner=None,
+            lease_until=None,
+            updated_at=bindparam("updated_at"),
+        )
+    )
+    conn.execute(statement, rows)
 
 
 def update_owned(conn: Connection, record_id: int, owner: str, **values: Any) -> int:

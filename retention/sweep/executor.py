@@ -5,7 +5,7 @@ retry what may be retried, and write each outcome with its audit event in batche
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +53,43 @@ class ProviderRun:
     limiter: TokenBucket | Unlimited
     semaphore: asyncio.Semaphore
     stopped: bool = False
+
+
+class Flight:
+    """The delete tasks of one provider; waiting for "one done" costs O(1), not O(tasks)
+    as `asyncio.wait` over a large set does."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._done = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a tracked task."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._done.set()
+
+    async def one_done(self) -> None:
+        """Return once at least one task finished since the last call."""
+        await self._done.wait()
+        self._done.clear()
+
+    def cancel(self) -> None:
+        """Cancel every task."""
+        for task in self.tasks:
+            task.cancel()
+
+    async def drain(self) -> None:
+        """Wait for every task to end."""
+        if self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
 class Sweep:
@@ -139,35 +176,33 @@ class Sweep:
         """Claim and delete this provider's due records until none are left or we must stop;
         on a failure, stop and wait for the requests already started; when cancelled, cut
         them (their records stay pending and are sent again later)."""
-        tasks: set[asyncio.Task[None]] = set()
+        flight = Flight()
         try:
-            await self._claim_loop(run, tasks)
+            await self._claim_loop(run, flight)
         except asyncio.CancelledError:  # the grace period is over: cut the requests too
-            for task in tasks:
-                task.cancel()
+            flight.cancel()
             raise
         except BaseException:
             self.stop.set()
             raise
         finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await flight.drain()
         if self.budget.left <= 0 and await asyncio.to_thread(self._more_due, run.name):
             self.report.brake = True
 
-    async def _claim_loop(self, run: ProviderRun, tasks: set[asyncio.Task[None]]) -> None:
+    async def _claim_loop(self, run: ProviderRun, flight: Flight) -> None:
         """Keep about a batch of records in flight."""
         batch = self.settings.sweep.batch_size
         while not run.stopped and not self.stop.is_set():
-            if len(tasks) < max(1, batch // 2) and self.budget.left:
-                rows = await asyncio.to_thread(self._claim, run.name, batch - len(tasks))
-                tasks.update(asyncio.create_task(self._delete(run, row)) for row in rows)
+            if len(flight) < max(1, batch // 2) and self.budget.left:
+                rows = await asyncio.to_thread(self._claim, run.name, batch - len(flight))
+                for row in rows:
+                    flight.start(self._delete(run, row))
                 if rows:
                     continue
-            if not tasks:
+            if not flight:
                 return
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            tasks.difference_update(done)
+            await flight.one_done()
 
     def _claim(self, provider: str, want: int) -> list[Row[Any]]:
         """Lease up to `want` due records, within the sweep's budget."""

@@ -16,7 +16,7 @@ from retention.logs import get_logger
 from retention.provider.client import Answer
 from retention.sweep.hooks import Hooks
 from retention.sweep.report import SweepReport
-from retention.sweep.results import TERMINAL, Result, apply
+from retention.sweep.results import TERMINAL, Result, apply_all
 
 MAX_BATCH = 256
 MAX_WAIT_S = 0.05
@@ -99,8 +99,7 @@ class Flusher:
                     http_status=answer.status,
                     error=answer.error,
                 )
-            for result in batch:
-                apply(tx, result, owner=self.owner)
+            apply_all(tx, batch, owner=self.owner)
         return tx.now
 
     def _observe(self, batch: list[Result], now: datetime) -> None:

@@ -30,6 +30,60 @@ class Result:
     error: str | None = None
 
 
+def apply_all(tx: Tx, results: list[Result], *, owner: str) -> None:
+    """Write a batch of outcomes with their events: the common ones (deleted, absent) in one
+    executemany, the rest one by one."""
+    closing = []
+    for result in results:
+        if result.kind in ("deleted", "absent"):
+            closing.append(_closing_row(tx, result))
+            _terminal_event(tx, result)
+        else:
+            apply(tx, result, owner=owner)
+    store.close_records(tx.conn, closing)
+
+
+def _closing_row(tx: Tx, result: Result) -> dict[str, Any]:
+    """The columns a deletion or absence sets."""
+    answer = result.answer
+    return {
+        "rid": result.row.id,
+        "state": result.kind,
+        "closed_at": tx.now,
+        "attempts": result.attempt,
+        "last_status": answer.status if answer else None,
+        "last_error": result.error or (answer.error if answer else None),
+        "updated_at": tx.now,
+    }
+
+
+def _common(result: Result) -> dict[str, Any]:
+    """The event fields every outcome carries."""
+    row, answer = result.row, result.answer
+    return {
+        "response_id": row.response_id,
+        "provider": row.provider,
+        "account": row.account,
+        "policy": row.policy,
+        "deadline": row.deadline,
+        "http_status": answer.status if answer else None,
+        "attempt": result.attempt,
+        "provider_request_id": answer.request_id if answer else None,
+        "error": result.error or (answer.error if answer else None),
+    }
+
+
+def _terminal_event(tx: Tx, result: Result) -> None:
+    """The event of a deleted, absent or failed record."""
+    details: dict[str, Any] = {
+        "deadline_basis": result.row.deadline_basis,
+        "lag_s": int((tx.now - result.row.deadline).total_seconds()),
+    }
+    if result.verified is not None:
+        details["verified"] = result.verified
+    tx.event(TERMINAL[result.kind], **_common(result), details=details)
+
+
 def apply(tx: Tx, result: Result, *, owner: str) -> None:
     """Write one outcome and its audit event in `tx`.
 
