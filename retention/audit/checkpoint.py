@@ -48,8 +48,10 @@ def signed_message(details: dict[str, Any], *, chain: str, ts: str) -> bytes:
 
 def _head(conn: Connection, chain: str) -> tuple[int, str]:
     """The chain's current head (seq, hash)."""
-    row = conn.execute(
-        select(AuditChain.head_seq, AuditChain.head_hash).where(AuditChain.name == chain)
+    row = conn.execute(  # locked: no other writer may append between this read and ours
+        select(AuditChain.head_seq, AuditChain.head_hash)
+        .where(AuditChain.name == chain)
+        .with_for_update()
     ).first()
     return (row[0], row[1]) if row else (0, GENESIS)
 

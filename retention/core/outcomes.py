@@ -54,13 +54,17 @@ def backoff(
     *,
     retry_after: float | None = None,
     base: float = 0.5,
-    cap: float = 300.0,
+    cap: float = 30.0,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds before attempt `attempt + 1`: full-jitter exponential, never below Retry-After."""
+    """Seconds before attempt `attempt + 1`.
+
+    With Retry-After the provider said when to come back: that, plus up to 20% jitter so
+    that requests told the same second do not return together (never earlier). Without it,
+    jittered exponential backoff from `base`, capped at `cap`."""
     rng = rng or random.Random()
-    exp = min(cap, base * (2 ** max(0, attempt - 1)))
-    delay = rng.uniform(exp / 2, exp)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, cap * 4))
-    return delay
+        wait = min(retry_after, 3600.0)
+        return wait + rng.uniform(0, 0.2 * max(wait, base))
+    exp = min(cap, base * (2 ** max(0, attempt - 1)))
+    return rng.uniform(exp / 2, exp)

@@ -21,8 +21,11 @@ N = 3000
 @pytest.fixture
 def slow_standin() -> str:
     """The stand-in at 40 ms latency, as its own process."""
-    proc = subprocess.Popen([sys.executable, "-m", "retention.standin", "--account", "acme",
-                             "--latency-ms", "40"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retention.standin", "--account", "acme", "--latency-ms", "40"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     url = proc.stdout.readline().strip()  # type: ignore[union-attr]
     yield url
     proc.terminate()
@@ -38,8 +41,13 @@ def _sweep_killed_after(workdir: Path, url: str, deletions: int) -> None:
     """Start `retention sweep` and SIGKILL it once about `deletions` were answered."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     env["FW_TEST_KEY"] = "test-key"
-    proc = subprocess.Popen([sys.executable, "-m", "retention", "sweep"], cwd=workdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retention", "sweep"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     start = _answered(url)
     while _answered(url) - start < deletions and proc.poll() is None:
         time.sleep(0.02)
@@ -53,8 +61,9 @@ def test_sweep_killed_then_restarted_loses_nothing(workdir: Path, slow_standin: 
     write_config(workdir, url, extra="sweep:\n  batch_size: 500\n")
     ids = [f"k{i}" for i in range(N)]
     seed(url, [{"id": i} for i in ids])
-    (workdir / "ids.jsonl").write_text("".join(
-        json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n" for i in ids))
+    (workdir / "ids.jsonl").write_text(
+        "".join(json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n" for i in ids)
+    )
     assert cli("import", "ids.jsonl", cwd=workdir).returncode == 0
     rng = random.Random(42)
     for _ in range(3):
@@ -65,7 +74,10 @@ def test_sweep_killed_then_restarted_loses_nothing(workdir: Path, slow_standin: 
     assert len(rows) == N and {r["state"] for r in rows} <= {"deleted", "absent"}
     audit = workdir / "audit.jsonl"
     assert auditor_verify(audit) > N
-    terminal = [json.loads(line)["response_id"] for line in audit.read_text().splitlines()
-                if json.loads(line)["event"] in ("response.deleted", "response.absent")]
+    terminal = [
+        json.loads(line)["response_id"]
+        for line in audit.read_text().splitlines()
+        if json.loads(line)["event"] in ("response.deleted", "response.absent")
+    ]
     assert sorted(terminal) == sorted(ids), "exactly one terminal event per ID"
     assert cli("audit", "verify", cwd=workdir).returncode == 0
