@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from retention.errors import SchemaOutdatedError
 from retention.ledger.db import make_engine, open_engine, upgrade
@@ -16,27 +14,6 @@ from tests.helpers import auditor_verify, cli, write_config
 from tests.integration.conftest import Env
 
 pytestmark = pytest.mark.postgres
-SERVER = os.environ.get("RETENTION_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty database on the test server; dropped afterwards."""
-    admin_url = SERVER.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"retention_test_{secrets.token_hex(4)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    except Exception as exc:
-        if os.environ.get("RETENTION_REQUIRE_PG"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {SERVER}: {type(exc).__name__}")
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 def test_postgres_needs_an_explicit_upgrade(pg_url: str) -> None:
