@@ -19,8 +19,17 @@ COMMANDS = [
     ["sweep"],
     ["policies"],
     ["policies", "check"],
+    ["policies", "diff"],
     ["db"],
     ["db", "upgrade"],
+    ["run"],
+    ["demo"],
+    ["discover"],
+    ["report"],
+    ["audit"],
+    ["audit", "export"],
+    ["audit", "verify"],
+    ["audit", "pubkey"],
 ]
 
 
@@ -89,3 +98,23 @@ def test_shipped_examples_work_as_they_are(workdir: Path) -> None:
     )
     result = cli("sweep", "--dry-run", cwd=workdir)
     assert result.returncode == 0 and "resp_x" in result.stdout
+
+
+def test_policies_diff_counts_what_a_change_makes_due(workdir: Path) -> None:
+    """`policies diff OLD NEW` counts the records a shorter TTL makes due now, per policy."""
+    write_config(workdir, "http://127.0.0.1:9/v1")
+    cli("record", "d1", "d2", "--created-at", "2026-11-01T00:00:00Z", cwd=workdir)
+    cli(
+        "record",
+        "d3",
+        "--created-at",
+        "2026-11-01T00:00:00Z",
+        "--meta",
+        "data_class=pii",
+        cwd=workdir,
+    )
+    (workdir / "new.yaml").write_text("version: 1\ndefault: {ttl: 7d}\n")
+    result = cli("policies", "diff", "policies.yaml", "new.yaml", "-o", "json", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["newly_due"] == {"default": 2} and data["records"] == 3

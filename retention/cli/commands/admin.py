@@ -15,7 +15,7 @@ from retention.core.durations import format_duration
 
 @click.group()
 def policies() -> None:
-    """Validate retention policies."""
+    """Validate retention policies, and preview a change."""
 
 
 @policies.command("check")
@@ -47,6 +47,34 @@ def policies_check(ctx: click.Context, file: Path | None, output: str) -> None:
     )
     for item in data["policies"]:
         click.echo(f"  {item['name']:<20} {item['ttl']:>6}  {item['match']}")
+
+
+@policies.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@OUTPUT
+@click.pass_context
+def policies_diff(ctx: click.Context, old: Path, new: Path, output: str) -> None:
+    """How many ledger records a change from OLD to NEW makes due now, per policy."""
+    from retention.policy_diff import diff
+
+    app = app_of(ctx)
+    data = diff(app.ledger, load_policies(old), load_policies(new), app.now())
+    if output == "json":
+        emit(data, output)
+        return
+    click.echo(
+        f"{data['newly_due_total']} of {data['records']} open records would be due now "
+        f"under {new} (not under {old})"
+    )
+    for name, count in sorted(data["newly_due"].items()):
+        click.echo(f"  {name:<20} {count}")
+    click.echo(
+        f"deadlines changed {data['deadline_changed']}, newly held {data['newly_held']}, "
+        f"released {data['released']}, no longer due "
+        f"{sum(data['no_longer_due'].values())}"
+    )
 
 
 @click.group()
