@@ -74,6 +74,8 @@ def test_ingest_auth_validation_and_deletion(daemon: DaemonProcess, standin_proc
             break
         time.sleep(0.2)
     assert deleted == {"ing_0", "ing_1", "ing_2"}
+    logged = json.dumps(daemon.lines)
+    assert TOKEN not in logged and "test-key" not in logged, "no secret in the logs"
 
 
 def test_ingest_body_size_limit(daemon: DaemonProcess) -> None:
