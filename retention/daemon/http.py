@@ -97,10 +97,13 @@ async def ingest(request: web.Request) -> web.Response:
             },
             status=400,
         )
-    await asyncio.to_thread(daemon.follow_ledger_policies)
-    result = await asyncio.to_thread(
-        enrol, daemon.ledger, daemon.settings, daemon.policies, valid, source="ingest"
-    )
+    try:
+        await asyncio.to_thread(daemon.follow_ledger_policies)
+        result = await asyncio.to_thread(
+            enrol, daemon.ledger, daemon.settings, daemon.policies, valid, source="ingest"
+        )
+    except RetentionError as exc:  # the ledger is away: the client should retry later
+        return _error(503, exc.message)
     return web.json_response(
         {"accepted": result.accepted, "duplicates": result.duplicates}, status=202
     )
