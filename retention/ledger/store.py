@@ -6,7 +6,18 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from retention.core.plan import Decision
 from retention.core.records import OPEN_STATES, ResponseFacts
@@ -247,6 +258,21 @@ def reroot(conn: Connection, provider: str, old: str, new: str) -> int:
         .where(R.provider == provider, R.chain_root == old)
         .values(chain_root=new)
     ).rowcount
+
+
+def heartbeat(conn: Connection, replica: str, now: datetime, live_for: float) -> int:
+    """Note that `replica` sweeps now, forget replicas silent for a day; how many are live."""
+    set_meta(conn, f"replica:{replica}", now.isoformat())
+    live = 0
+    for key, value in conn.execute(
+        select(Meta.key, Meta.value).where(Meta.key.like("replica:%"))
+    ).all():
+        age = (now - datetime.fromisoformat(value)).total_seconds()
+        if age > 86400:
+            conn.execute(delete(Meta).where(Meta.key == key))
+        elif age <= live_for:
+            live += 1
+    return max(1, live)
 
 
 def get_meta(conn: Connection, key: str) -> str | None:

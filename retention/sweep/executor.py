@@ -18,6 +18,7 @@ from retention.core.policies import PolicySet
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
 from retention.logs import get_logger
+from retention.provider.adaptive import AdaptiveLimit
 from retention.provider.client import Answer, ProviderClient
 from retention.provider.ratelimit import TokenBucket, Unlimited
 from retention.sweep.flusher import Flusher
@@ -51,7 +52,7 @@ class ProviderRun:
     name: str
     client: ProviderClient
     limiter: TokenBucket | Unlimited
-    semaphore: asyncio.Semaphore
+    semaphore: AdaptiveLimit
     stopped: bool = False
 
 
@@ -107,6 +108,7 @@ class Sweep:
         clock: Callable[[], datetime],
         hooks: Hooks | None = None,
         stop: asyncio.Event | None = None,
+        replicas: int = 1,
     ) -> None:
         self.ledger, self.settings, self.clock, self.owner = ledger, settings, clock, owner
         self.policies = policies if callable(policies) else (lambda: policies)
@@ -121,8 +123,9 @@ class Sweep:
             name: ProviderRun(
                 name,
                 client,
-                TokenBucket(p.rate_limit_per_s) if p.rate_limit_per_s else Unlimited(),
-                asyncio.Semaphore(p.max_concurrency),
+                # the provider's ceiling is shared by every live replica sweeping it
+                TokenBucket(p.rate_limit_per_s / replicas) if p.rate_limit_per_s else Unlimited(),
+                AdaptiveLimit(p.max_concurrency),
             )
             for name, client in clients.items()
             for p in [settings.providers[name]]
@@ -298,6 +301,7 @@ class Sweep:
             if not await self.recheck.may_send(row.id):
                 return "skipped", None, None  # held, changed or not due: never early
             answer = await run.client.delete(row.response_id)
+        run.semaphore.feedback(answer.status)
         self.hooks.on_request(run.name, answer.status)
         outcome = classify(answer.status)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:

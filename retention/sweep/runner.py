@@ -28,6 +28,11 @@ from retention.sweep.report import SweepReport
 LAST_SWEEP_KEY = "last_sweep"
 
 
+def replica_name() -> str:
+    """This process, as the replica count knows it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def owner_name() -> str:
     """A lease owner name unique to this process."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -67,6 +72,12 @@ async def sweep_once(
             return _idle(ledger, clock())
         with ledger.write() as tx:
             tx.event("sweep.started", details={"due": due, "limit": limit})
+            replicas = store.heartbeat(
+                tx.conn,
+                replica_name(),
+                clock(),
+                live_for=3 * settings.sweep.interval.total_seconds() + 60,
+            )
         clients = {
             name: ProviderClient(settings.providers[name], key, transport=transport)
             for name, key in keys.items()
@@ -82,6 +93,7 @@ async def sweep_once(
                 clock=clock,
                 hooks=hooks,
                 stop=stop,
+                replicas=replicas,
             )
             report = await sweep.run()
         finally:
