@@ -86,17 +86,22 @@ def _finish(sniffer: Sniffer, shipper: Shipper, provider: str | None) -> None:
         log.debug("retention capture: could not read a response", exc_info=True)
 
 
+def _tap(response: httpx.Response, kind: str, shipper: Shipper, provider: str | None) -> None:
+    """Put a tee on the body of a created response (never raises into the app)."""
+    try:
+        if _wanted(response):
+            sniffer = Sniffer(response.headers.get("content-type", ""))
+            tee = _tee_class(response, kind)
+            response.stream = tee(response.stream, sniffer, shipper, provider)
+    except Exception:
+        log.debug("retention capture: hook failed", exc_info=True)
+
+
 def _sync_hook(shipper: Shipper, provider: str | None) -> Any:
     """A response hook for httpx.Client."""
 
     def hook(response: httpx.Response) -> None:
-        try:
-            if _wanted(response):
-                sniffer = Sniffer(response.headers.get("content-type", ""))
-                tee = _tee_class(response, "sync")
-                response.stream = tee(response.stream, sniffer, shipper, provider)
-        except Exception:
-            log.debug("retention capture: hook failed", exc_info=True)
+        _tap(response, "sync", shipper, provider)
 
     return hook
 
@@ -105,13 +110,7 @@ def _async_hook(shipper: Shipper, provider: str | None) -> Any:
     """A response hook for httpx.AsyncClient."""
 
     async def hook(response: httpx.Response) -> None:
-        try:
-            if _wanted(response):
-                sniffer = Sniffer(response.headers.get("content-type", ""))
-                tee = _tee_class(response, "async")
-                response.stream = tee(response.stream, sniffer, shipper, provider)
-        except Exception:
-            log.debug("retention capture: hook failed", exc_info=True)
+        _tap(response, "async", shipper, provider)
 
     return hook
 
