@@ -37,6 +37,9 @@ FIELDS = (
 )
 
 
+_AFTER_HASH = tuple(sorted(k for k in (*FIELDS, "prev_hash") if k > "hash"))
+
+
 def canonical(record: dict[str, Any]) -> str:
     """The canonical JSON text of a record, the bytes its hash covers."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -49,25 +52,46 @@ def record_hash(record_without_hash: dict[str, Any]) -> str:
 
 def seal(body: dict[str, Any], *, chain: str, seq: int, prev_hash: str) -> dict[str, Any]:
     """Complete an event body into a chained record with `prev_hash` and `hash`."""
+    return seal_line(body, chain=chain, seq=seq, prev_hash=prev_hash)[0]
+
+
+def seal_line(
+    body: dict[str, Any], *, chain: str, seq: int, prev_hash: str
+) -> tuple[dict[str, Any], str]:
+    """The sealed record and its canonical JSON line, serialised once.
+
+    The line equals `canonical(record)`: keys are sorted, so `hash` sits just before the
+    top-level `http_status`, and as every key after it holds a scalar (and a JSON string
+    cannot contain an unescaped quote), the last `,"http_status":` is the top-level one."""
     record = {name: body.get(name) for name in FIELDS}
     record.update(chain=chain, seq=seq, prev_hash=prev_hash)
     if record["details"] is None:
         record["details"] = {}
     _reject_floats(record)
-    record["hash"] = record_hash(record)
-    return record
+    text = canonical(record)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    record["hash"] = digest
+    if any(isinstance(record[k], dict | list) for k in _AFTER_HASH):
+        return record, canonical(record)  # not from us; no shortcut
+    cut = text.rindex(',"http_status":') + 1
+    return record, f'{text[:cut]}"hash":"{digest}",{text[cut:]}'
 
 
 def _reject_floats(value: Any) -> None:
     """Floats do not re-serialise identically across languages; the trail never holds one."""
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is float:
         raise TypeError("audit records hold no floats")
-    if isinstance(value, dict):
+    if kind is dict:
         for item in value.values():
-            _reject_floats(item)
-    elif isinstance(value, list):
+            if type(item) not in _SCALARS:
+                _reject_floats(item)
+    elif kind is list:
         for item in value:
             _reject_floats(item)
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)

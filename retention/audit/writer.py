@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from retention.audit.chain import GENESIS, canonical, seal
+from retention.audit.chain import GENESIS, seal_line
 from retention.ledger.models import AuditChain, AuditEvent
 
 
@@ -18,8 +18,11 @@ def actor() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def append(conn: Connection, chain: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Seal `bodies` onto the head of `chain` and insert them; the caller commits."""
+def append(
+    conn: Connection, chain: str, bodies: list[dict[str, Any]], now: datetime
+) -> list[tuple[dict[str, Any], str]]:
+    """Seal `bodies` onto the head of `chain` and insert them; the caller commits.
+    Returns each record with its JSON line."""
     if not bodies:
         return []
     head = conn.execute(
@@ -31,10 +34,10 @@ def append(conn: Connection, chain: str, bodies: list[dict[str, Any]]) -> list[d
     records = []
     for body in bodies:
         seq += 1
-        record = seal(body, chain=chain, seq=seq, prev_hash=prev)
+        record, line = seal_line(body, chain=chain, seq=seq, prev_hash=prev)
         prev = record["hash"]
-        records.append(record)
-    conn.execute(insert(AuditEvent), [_row(r) for r in records])
+        records.append((record, line))
+    conn.execute(insert(AuditEvent), [_row(r, line, now) for r, line in records])
     if head:
         conn.execute(
             update(AuditChain).where(AuditChain.name == chain).values(head_seq=seq, head_hash=prev)
@@ -44,22 +47,17 @@ def append(conn: Connection, chain: str, bodies: list[dict[str, Any]]) -> list[d
     return records
 
 
-def _row(record: dict[str, Any]) -> dict[str, Any]:
+def _row(record: dict[str, Any], line: str, now: datetime) -> dict[str, Any]:
     """The audit_events row of one sealed record."""
     return {
         "chain": record["chain"],
         "seq": record["seq"],
-        "ts": _ts(record["ts"]),
+        "ts": now,  # the transaction's time, which `ts` renders
         "event": record["event"],
         "response_id": record.get("response_id"),
-        "line": canonical(record),
+        "line": line,
         "hash": record["hash"],
     }
-
-
-def _ts(text: str) -> datetime:
-    """An audit timestamp (always ours, always valid) as a datetime."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def lines_between(conn: Connection, chain: str, first: int, last: int) -> list[str]:

@@ -12,7 +12,6 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from retention.audit import writer
-from retention.audit.chain import canonical
 from retention.audit.sink import AuditSink
 from retention.core.times import format_time, utcnow
 from retention.errors import LedgerError
@@ -71,10 +70,12 @@ class Ledger:
                 with self.engine.begin() as conn:
                     tx = Tx(conn=conn, now=self.clock(), actor=self.actor)
                     yield tx
-                    records = writer.append(conn, self.chain, tx.bodies)
+                    records = writer.append(conn, self.chain, tx.bodies, tx.now)
             except SQLAlchemyError as exc:
                 raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
-            self.sink.publish(fd, records, [canonical(r) for r in records], self._backfill)
+            self.sink.publish(
+                fd, [r for r, _ in records], [line for _, line in records], self._backfill
+            )
 
     def _backfill(self, chain: str, first: int, last: int) -> list[str]:
         """Committed lines the audit file lacks."""

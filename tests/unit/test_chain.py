@@ -6,6 +6,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from retention.audit.chain import GENESIS, seal, verify
 
@@ -71,3 +73,23 @@ def test_floats_never_enter_the_trail() -> None:
     """A float would hash differently across languages, so sealing one is refused."""
     with pytest.raises(TypeError):
         seal({"event": "x", "details": {"lag": 1.5}}, chain="main", seq=1, prev_hash=GENESIS)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["response_id", "error", "policy", "event", "details", "http_status", "actor"]
+        ),
+        st.text(max_size=20)
+        | st.integers()
+        | st.none()
+        | st.dictionaries(st.text(max_size=12), st.text(max_size=12) | st.integers(), max_size=3),
+        max_size=7,
+    )
+)
+def test_the_line_is_the_canonical_record(body: dict) -> None:  # type: ignore[type-arg]
+    """The line written once equals the canonical JSON of the sealed record, whatever it holds."""
+    from retention.audit.chain import canonical, seal_line
+
+    record, line = seal_line(body, chain="main", seq=3, prev_hash=GENESIS)
+    assert line == canonical(record)
