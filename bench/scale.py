@@ -1,0 +1,245 @@
+"""Costs that must not grow with the ledger: a due batch, `status`, the idle daemon, and how
+closely `rate_limit_per_s` is held.
+
+    python bench/scale.py [--rows 1000000] [--due 0.02] [--json bench-scale.json]
+
+Generates a ledger of N rows directly in SQLite (a few per cent due, the rest pending in the
+future or closed), then measures: selecting a due batch of 2,000 through the sweep's own query
+(median of 5), `retention status` end to end, the CPU share of an idle `retention run` over 10 s,
+and the DELETE rate of a sweep under `rate_limit_per_s: 200` against the stand-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from retention.config.policyfile import parse_policies
+from retention.ledger import store
+from retention.ledger.db import open_engine
+from retention.ledger.models import Record
+
+KEY = "bench-key"
+POLICIES = "version: 1\ndefault: {ttl: 30d}\n"
+
+
+def generate(db: Path, rows: int, due_share: float) -> None:
+    """N records straight into SQLite, after the schema is made by the real migrations."""
+    open_engine(f"sqlite:///{db}").dispose()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+    rng = random.Random(7)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA synchronous=OFF")
+    batch = []
+    for i in range(rows):
+        roll = rng.random()
+        if roll < due_share:
+            state, deadline = "pending", now - timedelta(hours=1 + rng.random() * 100)
+        elif roll < 0.5:
+            state, deadline = "pending", now + timedelta(hours=1 + rng.random() * 700)
+        else:
+            state, deadline = "deleted", now - timedelta(days=rng.random() * 30)
+        stamp = deadline.strftime(fmt)
+        batch.append(
+            (
+                "bench",
+                f"r{i}",
+                stamp,
+                stamp,
+                "{}",
+                state,
+                "default",
+                stamp,
+                "created_at",
+                stamp if state == "pending" else None,
+                0,
+                stamp,
+            )
+        )
+        if len(batch) == 50_000:
+            _flush(conn, batch)
+    _flush(conn, batch)
+    # the generated deadlines stand for the policies in force: no recompute at start-up
+    digest = parse_policies(POLICIES).digest()
+    conn.execute("INSERT INTO meta (key, value) VALUES ('policy_digest', ?)", (digest,))
+    conn.execute("ANALYZE")
+    conn.commit()
+    conn.close()
+
+
+def _flush(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
+    """Insert one batch."""
+    conn.executemany(
+        "INSERT INTO records (provider, response_id, created_at, first_seen_at, meta, state, "
+        "policy, deadline, deadline_basis, due_at, attempts, updated_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        batch,
+    )
+    batch.clear()
+
+
+def due_batch_ms(db: Path) -> float:
+    """Median milliseconds to select 2,000 due records with the sweep's query."""
+    engine = open_engine(f"sqlite:///{db}")
+    query = (
+        select(Record.__table__)
+        .where(store.due_filter(datetime.now(UTC), "bench"))
+        .order_by(store.R.due_at)
+        .limit(2000)
+    )
+    times = []
+    with engine.connect() as conn:
+        for _ in range(5):
+            started = time.perf_counter()
+            assert len(conn.execute(query).all()) == 2000
+            times.append((time.perf_counter() - started) * 1000)
+    engine.dispose()
+    return statistics.median(times)
+
+
+def postpone_due(db: Path) -> None:
+    """Move every due record a day ahead, so the daemon measured next is truly idle."""
+    conn = sqlite3.connect(db)
+    later = (datetime.now(UTC) + timedelta(days=1)).replace(tzinfo=None)
+    conn.execute(
+        "UPDATE records SET due_at = ? WHERE due_at <= ?",
+        (later.strftime("%Y-%m-%d %H:%M:%S.%f"), later.strftime("%Y-%m-%d %H:%M:%S.%f")),
+    )
+    conn.commit()
+    conn.close()
+
+
+def config(workdir: Path, base_url: str, extra: str = "") -> None:
+    """retention.yaml and policies.yaml."""
+    (workdir / "policies.yaml").write_text(POLICIES)
+    (workdir / "retention.yaml").write_text(
+        f"providers:\n  bench:\n    kind: openai\n    base_url: {base_url}\n"
+        f"    api_key_env: BENCH_KEY\n{extra}"
+        "server:\n  listen: 127.0.0.1:0\ndiscover:\n  interval: 0\n"
+    )
+
+
+def env() -> dict[str, str]:
+    """The environment of the commands."""
+    return {**os.environ, "BENCH_KEY": KEY, "RETENTION_LOG_LEVEL": "warning"}
+
+
+def status_s(workdir: Path) -> float:
+    """Seconds for `retention status`, process start included."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "retention", "status"],
+        cwd=workdir,
+        env=env(),
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def idle_cpu_percent(workdir: Path, seconds: float = 10) -> float:
+    """CPU of an idle daemon as a percentage of one core, after it settled."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retention", "run"],
+        cwd=workdir,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(5)
+    ticks = os.sysconf("SC_CLK_TCK")
+    before = _cpu_ticks(proc.pid)
+    time.sleep(seconds)
+    used = (_cpu_ticks(proc.pid) - before) / ticks
+    proc.terminate()
+    proc.wait(30)
+    return 100 * used / seconds
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rate_held(base_url: str, rate: int = 200, n: int = 1000) -> float:
+    """The DELETE rate a sweep reached under `rate_limit_per_s: rate`."""
+    workdir = Path(tempfile.mkdtemp(prefix="retention-rate-"))
+    config(workdir, base_url, f"    rate_limit_per_s: {rate}\n    max_concurrency: 64\n")
+    lines = "".join(f'{{"id": "rate{i}", "created_at": 1700000000}}\n' for i in range(n))
+    (workdir / "ids.jsonl").write_text(lines)
+    subprocess.run(
+        [sys.executable, "-m", "retention", "import", "ids.jsonl"],
+        cwd=workdir,
+        env=env(),
+        check=True,
+        capture_output=True,
+    )
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "retention", "sweep"],
+        cwd=workdir,
+        env=env(),
+        check=True,
+        capture_output=True,
+    )
+    return n / (time.perf_counter() - started - 0.7)  # less the process start, measured apart
+
+
+def main() -> None:
+    """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--due", type=float, default=0.02)
+    parser.add_argument("--json", default="bench-scale.json")
+    args = parser.parse_args()
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "retention.standin", "--api-key", KEY],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    base_url = standin.stdout.readline().strip()  # type: ignore[union-attr]
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix="retention-scale-"))
+        config(workdir, base_url)
+        started = time.perf_counter()
+        generate(workdir / "retention.db", args.rows, args.due)
+        figures = {
+            "rows": args.rows,
+            "generate_s": round(time.perf_counter() - started, 1),
+            "due_batch_2000_ms": round(due_batch_ms(workdir / "retention.db"), 2),
+            "status_s": round(status_s(workdir), 2),
+        }
+        postpone_due(workdir / "retention.db")
+        figures["idle_daemon_cpu_percent"] = round(idle_cpu_percent(workdir), 2)
+        achieved = rate_held(base_url)
+        figures.update(
+            rate_limit_per_s=200,
+            rate_achieved_per_s=round(achieved, 1),
+            rate_error_percent=round(100 * (achieved - 200) / 200, 1),
+        )
+    finally:
+        standin.terminate()
+        standin.wait(10)
+    for key, value in figures.items():
+        print(f"{key:<26}{value}")
+    Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
