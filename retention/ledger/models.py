@@ -111,7 +111,24 @@ class Record(Base):
         Index("ix_records_state", "state"),
         Index("ix_records_closed_at", "closed_at"),
         Index("ix_records_chain_root", "chain_root"),
+        Index(
+            "ix_records_pending_deadline",
+            "deadline",
+            sqlite_where=text("due_at IS NOT NULL"),
+            postgresql_where=text("due_at IS NOT NULL"),
+        ),
     )
+
+
+class RecordCount(Base):
+    """Records per provider and state, kept by database triggers (migration 0005), so that
+    `status` and the metrics read a few rows instead of counting the ledger."""
+
+    __tablename__ = "record_counts"
+
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class AuditEvent(Base):

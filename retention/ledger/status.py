@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
@@ -36,9 +36,7 @@ def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
 
 def _coverage(conn: Connection) -> dict[str, Any]:
     """Per provider: records tracked, and what discovery has read of the provider's listing."""
-    tracked = dict(
-        conn.execute(select(store.R.provider, func.count()).group_by(store.R.provider)).all()
-    )
+    tracked = store.counts_by_provider(conn)
     rows = conn.execute(select(Meta.key, Meta.value).where(Meta.key.like("discover:%"))).all()
     crawls = {key.split(":", 1)[1]: json.loads(value) for key, value in rows}
     return {

@@ -21,7 +21,7 @@ from sqlalchemy import (
 
 from retention.core.plan import Decision
 from retention.core.records import OPEN_STATES, ResponseFacts
-from retention.ledger.models import Meta, Record
+from retention.ledger.models import Meta, Record, RecordCount
 
 R = Record.__table__.c
 CHUNK = 500
@@ -208,8 +208,19 @@ def count_due(conn: Connection, now: datetime) -> int:
 
 
 def counts_by_state(conn: Connection) -> dict[str, int]:
-    """Record counts per state."""
-    return {state: n for state, n in conn.execute(select(R.state, func.count()).group_by(R.state))}
+    """Record counts per state (from the trigger-kept table: a few rows, any ledger size)."""
+    counts: dict[str, int] = {}
+    for state, n in conn.execute(select(RecordCount.state, RecordCount.n)):
+        counts[state] = counts.get(state, 0) + n
+    return {state: n for state, n in counts.items() if n}
+
+
+def counts_by_provider(conn: Connection) -> dict[str, int]:
+    """Record counts per provider."""
+    counts: dict[str, int] = {}
+    for provider, n in conn.execute(select(RecordCount.provider, RecordCount.n)):
+        counts[provider] = counts.get(provider, 0) + n
+    return {provider: n for provider, n in counts.items() if n}
 
 
 def next_deadline(conn: Connection, now: datetime) -> datetime | None:
@@ -218,9 +229,9 @@ def next_deadline(conn: Connection, now: datetime) -> datetime | None:
 
 
 def overdue_count(conn: Connection, now: datetime) -> int:
-    """Pending records whose deadline has passed."""
+    """Pending records whose deadline has passed (a range of the pending-deadline index)."""
     return conn.execute(
-        select(func.count()).where(R.due_at.is_not(None), R.deadline <= now)
+        select(func.count()).where(R.deadline <= now, R.due_at.is_not(None))
     ).scalar_one()
 
 

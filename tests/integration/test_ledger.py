@@ -152,3 +152,15 @@ def test_due_time_only_on_pending_records(env: Env) -> None:
     env.record("c1")
     with pytest.raises(IntegrityError), env.ledger.engine.begin() as conn:
         conn.execute(text("UPDATE records SET state = 'deleted' WHERE response_id = 'c1'"))
+
+
+def test_trigger_kept_counts_match_the_ledger(env: Env) -> None:
+    """Counts per state kept by triggers equal a real count after inserts and state changes."""
+    env.standin.store.create({"id": "n1"})
+    env.record("n1", "n2", "n3")
+    env.record("n4", age=timedelta(days=1))
+    env.sweep()
+    with env.ledger.read() as conn:
+        real = dict(conn.execute(text("SELECT state, count(*) FROM records GROUP BY state")).all())
+        assert store.counts_by_state(conn) == real == {"deleted": 1, "absent": 2, "pending": 1}
+        assert store.counts_by_provider(conn) == {"fireworks": 4}
