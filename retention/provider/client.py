@@ -6,6 +6,7 @@ An ID reaches a URL only through `validate_id`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,23 +102,34 @@ class ProviderClient:
 
     async def _send(self, method: str, url: str) -> Answer:
         """Send one request and describe the answer."""
-        try:
-            if isinstance(self._transport, AiohttpTransport):
-                response = await self._transport.send(method, url, self._header_items)
-            else:
-                request = httpx.Request(
-                    method, url, headers=self._headers, extensions={"timeout": self._timeout}
+        if isinstance(self._transport, AiohttpTransport):  # the sweep's hot path
+            try:
+                status, headers, body = await self._transport.exchange(
+                    method, url, self._header_items
                 )
-                response = await self._transport.handle_async_request(request)
+            except httpx.HTTPError as exc:
+                return Answer(status=None, error=_describe_error(exc))
+            return answer_of(status, headers, body, utcnow())
+        request = httpx.Request(
+            method, url, headers=self._headers, extensions={"timeout": self._timeout}
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             return Answer(status=None, error=_describe_error(exc))
         try:
             await response.aread()
         except httpx.HTTPError as exc:  # the status arrived, the body did not
-            return describe(response, utcnow(), body_error=_describe_error(exc))
+            return answer_of(
+                response.status_code,
+                response.headers,
+                b"",
+                utcnow(),
+                body_error=_describe_error(exc),
+            )
         finally:
             await response.aclose()
-        return describe(response, utcnow())
+        return answer_of(response.status_code, response.headers, response.content, utcnow())
 
     async def list_page(self, *, limit: int = 100, after: str | None = None) -> Page:
         """One page of the provider's listing of stored responses, newest first."""
@@ -169,17 +181,23 @@ def _describe_error(exc: Exception) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:300]
 
 
-def describe(response: httpx.Response, now: datetime, *, body_error: str | None = None) -> Answer:
-    """An Answer from an httpx response: status, request ID, Retry-After, error text."""
-    request_id = next(
-        (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
-    )
+def answer_of(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    *,
+    body_error: str | None = None,
+) -> Answer:
+    """An Answer: status, request ID, Retry-After, and error text (secrets removed, then cut)."""
+    request_id = next((headers[h] for h in REQUEST_ID_HEADERS if h in headers), None)
     error = body_error
-    if error is None and not response.is_success and response.status_code != 404:
-        error = redact(f"HTTP {response.status_code}: {response.text[:65536]}")[:300]
+    if error is None and not 200 <= status < 300 and status != 404:
+        text = body[:65536].decode("utf-8", "replace")
+        error = redact(f"HTTP {status}: {text}")[:300]
     return Answer(
-        status=response.status_code,
+        status=status,
         request_id=request_id,
-        retry_after=parse_retry_after(response.headers.get("retry-after"), now),
+        retry_after=parse_retry_after(headers.get("retry-after"), now),
         error=error,
     )

@@ -77,12 +77,34 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     request=request,
                 )
         except BaseException as exc:
-            for source, target in _ERRORS:
-                if isinstance(exc, source):
-                    raise target(f"{type(exc).__name__}: {exc}", request=request) from exc
-            raise
+            translated = _translated(exc, request)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def exchange(self, method: str, url: str, headers: Any) -> tuple[int, Any, bytes]:
+        """Status, headers and body, with no httpx objects around them (the hot path)."""
+        session = self._open()
+        try:
+            async with session.request(
+                method, url, headers=headers, allow_redirects=False
+            ) as answer:
+                return answer.status, answer.headers, await answer.read()
+        except BaseException as exc:
+            translated = _translated(exc, None)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     async def aclose(self) -> None:
         """Close the session."""
         if self._session is not None:
             await self._session.close()
+
+
+def _translated(exc: BaseException, request: httpx.Request | None) -> BaseException:
+    """aiohttp's errors as httpx's; anything else (cancellation) as it was."""
+    for source, target in _ERRORS:
+        if isinstance(exc, source):
+            return target(f"{type(exc).__name__}: {exc}", request=request)
+    return exc

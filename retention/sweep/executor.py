@@ -298,7 +298,7 @@ class Sweep:
         async with run.semaphore:
             if run.stopped or self.stop.is_set():
                 return "stopped", None, None
-            if not await self.recheck.may_send(row.id):
+            if not await self.recheck.may_send(row):
                 return "skipped", None, None  # held, changed or not due: never early
             answer = await run.client.delete(row.response_id)
         run.semaphore.feedback(answer.status)

@@ -19,7 +19,6 @@ from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
-from retention.ledger.models import Record
 
 BATCH = 500
 
@@ -38,10 +37,14 @@ class Recheck:
         self._waiting: dict[int, list[asyncio.Future[bool]]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    async def may_send(self, record_id: int) -> bool:
-        """Whether the DELETE of this record may be sent now."""
+    async def may_send(self, row: Any) -> bool:
+        """Whether the DELETE of this claimed record may be sent now: due under the policies
+        in force (its facts never change), and still pending, unheld, ours and past its
+        deadline in the ledger (what may change while it waited)."""
+        if not decide(store.facts_of(row), self.policies()).is_due(self.clock()):
+            return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(record_id, []).append(future)
+        self._waiting.setdefault(row.id, []).append(future)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._answer())
         return await future
@@ -64,17 +67,17 @@ class Recheck:
                     future.set_result(record_id in allowed)
 
     def _check(self, ids: list[int]) -> set[int]:
-        """The IDs among `ids` that are ours, pending, unheld and due under current policies."""
-        now, policies = self.clock(), self.policies()
+        """The IDs among `ids` that are ours, pending, unheld and past their deadline now."""
+        now, r = self.clock(), store.R
         with self.ledger.read() as conn:
-            rows = conn.execute(select(Record.__table__).where(store.R.id.in_(ids))).all()
-        return {row.id for row in rows if _sendable(row, self.owner, policies, now)}
-
-
-def _sendable(row: Any, owner: str, policies: PolicySet, now: datetime) -> bool:
-    """The record is leased by us, pending without hold, and due now (never early)."""
-    if row.state != "pending" or row.hold is not None or row.lease_owner != owner:
-        return False
-    if row.deadline > now:
-        return False
-    return decide(store.facts_of(row), policies).is_due(now)
+            rows = conn.execute(
+                select(r.id, r.state, r.hold, r.lease_owner, r.deadline).where(r.id.in_(ids))
+            ).all()
+        return {
+            row.id
+            for row in rows
+            if row.state == "pending"
+            and row.hold is None
+            and row.lease_owner == self.owner
+            and row.deadline <= now
+        }
