@@ -11,9 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 
 from retention.standin import StandIn
+
+# Two cores shared with the stand-in and xdist workers: generation time is not a property.
+settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-machine")
 
 SERVER = os.environ.get("RETENTION_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
