@@ -1,40 +1,81 @@
-"""Conversation chains: responses linked by previous_response_id share a root, and under a
-policy with `keep_chains_intact` every turn lives as long as the newest one."""
+"""Conversation chains: responses linked by previous_response_id share a root (the first turn
+the ledger knows of), and under a policy with `keep_chains_intact` every turn lives as long as
+the newest one."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
 from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
 from retention.core.records import OPEN_STATES
 from retention.ledger import store
 from retention.ledger.ledger import Tx
+from retention.ledger.models import Record
 
 
 def assign_roots(conn: Connection, provider: str, rows: list[dict[str, Any]]) -> set[str]:
-    """Set `chain_root` on new rows (parents first where they come together), re-root chains
-    whose first turn just arrived, and return the roots touched."""
-    local: dict[str, str] = {}
+    """Set `chain_root` on new rows, following parents through the batch and the ledger; move
+    chains whose first turn just arrived under it; return every root whose chain changed."""
+    batch = {row["response_id"]: row for row in rows}
     touched: set[str] = set()
-    for row in sorted(rows, key=lambda r: (r["created_at"] is None, r["created_at"] or 0)):
-        parent = row["previous_response_id"]
-        if parent is None:
-            root = row["response_id"]
-        else:
-            root = local.get(parent) or store.root_of(conn, provider, parent) or parent
-            touched.add(root)
-        row["chain_root"] = local[row["response_id"]] = root
     for row in rows:
-        moved = row["chain_root"] != row["response_id"] and store.reroot(
-            conn, provider, row["response_id"], row["chain_root"]
-        )
-        if moved:
+        row["chain_root"] = _root(conn, provider, row, batch)
+        if row["previous_response_id"] is not None:
             touched.add(row["chain_root"])
-    return touched
+    for row in rows:
+        own, root = row["response_id"], row["chain_root"]
+        if root != own and store.reroot(conn, provider, own, root):
+            touched.add(root)
+    return touched | _roots_with_members(
+        conn, provider, [r for r in rows if r["chain_root"] == r["response_id"]]
+    )
+
+
+def _root(
+    conn: Connection, provider: str, row: dict[str, Any], batch: dict[str, dict[str, Any]]
+) -> str:
+    """The first known turn above `row` (a cycle stops the walk where it closes)."""
+    seen = {row["response_id"]}
+    current = row
+    while (parent := current["previous_response_id"]) is not None and parent not in seen:
+        seen.add(parent)
+        if parent in batch:
+            current = batch[parent]
+            continue
+        if not store.tracked(conn, provider, parent):
+            return parent  # not recorded yet: it will take the chain over when it arrives
+        known = store.root_of(conn, provider, parent)
+        if known is None:  # recorded before chains were tracked: it roots its own chain
+            conn.execute(
+                update(Record.__table__)
+                .where(store.R.provider == provider, store.R.response_id == parent)
+                .values(chain_root=parent)
+            )
+            return parent
+        return known
+    return current["response_id"]
+
+
+def _roots_with_members(conn: Connection, provider: str, roots: list[dict[str, Any]]) -> set[str]:
+    """Which of these new first turns already have later turns in the ledger."""
+    ids = [r["response_id"] for r in roots]
+    found: set[str] = set()
+    for start in range(0, len(ids), store.CHUNK):
+        found.update(
+            conn.execute(
+                select(store.R.chain_root)
+                .where(
+                    store.R.provider == provider,
+                    store.R.chain_root.in_(ids[start : start + store.CHUNK]),
+                )
+                .distinct()
+            ).scalars()
+        )
+    return found
 
 
 def floors(conn: Connection, policies: PolicySet) -> dict[tuple[str, str], datetime]:

@@ -109,8 +109,19 @@ async def discover(
     state = load_state(ledger, provider)
     try:
         while not report.complete:
-            page = await client.list_page(limit=PAGE_SIZE, after=state.after)
+            try:
+                page = await client.list_page(limit=PAGE_SIZE, after=state.after)
+            except DiscoveryUnsupported:
+                if state.after is None:
+                    raise
+                state.after = None  # the saved cursor is gone: walk again from the top
+                continue
             report.pages += 1
+            if state.after is not None and not page.items:
+                # the response the cursor named was deleted or expired meanwhile: the crawl
+                # restarts from the newest, still down to the old high-water mark, so no hole
+                state.after = None
+                continue
             records, reached = _read_page(page.items, state, report, provider)
             report.complete = reached or not page.has_more or page.last_id is None
             _commit(ledger, settings, policies, state, records, page.last_id, report, clock())

@@ -255,6 +255,16 @@ def chain_members(conn: Connection, provider: str, root: str) -> list[Row[Any]]:
     ).all()
 
 
+def tracked(conn: Connection, provider: str, response_id: str) -> bool:
+    """Whether the ledger has this response."""
+    return (
+        conn.execute(
+            select(R.id).where(R.provider == provider, R.response_id == response_id)
+        ).first()
+        is not None
+    )
+
+
 def root_of(conn: Connection, provider: str, response_id: str) -> str | None:
     """The chain root recorded for a response, if the ledger tracks it."""
     return conn.execute(

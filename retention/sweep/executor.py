@@ -186,7 +186,8 @@ class Sweep:
             flight.cancel()
             raise
         except BaseException:
-            self.stop.set()
+            for other in self.runs.values():  # this sweep stops; the caller's event is left
+                other.stopped = True  # alone, so the next sweep starts afresh
             raise
         finally:
             await flight.drain()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -13,6 +13,7 @@ from retention.ledger import store
 from retention.ledger.ledger import Tx
 from retention.provider.client import Answer
 
+ERROR_PAUSE = timedelta(seconds=60)
 TERMINAL = {"deleted": "response.deleted", "absent": "response.absent", "failed": "response.failed"}
 
 
@@ -146,5 +147,22 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
         if changed:
             details["record_changed"] = "held, deleted or re-planned meanwhile; left as it is"
         tx.event(name, **common, error=error, details=details)
-    else:  # stopped, skipped, auth, error, or a failure on a changed record: give it back
+    elif result.kind == "error":  # something of ours broke: wait before trying again
+        later = tx.now + ERROR_PAUSE
+        store.update_owned(
+            tx.conn,
+            row.id,
+            owner,
+            lease_owner=None,
+            lease_until=None,
+            due_at=later,
+            last_error=result.error,
+            updated_at=tx.now,
+        )
+        tx.event(
+            "response.delete_attempt_failed",
+            **_common(result),
+            details={"internal_error": True, "next_attempt_at": format_time(later)},
+        )
+    else:  # stopped, skipped, auth, or a failure on a changed record: give it back
         store.update_owned(tx.conn, row.id, owner, lease_owner=None, lease_until=None)

@@ -86,3 +86,29 @@ def test_empty_database_url_variable_means_the_configured_one(
     monkeypatch.chdir("/")
     env = make_env()
     assert env.settings.database_url == f"sqlite:///{env.path / 'retention.db'}"
+
+
+def test_a_failed_claim_does_not_stop_later_sweeps(env: Env) -> None:
+    """A provider part that fails ends that sweep only; the caller's stop event stays clear."""
+    env.record("s1")
+
+    async def scenario() -> asyncio.Event:
+        stop = asyncio.Event()
+        from retention.sweep.executor import Sweep
+
+        original = Sweep._claim
+
+        def broken(self, provider: str, want: int):  # type: ignore[no-untyped-def]
+            Sweep._claim = original
+            raise RuntimeError("database is locked")
+
+        Sweep._claim = broken  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            await sweep_once(
+                env.ledger, env.settings, env.policies, clock=lambda: datetime.now(UTC), stop=stop
+            )
+        return stop
+
+    stop = asyncio.run(scenario())
+    assert not stop.is_set()
+    assert env.sweep().total("absent") == 1

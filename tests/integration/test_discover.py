@@ -1,0 +1,34 @@
+"""Discovery against the stand-in: a crawl that resumes after its cursor vanished."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+
+from retention.discover import CrawlState, discover
+from retention.ledger import store
+from tests.integration.conftest import Env
+
+
+def test_vanished_cursor_leaves_no_hole(env: Env) -> None:
+    """An interrupted crawl whose cursor response was deleted restarts from the top, no hole."""
+    now = int(time.time())
+    for i in range(250):
+        env.standin.store.create({"id": f"v{i:03d}", "created_at": now - i})
+    with env.ledger.transaction() as conn:  # as if page 1 had been read, then the run died
+        store.set_meta(conn, CrawlState.key("fireworks"), f'{{"after": "v099", "top": {now}}}')
+    env.standin.store.responses.pop("v099")
+
+    async def run() -> object:
+        return await discover(
+            env.ledger, env.settings, env.policies, "fireworks", clock=lambda: datetime.now(UTC)
+        )
+
+    report = asyncio.run(run())
+    assert report.complete and report.error is None  # type: ignore[attr-defined]
+    with env.ledger.read() as conn:
+        tracked = conn.execute(text("SELECT count(*) FROM records")).scalar()
+    assert tracked == 249
