@@ -86,67 +86,16 @@ def _terminal_event(tx: Tx, result: Result) -> None:
 
 
 def apply(tx: Tx, result: Result, *, owner: str) -> None:
-    """Write one outcome and its audit event in `tx`.
+    """Write one outcome (other than deleted or absent, see `apply_all`) with its event.
 
-    What the provider did (deleted, absent) is recorded whatever became of the record
-    meanwhile. Every other change applies only while the record is still pending under our
-    lease: a hold or a new deadline that arrived meanwhile is never overwritten."""
-    row, answer = result.row, result.answer
-    status = answer.status if answer else None
-    error = result.error or (answer.error if answer else None)
-    common = {
-        "response_id": row.response_id,
-        "provider": row.provider,
-        "account": row.account,
-        "policy": row.policy,
-        "deadline": row.deadline,
-        "http_status": status,
-        "attempt": result.attempt,
-        "provider_request_id": answer.request_id if answer else None,
-    }
-    if result.kind in ("deleted", "absent") or (
-        result.kind == "failed" and store.owned(tx.conn, row.id, owner)
-    ):
-        store.update_record(
-            tx.conn,
-            row.id,
-            state=result.kind,
-            due_at=None,
-            closed_at=tx.now,
-            attempts=result.attempt,
-            last_status=status,
-            last_error=error,
-            lease_owner=None,
-            lease_until=None,
-            updated_at=tx.now,
-        )
-        details: dict[str, Any] = {
-            "deadline_basis": row.deadline_basis,
-            "lag_s": int((tx.now - row.deadline).total_seconds()),
-        }
-        if result.verified is not None:
-            details["verified"] = result.verified
-        tx.event(TERMINAL[result.kind], **common, error=error, details=details)
+    These changes apply only while the record is still pending under our lease: a hold or a
+    new deadline that arrived meanwhile is never overwritten."""
+    row = result.row
+    if result.kind == "failed" and store.owned(tx.conn, row.id, owner):
+        store.close_records(tx.conn, [_closing_row(tx, result)])
+        _terminal_event(tx, result)
     elif result.kind in ("retry", "deferred", "unconfirmed"):
-        values: dict[str, Any] = {
-            "attempts": result.attempt,
-            "last_status": status,
-            "last_error": error,
-            "updated_at": tx.now,
-            "due_at": result.next_at,  # so Retry-After holds even if this sweep stops now
-        }
-        if result.kind == "deferred":
-            values.update(lease_owner=None, lease_until=None)
-        changed = store.update_owned(tx.conn, row.id, owner, **values) == 0
-        name = (
-            "response.delete_unconfirmed"
-            if result.kind == "unconfirmed"
-            else "response.delete_attempt_failed"
-        )
-        details = {"next_attempt_at": format_time(result.next_at)}
-        if changed:
-            details["record_changed"] = "held, deleted or re-planned meanwhile; left as it is"
-        tx.event(name, **common, error=error, details=details)
+        _attempt_failed(tx, result, owner)
     elif result.kind == "error":  # something of ours broke: wait before trying again
         later = tx.now + ERROR_PAUSE
         store.update_owned(
@@ -166,3 +115,27 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
         )
     else:  # stopped, skipped, auth, or a failure on a changed record: give it back
         store.update_owned(tx.conn, row.id, owner, lease_owner=None, lease_until=None)
+
+
+def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:
+    """A retry (now or in a later sweep): count it, keep Retry-After in the due time."""
+    common = _common(result)
+    values: dict[str, Any] = {
+        "attempts": result.attempt,
+        "last_status": common["http_status"],
+        "last_error": common["error"],
+        "updated_at": tx.now,
+        "due_at": result.next_at,
+    }  # Retry-After holds if we stop now
+    if result.kind == "deferred":
+        values.update(lease_owner=None, lease_until=None)
+    changed = store.update_owned(tx.conn, result.row.id, owner, **values) == 0
+    details = {"next_attempt_at": format_time(result.next_at)}
+    if changed:
+        details["record_changed"] = "held, deleted or re-planned meanwhile; left as it is"
+    name = (
+        "response.delete_unconfirmed"
+        if result.kind == "unconfirmed"
+        else "response.delete_attempt_failed"
+    )
+    tx.event(name, **common, details=details)
