@@ -25,12 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from retention.config.policyfile import parse_policies
 from retention.ledger import store
 from retention.ledger.db import open_engine
-from retention.ledger.models import Record
 
 KEY = "bench-key"
 POLICIES = "version: 1\ndefault: {ttl: 30d}\n"
@@ -95,12 +92,7 @@ def _flush(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
 def due_batch_ms(db: Path) -> float:
     """Median milliseconds to select 2,000 due records with the sweep's query."""
     engine = open_engine(f"sqlite:///{db}")
-    query = (
-        select(Record.__table__)
-        .where(store.due_filter(datetime.now(UTC), "bench"))
-        .order_by(store.R.due_at)
-        .limit(2000)
-    )
+    query = store.due_batch_query(datetime.now(UTC), "bench", 2000)
     times = []
     with engine.connect() as conn:
         for _ in range(5):

@@ -149,6 +149,36 @@ def due_filter(now: datetime, provider: str | None = None) -> Any:
     return and_(*clauses)
 
 
+# what a sweep needs of a record: its facts (for the last policy check) and what its audit
+# events carry; leaving the bookkeeping columns out saves most of the row decoding
+CLAIM_COLUMNS = (
+    "id",
+    "provider",
+    "response_id",
+    "account",
+    "created_at",
+    "first_seen_at",
+    "model",
+    "meta",
+    "previous_response_id",
+    "chain_root",
+    "policy",
+    "deadline",
+    "deadline_basis",
+    "attempts",
+)
+
+
+def due_batch_query(now: datetime, provider: str, limit: int) -> Any:
+    """The sweep's query for the next due records of `provider`."""
+    return (
+        select(*(R[name] for name in CLAIM_COLUMNS))
+        .where(due_filter(now, provider))
+        .order_by(R.due_at)
+        .limit(limit)
+    )
+
+
 def claim_due(
     conn: Connection,
     *,
@@ -161,9 +191,7 @@ def claim_due(
     """Lease up to `limit` due records of `provider`, oldest due first."""
     if limit <= 0:
         return []
-    query = (
-        select(Record.__table__).where(due_filter(now, provider)).order_by(R.due_at).limit(limit)
-    )
+    query = due_batch_query(now, provider, limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = conn.execute(query).all()
