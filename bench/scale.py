@@ -86,6 +86,7 @@ def _flush(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         batch,
     )
+    conn.commit()  # one transaction per batch keeps the write-ahead log small
     batch.clear()
 
 
