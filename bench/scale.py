@@ -131,17 +131,22 @@ def env() -> dict[str, str]:
     return {**os.environ, "BENCH_KEY": KEY, "RETENTION_LOG_LEVEL": "warning"}
 
 
-def status_s(workdir: Path) -> float:
-    """Seconds for `retention status`, process start included."""
+def retention(workdir: Path, *args: str) -> float:
+    """Run `retention ARGS` in `workdir`; seconds taken, process start included."""
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "retention", "status"],
+        [sys.executable, "-m", "retention", *args],
         cwd=workdir,
         env=env(),
         check=True,
         capture_output=True,
     )
     return time.perf_counter() - started
+
+
+def status_s(workdir: Path) -> float:
+    """Seconds for `retention status`, process start included."""
+    return retention(workdir, "status")
 
 
 def idle_cpu_percent(workdir: Path, seconds: float = 10) -> float:
@@ -175,22 +180,9 @@ def rate_held(base_url: str, rate: int = 200, n: int = 1000) -> float:
     config(workdir, base_url, f"    rate_limit_per_s: {rate}\n    max_concurrency: 64\n")
     lines = "".join(f'{{"id": "rate{i}", "created_at": 1700000000}}\n' for i in range(n))
     (workdir / "ids.jsonl").write_text(lines)
-    subprocess.run(
-        [sys.executable, "-m", "retention", "import", "ids.jsonl"],
-        cwd=workdir,
-        env=env(),
-        check=True,
-        capture_output=True,
-    )
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "retention", "sweep"],
-        cwd=workdir,
-        env=env(),
-        check=True,
-        capture_output=True,
-    )
-    return n / (time.perf_counter() - started - 0.7)  # less the process start, measured apart
+    retention(workdir, "import", "ids.jsonl")
+    start_s = retention(workdir, "status")  # process start and ledger opening, measured apart
+    return n / (retention(workdir, "sweep") - start_s)
 
 
 def main() -> None:
