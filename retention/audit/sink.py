@@ -10,12 +10,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from retention.logs import get_logger
+
+# transactions with more events than this (bulk imports, big sweeps' flushes) log a summary
+LOG_EACH_UP_TO = 100
 
 Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) -> lines
 
@@ -50,9 +54,19 @@ class AuditSink:
                 self._append(fd, records[0], lines, backfill)
             except OSError as exc:
                 self._log.error("audit.file_write_failed", path=str(self.path), error=exc.strerror)
-        if self.log_events:
-            for record in records:
-                self._log.info(record["event"], **{k: v for k, v in record.items() if k != "event"})
+        if not self.log_events:
+            return
+        if len(records) > LOG_EACH_UP_TO:  # a bulk write: one line, the file holds each record
+            self._log.info(
+                "audit.published",
+                chain=records[0]["chain"],
+                first_seq=records[0]["seq"],
+                last_seq=records[-1]["seq"],
+                events=dict(Counter(record["event"] for record in records)),
+            )
+            return
+        for record in records:
+            self._log.info(record["event"], **{k: v for k, v in record.items() if k != "event"})
 
     def _append(self, fd: int, first: dict[str, Any], lines: list[str], backfill: Backfill) -> None:
         """Write missing earlier lines of this chain, then `lines`."""

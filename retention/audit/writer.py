@@ -10,12 +10,17 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from retention.audit.chain import GENESIS, seal_line
+from retention.ledger import bulk
 from retention.ledger.models import AuditChain, AuditEvent
 
 
 def actor() -> dict[str, Any]:
     """Who writes: this host and process."""
     return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+# `ts` is the transaction's time, which each record's `ts` renders
+EVENT_COLUMNS = ("chain", "seq", "ts", "event", "response_id", "line", "hash")
 
 
 def append(
@@ -37,7 +42,15 @@ def append(
         record, line = seal_line(body, chain=chain, seq=seq, prev_hash=prev)
         prev = record["hash"]
         records.append((record, line))
-    conn.execute(insert(AuditEvent), [_row(r, line, now) for r, line in records])
+    bulk.insert_many(
+        conn,
+        AuditEvent.__table__,
+        EVENT_COLUMNS,
+        [
+            (r["chain"], r["seq"], now, r["event"], r.get("response_id"), line, r["hash"])
+            for r, line in records
+        ],
+    )
     if head:
         conn.execute(
             update(AuditChain).where(AuditChain.name == chain).values(head_seq=seq, head_hash=prev)
@@ -45,19 +58,6 @@ def append(
     else:
         conn.execute(insert(AuditChain).values(name=chain, head_seq=seq, head_hash=prev))
     return records
-
-
-def _row(record: dict[str, Any], line: str, now: datetime) -> dict[str, Any]:
-    """The audit_events row of one sealed record."""
-    return {
-        "chain": record["chain"],
-        "seq": record["seq"],
-        "ts": now,  # the transaction's time, which `ts` renders
-        "event": record["event"],
-        "response_id": record.get("response_id"),
-        "line": line,
-        "hash": record["hash"],
-    }
 
 
 def lines_between(conn: Connection, chain: str, first: int, last: int) -> list[str]:

@@ -51,7 +51,9 @@ def format_time(moment: datetime | None) -> str | None:
     """RFC 3339 UTC with microseconds, as the audit trail writes times."""
     if moment is None:
         return None
-    return require_aware(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = require_aware(moment)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" written as Z
 
 
 def utcnow() -> datetime:

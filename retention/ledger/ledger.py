@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -29,9 +30,12 @@ class Tx:
     def event(self, name: str, **fields: Any) -> None:
         """Queue an audit event; it is sealed and inserted when the transaction ends."""
         fields["deadline"] = format_time(fields.get("deadline"))
-        self.bodies.append(
-            {"event": name, "ts": format_time(self.now), "actor": self.actor, **fields}
-        )
+        self.bodies.append({"event": name, "ts": self.ts, "actor": self.actor, **fields})
+
+    @cached_property
+    def ts(self) -> str:
+        """`now` as the audit trail writes it (every event of the transaction carries it)."""
+        return format_time(self.now) or ""
 
 
 class Ledger:

@@ -53,6 +53,52 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """On SQLite, write SQLAlchemy's own text form in one step (hot in bulk writes)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        return _sqlite_text
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        """On SQLite, parse the text form straight into an aware datetime."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        return _sqlite_datetime
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    """`YYYY-MM-DD HH:MM:SS.ffffff` of a UTC datetime, as SQLAlchemy's SQLite DateTime writes."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the ledger")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+
+
+def _sqlite_datetime(value: str | None) -> datetime | None:
+    """An aware UTC datetime from the text form (a stored value carries no zone)."""
+    return None if value is None else datetime.fromisoformat(value + "+00:00")
+
+
+class MetaJSON(TypeDecorator[dict[str, str]]):
+    """JSON object of string metadata; the common empty object skips the JSON parser."""
+
+    impl = JSON
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        """Decode as JSON does, except `{}`, which most records hold."""
+        decode = super().result_processor(dialect, coltype)
+        if decode is None:
+            return None
+
+        def process(value: Any) -> Any:
+            return {} if value == "{}" else decode(value)
+
+        return process
+
 
 class Base(DeclarativeBase):
     """Declarative base with stable constraint names for migrations."""
@@ -72,7 +118,7 @@ class Record(Base):
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     model: Mapped[str | None] = mapped_column(String(256))
-    meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    meta: Mapped[dict[str, str]] = mapped_column(MetaJSON, default=dict)
     previous_response_id: Mapped[str | None] = mapped_column(String(200))
     chain_root: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16))
@@ -109,7 +155,12 @@ class Record(Base):
         ),
         Index("ix_records_response_id", "response_id"),
         Index("ix_records_state", "state"),
-        Index("ix_records_closed_at", "closed_at"),
+        Index(
+            "ix_records_closed_at",
+            "closed_at",
+            sqlite_where=text("closed_at IS NOT NULL"),
+            postgresql_where=text("closed_at IS NOT NULL"),
+        ),
         Index("ix_records_chain_root", "chain_root"),
         Index(
             "ix_records_pending_deadline",
@@ -121,8 +172,9 @@ class Record(Base):
 
 
 class RecordCount(Base):
-    """Records per provider and state, kept by database triggers (migration 0005), so that
-    `status` and the metrics read a few rows instead of counting the ledger."""
+    """Records per provider and state, so that `status` and the metrics read a few rows instead
+    of counting the ledger. Inserts count themselves per batch (`store.insert_records`); state
+    changes and deletes are counted by database triggers (migrations 0005 and 0006)."""
 
     __tablename__ = "record_counts"
 

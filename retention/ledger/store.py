@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -18,9 +20,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from retention.core.plan import Decision
 from retention.core.records import OPEN_STATES, ResponseFacts
+from retention.ledger import bulk
 from retention.ledger.models import Meta, Record, RecordCount
 
 R = Record.__table__.c
@@ -68,10 +73,48 @@ def existing_ids(conn: Connection, provider: str, ids: Iterable[str]) -> set[str
     return found
 
 
+INSERT_COLUMNS = (
+    "provider",
+    "response_id",
+    "account",
+    "created_at",
+    "first_seen_at",
+    "model",
+    "meta",
+    "previous_response_id",
+    "chain_root",
+    "state",
+    "policy",
+    "deadline",
+    "deadline_basis",
+    "hold",
+    "due_at",
+    "attempts",
+    "updated_at",
+)
+
+
 def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert new records (the caller has removed those already tracked)."""
-    for start in range(0, len(rows), CHUNK):
-        conn.execute(insert(Record.__table__), rows[start : start + CHUNK])
+    """Insert new records (the caller has removed those already tracked) and count them: the
+    only insert into records, so `record_counts` stays exact without a per-row trigger."""
+    values = itemgetter(*INSERT_COLUMNS)
+    bulk.insert_many(conn, Record.__table__, INSERT_COLUMNS, [values(row) for row in rows])
+    added = Counter((row["provider"], row["state"]) for row in rows)
+    if added:
+        bump_counts(conn, added)
+
+
+def bump_counts(conn: Connection, deltas: Counter[tuple[str, str]]) -> None:
+    """Add `deltas` ((provider, state) -> n) to the record counts."""
+    table = RecordCount.__table__
+    upsert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
+    statement = upsert.on_conflict_do_update(
+        index_elements=["provider", "state"], set_={"n": table.c.n + upsert.excluded.n}
+    )
+    conn.execute(
+        statement,
+        [{"provider": p, "state": s, "n": n} for (p, s), n in sorted(deltas.items())],
+    )
 
 
 def iter_open(conn: Connection, batch: int = 2000) -> Iterator[list[Row[Any]]]:
