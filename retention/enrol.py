@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from retention import chains
@@ -15,6 +17,8 @@ from retention.core.times import format_time
 from retention.ingest import NewRecord
 from retention.ledger import store
 from retention.ledger.ledger import Ledger, Tx
+
+CHUNK = 5_000  # records enrolled, and audit events sealed, at a time within one transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +33,27 @@ def enrol(
     ledger: Ledger,
     settings: Settings,
     policies: PolicySet,
-    records: list[NewRecord],
+    records: Iterable[NewRecord],
     *,
     source: str | None = None,
+    verdict: Callable[[], Exception | None] | None = None,
 ) -> EnrolResult:
-    """Track `records`; an ID already tracked for its provider is left exactly as it was."""
+    """Track `records`; an ID already tracked for its provider is left exactly as it was.
+
+    One transaction, written a chunk at a time, so memory stays flat however many records
+    stream in. When the stream ends, `verdict()` may return an error: it is raised and
+    nothing is written (how an import stays all or nothing when a late line is bad)."""
+    accepted = seen = 0
     with ledger.write() as tx:
-        accepted = enrol_in(tx, settings, policies, records, source=source)
-    return EnrolResult(accepted=accepted, duplicates=len(records) - accepted)
+        iterator = iter(records)
+        while chunk := list(islice(iterator, CHUNK)):
+            accepted += enrol_in(tx, settings, policies, chunk, source=source)
+            seen += len(chunk)
+            tx.flush()
+        error = verdict() if verdict is not None else None
+        if error is not None:
+            raise error
+    return EnrolResult(accepted=accepted, duplicates=seen - accepted)
 
 
 def enrol_in(

@@ -174,7 +174,20 @@ def validate_rows(
     rows: Iterable[tuple[int, Any]], *, providers: set[str] | None = None
 ) -> tuple[list[NewRecord], list[Reject]]:
     """Split parsed rows into valid records and rejects with their line numbers."""
-    valid, rejects = [], []
+    rejects: list[Reject] = []
+    return list(valid_records(rows, rejects, providers=providers)), rejects
+
+
+def valid_records(
+    rows: Iterable[tuple[int, Any]],
+    rejects: list[Reject],
+    *,
+    providers: set[str] | None = None,
+    after_reject: bool = True,
+) -> Iterator[NewRecord]:
+    """The valid records among parsed rows, as they come; rejects are appended to `rejects`.
+    With `after_reject` false, nothing more is yielded once a row was rejected (the rest are
+    still checked, so every reject is reported)."""
     for line, item in rows:
         try:
             if isinstance(item, InputError):
@@ -182,7 +195,8 @@ def validate_rows(
             record = from_mapping(item)
             if providers is not None and record.provider not in (None, *providers):
                 raise InputError(f"provider: unknown provider {record.provider!r}")
-            valid.append(record)
         except UsageError as exc:
             rejects.append(Reject(line, exc.message))
-    return valid, rejects
+            continue
+        if after_reject or not rejects:
+            yield record

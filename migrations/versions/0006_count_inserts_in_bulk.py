@@ -1,11 +1,13 @@
-"""Count inserted records once per batch instead of once per row, and index only closed rows
-by closed_at.
+"""Count inserted records once per batch instead of once per row; index only closed rows by
+closed_at; index chain roots per provider.
 
 The insert trigger of 0005 cost more than the rest of an insert (a statement journal per row),
 which held bulk imports to a few thousand IDs a second. Inserts now bump `record_counts` once
 per provider and state per batch, in the inserting transaction (`store.insert_records`, the
 only place records are inserted); state changes and deletes keep their triggers. The closed_at
-index only ever serves ranges of closed records, so pending ones stay out of it.
+index only ever serves ranges of closed records, so pending ones stay out of it. Every chain
+query names the provider too, and with only `chain_root` indexed SQLite walked all of a
+provider's records instead: the index is now on (provider, chain_root).
 
 Revision ID: 0006
 Revises: 0005
@@ -40,6 +42,8 @@ def upgrade() -> None:
         op.execute("DROP TRIGGER records_count_insert")
     op.drop_index("ix_records_closed_at", table_name="records")
     _closed_at_index(text("closed_at IS NOT NULL"))
+    op.drop_index("ix_records_chain_root", table_name="records")
+    op.create_index("ix_records_provider_chain_root", "records", ["provider", "chain_root"])
 
 
 def downgrade() -> None:
@@ -55,6 +59,8 @@ def downgrade() -> None:
         op.execute(SQLITE_INSERT_TRIGGER)
     op.drop_index("ix_records_closed_at", table_name="records")
     _closed_at_index(None)
+    op.drop_index("ix_records_provider_chain_root", table_name="records")
+    op.create_index("ix_records_chain_root", "records", ["chain_root"])
 
 
 def _closed_at_index(where: object) -> None:

@@ -37,12 +37,14 @@ FIELDS = (
 )
 
 
+# json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _AFTER_HASH = tuple(sorted(k for k in (*FIELDS, "prev_hash") if k > "hash"))
 
 
 def canonical(record: dict[str, Any]) -> str:
     """The canonical JSON text of a record, the bytes its hash covers."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(record)
 
 
 def record_hash(record_without_hash: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from retention.logs import get_logger
 
 # transactions with more events than this (bulk imports, big sweeps' flushes) log a summary
 LOG_EACH_UP_TO = 100
+BACKFILL_PAGE = 10_000  # lines read back from the ledger at a time
 
 Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) -> lines
 
@@ -45,51 +47,76 @@ class AuditSink:
         finally:
             os.close(fd)
 
-    def publish(
-        self, fd: int | None, records: list[dict[str, Any]], lines: list[str], backfill: Backfill
-    ) -> None:
-        """Append `lines` (the records' JSON) to the file, after any gap, then log them."""
-        if fd is not None and records:
+    def publish(self, fd: int | None, sealed: Sealed, backfill: Backfill) -> None:
+        """Append the transaction's lines to the file, after any gap, then log them."""
+        if fd is not None:
             try:
-                self._append(fd, records[0], lines, backfill)
+                self._append(fd, sealed, backfill)
             except OSError as exc:
                 self._log.error("audit.file_write_failed", path=str(self.path), error=exc.strerror)
         if not self.log_events:
             return
-        if len(records) > LOG_EACH_UP_TO:  # a bulk write: one line, the file holds each record
+        if (
+            sealed.last - sealed.first + 1 > len(sealed.records)
+            or len(sealed.records) > LOG_EACH_UP_TO
+        ):
+            # a bulk write: one line, the file holds each record
             self._log.info(
                 "audit.published",
-                chain=records[0]["chain"],
-                first_seq=records[0]["seq"],
-                last_seq=records[-1]["seq"],
-                events=dict(Counter(record["event"] for record in records)),
+                chain=sealed.chain,
+                first_seq=sealed.first,
+                last_seq=sealed.last,
+                events=dict(sealed.events),
             )
             return
-        for record in records:
+        for record in sealed.records:
             self._log.info(record["event"], **{k: v for k, v in record.items() if k != "event"})
 
-    def _append(self, fd: int, first: dict[str, Any], lines: list[str], backfill: Backfill) -> None:
-        """Write missing earlier lines of this chain, then `lines`."""
+    def _append(self, fd: int, sealed: Sealed, backfill: Backfill) -> None:
+        """Write missing earlier lines of this chain (read back in pages), then the lines held."""
         assert self.path is not None
         _cut_torn_tail(fd, self.path)
-        last = last_seq_in_file(self.path, first["chain"])
-        missing: list[str] = []
-        if last is not None and last < first["seq"] - 1:
-            missing = backfill(first["chain"], last + 1, first["seq"] - 1)
-        elif last is None and first["seq"] > 1:
-            missing = backfill(first["chain"], 1, first["seq"] - 1)
-        elif last is not None and last >= first["seq"]:
+        held_from = sealed.last - len(sealed.lines) + 1
+        last = last_seq_in_file(self.path, sealed.chain) or 0
+        if last >= held_from:
             self._log.error(
                 "audit.file_diverged",
                 path=str(self.path),
-                chain=first["chain"],
+                chain=sealed.chain,
                 file_seq=last,
-                ledger_seq=first["seq"],
+                ledger_seq=held_from,
             )
-        data = memoryview("".join(line + "\n" for line in (*missing, *lines)).encode())
-        while data:  # a short write (disk nearly full) continues where it stopped
-            data = data[os.write(fd, data) :]
+        for start in range(last + 1, held_from, BACKFILL_PAGE):
+            _write_all(fd, backfill(sealed.chain, start, min(start + BACKFILL_PAGE, held_from) - 1))
+        _write_all(fd, sealed.lines)
         os.fsync(fd)
+
+
+@dataclass
+class Sealed:
+    """What one transaction added to a chain: its seq range, its events by name, and the
+    records and lines of its last batch (earlier ones are read back from the ledger)."""
+
+    chain: str
+    first: int
+    last: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, batch: list[tuple[dict[str, Any], str]]) -> None:
+        """Take a newly sealed batch, dropping the one before it."""
+        self.records = [record for record, _ in batch]
+        self.lines = [line for _, line in batch]
+        self.last = self.records[-1]["seq"]
+        self.events.update(record["event"] for record in self.records)
+
+
+def _write_all(fd: int, lines: list[str]) -> None:
+    """Append lines; a short write (disk nearly full) continues where it stopped."""
+    data = memoryview("".join(line + "\n" for line in lines).encode())
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _cut_torn_tail(fd: int, path: Path, block: int = 65536) -> None:

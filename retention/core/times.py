@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from retention.errors import InputError
 
@@ -12,6 +13,8 @@ _MAX = datetime(2200, 1, 1, tzinfo=UTC)
 
 def require_aware(moment: datetime) -> datetime:
     """Return `moment` in UTC; a naive datetime is a programming error."""
+    if moment.tzinfo is UTC:
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("naive datetime: retention only works with aware UTC datetimes")
     return moment.astimezone(UTC)
@@ -51,8 +54,12 @@ def format_time(moment: datetime | None) -> str | None:
     """RFC 3339 UTC with microseconds, as the audit trail writes times."""
     if moment is None:
         return None
-    if moment.tzinfo is not UTC:
-        moment = require_aware(moment)
+    return _rfc3339(require_aware(moment))
+
+
+@lru_cache(maxsize=4096)
+def _rfc3339(moment: datetime) -> str:
+    """The text of a UTC datetime (memoised: one write repeats a few times many times)."""
     return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" written as Z
 
 

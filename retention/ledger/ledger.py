@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from retention.audit import writer
-from retention.audit.sink import AuditSink
+from retention.audit.sink import AuditSink, Sealed
 from retention.core.times import format_time, utcnow
 from retention.errors import LedgerError
 
@@ -25,12 +25,25 @@ class Tx:
     conn: Connection
     now: datetime
     actor: dict[str, Any]
+    chain: str
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    sealed: Sealed | None = None
 
     def event(self, name: str, **fields: Any) -> None:
-        """Queue an audit event; it is sealed and inserted when the transaction ends."""
+        """Queue an audit event; it is sealed and inserted by `flush()` or at commit."""
         fields["deadline"] = format_time(fields.get("deadline"))
         self.bodies.append({"event": name, "ts": self.ts, "actor": self.actor, **fields})
+
+    def flush(self) -> None:
+        """Seal and insert the queued events now, so a long transaction holds only the
+        latest batch of them in memory (the rest are read back from the ledger to publish)."""
+        records = writer.append(self.conn, self.chain, self.bodies, self.now)
+        self.bodies.clear()
+        if not records:
+            return
+        if self.sealed is None:
+            self.sealed = Sealed(self.chain, records[0][0]["seq"])
+        self.sealed.add(records)
 
     @cached_property
     def ts(self) -> str:
@@ -72,17 +85,16 @@ class Ledger:
         with self.sink.locked() as fd:
             try:
                 with self.engine.begin() as conn:
-                    tx = Tx(conn=conn, now=self.clock(), actor=self.actor)
+                    tx = Tx(conn=conn, now=self.clock(), actor=self.actor, chain=self.chain)
                     yield tx
-                    records = writer.append(conn, self.chain, tx.bodies, tx.now)
+                    tx.flush()
             except SQLAlchemyError as exc:
                 raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
-            self.sink.publish(
-                fd, [r for r, _ in records], [line for _, line in records], self._backfill
-            )
+            if tx.sealed is not None:
+                self.sink.publish(fd, tx.sealed, self._backfill)
 
     def _backfill(self, chain: str, first: int, last: int) -> list[str]:
-        """Committed lines the audit file lacks."""
+        """Committed lines from `first` to `last` (the caller pages through long ranges)."""
         with self.read() as conn:
             return writer.lines_between(conn, chain, first, last)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -74,6 +75,12 @@ def _sqlite_text(value: datetime | None) -> str | None:
         if value.tzinfo is None:
             raise ValueError("naive datetime reached the ledger")
         value = value.astimezone(UTC)
+    return _sqlite_utc_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _sqlite_utc_text(value: datetime) -> str:
+    """The text of a UTC datetime (memoised: a bulk write repeats its times many times)."""
     return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
 
 
@@ -87,6 +94,17 @@ class MetaJSON(TypeDecorator[dict[str, str]]):
 
     impl = JSON
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """Encode as JSON does, except the empty object, which most records hold."""
+        encode = super().bind_processor(dialect)
+        if encode is None or dialect.name != "sqlite":  # psycopg wants its own Json wrapper
+            return encode
+
+        def process(value: Any) -> Any:
+            return "{}" if value == {} else encode(value)
+
+        return process
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         """Decode as JSON does, except `{}`, which most records hold."""
@@ -161,7 +179,7 @@ class Record(Base):
             sqlite_where=text("closed_at IS NOT NULL"),
             postgresql_where=text("closed_at IS NOT NULL"),
         ),
-        Index("ix_records_chain_root", "chain_root"),
+        Index("ix_records_provider_chain_root", "provider", "chain_root"),
         Index(
             "ix_records_pending_deadline",
             "deadline",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, standin_requests, write_config
+from tests.helpers import auditor_verify, cli, standin_requests, write_config
 
 HOSTILE = ["../x", "a/b", "r?x=1", "r 1", "résumé", "%2e%2e", "resp_1\n", "", "-rf"]
 
@@ -39,6 +39,32 @@ def test_import_with_bad_third_line_writes_nothing(workdir: Path) -> None:
     assert result.returncode == 2
     assert "ids.jsonl:3:" in result.stderr
     assert json.loads(cli("ls", "-o", "json", cwd=workdir).stdout) == []
+
+
+def test_import_with_a_bad_line_after_many_chunks_writes_nothing(workdir: Path) -> None:
+    """A bad last line, after several chunks were already written in the transaction, rolls
+    every one of them back: no row, and no line in the audit file."""
+    write_config(workdir, "http://127.0.0.1:9/v1")
+    (workdir / "ids.jsonl").write_text(_jsonl([f"ok_{i}" for i in range(12_000)] + ["bad/x"]))
+    result = cli("import", "ids.jsonl", cwd=workdir)
+    assert result.returncode == 2
+    assert "ids.jsonl:12001:" in result.stderr
+    status = json.loads(cli("status", "-o", "json", cwd=workdir).stdout)
+    assert status["total"] == 0
+    audit = (workdir / "audit.jsonl").read_text() if (workdir / "audit.jsonl").exists() else ""
+    assert "response.recorded" not in audit
+
+
+def test_large_import_writes_every_event_and_logs_a_summary(workdir: Path) -> None:
+    """12,000 IDs: each has its own verifiable audit line, while the log holds one summary."""
+    write_config(workdir, "http://127.0.0.1:9/v1")
+    (workdir / "ids.jsonl").write_text(_jsonl([f"ok_{i}" for i in range(12_000)]))
+    result = cli("import", "ids.jsonl", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "recorded 12000" in result.stdout
+    assert auditor_verify(workdir / "audit.jsonl") == 12_001  # with policy.loaded
+    assert result.stderr.count("response.recorded") == 1  # in the summary's event counts
+    assert "audit.published" in result.stderr
 
 
 def test_import_skip_invalid_writes_the_valid_rows(workdir: Path) -> None:

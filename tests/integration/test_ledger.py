@@ -165,3 +165,20 @@ def test_kept_counts_match_the_ledger(env: Env) -> None:
         real = dict(conn.execute(text("SELECT state, count(*) FROM records GROUP BY state")).all())
         assert store.counts_by_state(conn) == real == {"deleted": 1, "absent": 2, "pending": 1}
         assert store.counts_by_provider(conn) == {"fireworks": 4}
+
+
+def test_chain_lookups_use_the_provider_chain_root_index(env: Env) -> None:
+    """Chain queries name the provider, and SQLite must still pick the chain-root index (with
+    only `chain_root` indexed it walked all of a provider's records: quadratic imports)."""
+    from sqlalchemy import select
+
+    env.record("q1", "q2")
+    query = (
+        select(store.R.chain_root)
+        .where(store.R.provider == "fireworks", store.R.chain_root.in_(["q1", "q2"]))
+        .distinct()
+    )
+    sql = str(query.compile(env.ledger.engine, compile_kwargs={"literal_binds": True}))
+    with env.ledger.read() as conn:
+        plan = " ".join(str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "ix_records_provider_chain_root" in plan

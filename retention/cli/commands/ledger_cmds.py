@@ -3,19 +3,30 @@ explain. Ledger modules are imported inside commands so that `--help` stays inst
 
 from __future__ import annotations
 
+import io
+import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from retention.cli.app import app_of
 from retention.cli.commands import config_option
-from retention.cli.output import OUTPUT, emit
+from retention.cli.output import OUTPUT, emit, progress
 from retention.core.ids import is_valid_id, validate_id
 from retention.core.records import STATES
 from retention.core.times import format_time, parse_time
 from retention.errors import InputError, InvalidIdError
-from retention.ingest import NewRecord, csv_rows, jsonl_rows, parse_meta_args, validate_rows
+from retention.ingest import (
+    NewRecord,
+    Reject,
+    csv_rows,
+    jsonl_rows,
+    parse_meta_args,
+    valid_records,
+)
 
 MAX_SHOWN_REJECTS = 20
 
@@ -44,6 +55,7 @@ def record(
         for item in bad[:-1]:
             click.echo(f"retention: error: {_id_error(item)}", err=True)
         raise InvalidIdError(_id_error(bad[-1]) + ("; nothing was recorded" if ids else ""))
+    app_of(ctx).settings.provider(provider)  # an unknown provider is a usage error
     when = parse_time(created_at, field="--created-at") if created_at else None
     metadata = parse_meta_args(meta)
     records = [
@@ -83,54 +95,93 @@ def import_(
 ) -> None:
     """Bulk-track IDs from JSONL or CSV: all or nothing unless --skip-invalid."""
     fmt = fmt or ("csv" if source.lower().endswith(".csv") else "jsonl")
-    lines = _read_lines(source)
-    rows = csv_rows(lines) if fmt == "csv" else jsonl_rows(lines)
-    valid, rejects = validate_rows(rows, providers=set(app_of(ctx).settings.providers))
     name = "<stdin>" if source == "-" else source
-    for reject in rejects[:MAX_SHOWN_REJECTS]:
-        click.echo(f"{name}:{reject.line}: {reject.error}", err=True)
-    if len(rejects) > MAX_SHOWN_REJECTS:
-        click.echo(f"{name}: ... and {len(rejects) - MAX_SHOWN_REJECTS} more", err=True)
-    if rejects and not skip_invalid:
-        raise InputError(
-            f"{name}:{rejects[0].line}: {len(rejects)} invalid row(s); nothing "
-            "was imported (fix them, or pass --skip-invalid)"
+    app = app_of(ctx)
+    rejects: list[Reject] = []
+
+    def verdict() -> InputError | None:
+        """Show the rejects; refuse the whole import for any, unless told to skip them."""
+        for reject in rejects[:MAX_SHOWN_REJECTS]:
+            click.echo(f"{name}:{reject.line}: {reject.error}", err=True)
+        if len(rejects) > MAX_SHOWN_REJECTS:
+            click.echo(f"{name}: ... and {len(rejects) - MAX_SHOWN_REJECTS} more", err=True)
+        if rejects and not skip_invalid:
+            return InputError(
+                f"{name}:{rejects[0].line}: {len(rejects)} invalid row(s); nothing "
+                "was imported (fix them, or pass --skip-invalid)"
+            )
+        return None
+
+    with _lines(source) as (lines, size), progress(size, "importing") as advance:
+        counted = _counted(lines, advance)
+        rows = csv_rows(counted) if fmt == "csv" else jsonl_rows(counted)
+        records = valid_records(
+            rows, rejects, providers=set(app.settings.providers), after_reject=skip_invalid
         )
-    _enrol_and_report(ctx, valid, output, rejected=len(rejects))
+        _enrol_and_report(ctx, records, output, rejected=rejects, verdict=verdict)
 
 
-def _read_lines(source: str) -> list[str]:
-    """All lines of a file or stdin, decoded as UTF-8."""
+@contextmanager
+def _lines(source: str) -> Iterator[tuple[Iterator[str], int]]:
+    """The lines of a file or stdin as UTF-8, read as they are used, and the file's size
+    (0 for stdin)."""
     try:
-        if source == "-":
-            return sys.stdin.buffer.read().decode("utf-8").splitlines()
-        with open(source, encoding="utf-8", newline="") as handle:
-            return handle.read().splitlines()
+        handle = (
+            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+            if source == "-"
+            else open(source, encoding="utf-8", newline="")  # noqa: SIM115
+        )
+        size = 0 if source == "-" else os.fstat(handle.fileno()).st_size
     except FileNotFoundError:
         raise InputError(f"{source}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(f"{source}: cannot read: {exc}") from None
+
+    def lines() -> Iterator[str]:
+        try:
+            yield from handle
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{source}: cannot read: {exc}") from None
+
+    with handle:
+        yield lines(), size
+
+
+def _counted(lines: Iterator[str], advance: Callable[[int], None]) -> Iterator[str]:
+    """Pass lines through, moving the progress bar every MiB or so."""
+    pending = 0
+    for line in lines:
+        pending += len(line)
+        if pending >= 1 << 20:
+            advance(pending)
+            pending = 0
+        yield line
+    advance(pending)
 
 
 def _enrol_and_report(
-    ctx: click.Context, records: list[NewRecord], output: str, rejected: int = 0
+    ctx: click.Context,
+    records: Iterable[NewRecord],
+    output: str,
+    *,
+    rejected: list[Reject] | None = None,
+    verdict: Callable[[], InputError | None] | None = None,
 ) -> None:
     """Apply current policies, enrol, print the counts."""
     from retention.enrol import enrol
     from retention.reconcile import sync_policies
 
     app = app_of(ctx)
-    for record in records:
-        app.settings.provider(record.provider)  # an unknown provider is a usage error
     sync_policies(app.ledger, app.policies)
-    result = enrol(app.ledger, app.settings, app.policies, records)
-    data = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
+    result = enrol(app.ledger, app.settings, app.policies, records, verdict=verdict)
+    skipped = len(rejected or ())
+    data = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": skipped}
     if output == "json":
         emit(data, output)
     else:
         click.echo(
             f"recorded {result.accepted}, already tracked {result.duplicates}"
-            + (f", rejected {rejected}" if rejected else "")
+            + (f", rejected {skipped}" if skipped else "")
         )
 
 
