@@ -1,12 +1,15 @@
 """Costs that must not grow with the ledger: a due batch, `status`, the idle daemon, and how
 closely `rate_limit_per_s` is held.
 
-    python bench/scale.py [--rows 1000000] [--due 0.02] [--json bench-scale.json]
+    python bench/scale.py [--rows 1000000] [--due 0.02] [--sweep-ids 1000000]
+                          [--json bench-scale.json]
 
 Generates a ledger of N rows directly in SQLite (a few per cent due, the rest pending in the
 future or closed), then measures: selecting a due batch of 2,000 through the sweep's own query
 (median of 5), `retention status` end to end, the CPU share of an idle `retention run` over 10 s,
-and the DELETE rate of a sweep under `rate_limit_per_s: 200` against the stand-in.
+and the DELETE rate of a sweep under `rate_limit_per_s: 200` against the stand-in. Last, the
+peak RSS of importing and then sweeping `--sweep-ids` expired IDs against a 50 ms stand-in
+(about 12 minutes for 1M; 0 skips it).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchlib import env, start_standin, timed, write_ids
+
 from retention.config.policyfile import parse_policies
 from retention.ledger import store
 from retention.ledger.db import open_engine
 
-KEY = "bench-key"
 POLICIES = "version: 1\ndefault: {ttl: 30d}\n"
 
 
@@ -126,27 +130,9 @@ def config(workdir: Path, base_url: str, extra: str = "") -> None:
     )
 
 
-def env() -> dict[str, str]:
-    """The environment of the commands."""
-    return {**os.environ, "BENCH_KEY": KEY, "RETENTION_LOG_LEVEL": "warning"}
-
-
-def retention(workdir: Path, *args: str) -> float:
-    """Run `retention ARGS` in `workdir`; seconds taken, process start included."""
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "retention", *args],
-        cwd=workdir,
-        env=env(),
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - started
-
-
 def status_s(workdir: Path) -> float:
     """Seconds for `retention status`, process start included."""
-    return retention(workdir, "status")
+    return timed(workdir, "status")[0]
 
 
 def idle_cpu_percent(workdir: Path, seconds: float = 10) -> float:
@@ -154,7 +140,7 @@ def idle_cpu_percent(workdir: Path, seconds: float = 10) -> float:
     proc = subprocess.Popen(
         [sys.executable, "-m", "retention", "run"],
         cwd=workdir,
-        env=env(),
+        env=env(workdir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -176,13 +162,35 @@ def _cpu_ticks(pid: int) -> int:
 
 def rate_held(base_url: str, rate: int = 200, n: int = 1000) -> float:
     """The DELETE rate a sweep reached under `rate_limit_per_s: rate`."""
-    workdir = Path(tempfile.mkdtemp(prefix="retention-rate-"))
-    config(workdir, base_url, f"    rate_limit_per_s: {rate}\n    max_concurrency: 64\n")
-    lines = "".join(f'{{"id": "rate{i}", "created_at": 1700000000}}\n' for i in range(n))
-    (workdir / "ids.jsonl").write_text(lines)
-    retention(workdir, "import", "ids.jsonl")
-    start_s = retention(workdir, "status")  # process start and ledger opening, measured apart
-    return n / (retention(workdir, "sweep") - start_s)
+    with tempfile.TemporaryDirectory(prefix="retention-rate-") as name:
+        workdir = Path(name)
+        config(workdir, base_url, f"    rate_limit_per_s: {rate}\n    max_concurrency: 64\n")
+        write_ids(workdir / "ids.jsonl", n)
+        timed(workdir, "import", "ids.jsonl")
+        start_s = timed(workdir, "status")[0]  # process start and ledger opening, measured apart
+        return n / (timed(workdir, "sweep")[0] - start_s)
+
+
+def sweep_rss(base_url: str, n: int) -> dict[str, Any]:
+    """Import N expired IDs and sweep them all at `max_concurrency: 128`: peak RSS of each."""
+    with tempfile.TemporaryDirectory(prefix="retention-sweep-") as name:
+        workdir = Path(name)
+        config(
+            workdir,
+            base_url,
+            "    max_concurrency: 128\nsweep:\n  batch_size: 2000\n"
+            "  max_deletes_per_sweep: 100000000\n",
+        )
+        write_ids(workdir / "ids.jsonl", n)
+        import_s, import_rss = timed(workdir, "import", "ids.jsonl")
+        sweep_s, rss = timed(workdir, "sweep")
+    return {
+        "sweep_ids": n,
+        "sweep_peak_rss_mb": rss,
+        "sweep_deletes_per_s": round(n / sweep_s),
+        "sweep_import_ids_per_s": round(n / import_s),
+        "sweep_import_peak_rss_mb": import_rss,
+    }
 
 
 def main() -> None:
@@ -190,14 +198,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--due", type=float, default=0.02)
+    parser.add_argument("--sweep-ids", type=int, default=1_000_000, help="0 skips the RSS sweep")
     parser.add_argument("--json", default="bench-scale.json")
     args = parser.parse_args()
-    standin = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--api-key", KEY],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    base_url = standin.stdout.readline().strip()  # type: ignore[union-attr]
+    standin, base_url = start_standin()
     try:
         workdir = Path(tempfile.mkdtemp(prefix="retention-scale-"))
         config(workdir, base_url)
@@ -217,6 +221,13 @@ def main() -> None:
             rate_achieved_per_s=round(achieved, 1),
             rate_error_percent=round(100 * (achieved - 200) / 200, 1),
         )
+        if args.sweep_ids:
+            slow, slow_url = start_standin(latency_ms=50)
+            try:
+                figures.update(sweep_rss(slow_url, args.sweep_ids))
+            finally:
+                slow.terminate()
+                slow.wait(10)
     finally:
         standin.terminate()
         standin.wait(10)

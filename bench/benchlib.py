@@ -1,0 +1,64 @@
+"""What the benchmark scripts share: the stand-in as a process, and timed `retention` runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KEY = "bench-key"
+
+
+def start_standin(latency_ms: float = 0) -> tuple[subprocess.Popen[str], str]:
+    """The stand-in as its own process; its base URL."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "retention.standin",
+            "--api-key",
+            KEY,
+            "--latency-ms",
+            str(latency_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def env(cwd: Path) -> dict[str, str]:
+    """The environment of a command run in `cwd` (its retention.yaml, the stand-in's key)."""
+    return {
+        **os.environ,
+        "BENCH_KEY": KEY,
+        "RETENTION_LOG_LEVEL": "warning",
+        "RETENTION_CONFIG": str(cwd / "retention.yaml"),
+    }
+
+
+def timed(cwd: Path, *args: str) -> tuple[float, int]:
+    """Run `retention ARGS` in `cwd`: (seconds, process start included; peak RSS in MB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retention", *args],
+        cwd=cwd,
+        env=env(cwd),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"retention {' '.join(args)} failed: {proc.stderr.read()}")  # type: ignore[union-attr]
+    return elapsed, usage.ru_maxrss // 1024
+
+
+def write_ids(path: Path, n: int, prefix: str = "bench") -> None:
+    """N expired IDs as JSONL, each created a second after the one before."""
+    with open(path, "w") as handle:
+        for i in range(n):
+            handle.write(f'{{"id": "{prefix}_{i}", "created_at": {1700000000 + i}}}\n')
