@@ -73,8 +73,9 @@ def seal_line(
     text = canonical(record)
     digest = hashlib.sha256(text.encode()).hexdigest()
     record["hash"] = digest
-    if any(isinstance(record[k], dict | list) for k in _AFTER_HASH):
-        return record, canonical(record)  # not from us; no shortcut
+    for key in _AFTER_HASH:
+        if isinstance(record[key], dict | list):
+            return record, canonical(record)  # not from us; no shortcut
     cut = text.rindex(',"http_status":') + 1
     return record, f'{text[:cut]}"hash":"{digest}",{text[cut:]}'
 

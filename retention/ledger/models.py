@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from retention.core.times import format_time
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -78,10 +79,12 @@ def _sqlite_text(value: datetime | None) -> str | None:
     return _sqlite_utc_text(value)
 
 
-@lru_cache(maxsize=4096)
 def _sqlite_utc_text(value: datetime) -> str:
-    """The text of a UTC datetime (memoised: a bulk write repeats its times many times)."""
-    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+    """The text of a UTC datetime, cut from its memoised audit-trail form (a bulk write
+    formats the same times for both)."""
+    text = format_time(value)
+    assert text is not None
+    return f"{text[:10]} {text[11:-1]}"  # 2026-11-25T08:00:00.000000Z -> 2026-11-25 08:00:00.000000
 
 
 def _sqlite_datetime(value: str | None) -> datetime | None:

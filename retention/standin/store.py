@@ -17,6 +17,7 @@ class Seen:
     path: str
     account: str | None
     status: int
+    at: float = field(default_factory=time.time)  # when it was answered (unix seconds)
 
 
 @dataclass
