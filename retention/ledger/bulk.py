@@ -1,4 +1,4 @@
-"""Insert many rows without SQLAlchemy's per-row parameter handling.
+"""Insert or update many rows without SQLAlchemy's per-row parameter handling.
 
 An executemany through SQLAlchemy builds and type-processes a parameter dict per row, which
 costs more than SQLite's own insert. Here the statement is compiled once per dialect, each
@@ -22,9 +22,30 @@ def insert_many(
     conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
 ) -> None:
     """INSERT `rows` (values in the order of `columns`) into `table`."""
+    _execute(conn, _compiled(conn.dialect, table, columns, None), columns, rows)
+
+
+def update_many(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    key: str,
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """UPDATE `table` SET `columns` WHERE `key` = the last value of each row."""
+    _execute(conn, _compiled(conn.dialect, table, columns, key), (*columns, key), rows)
+
+
+def _execute(
+    conn: Connection,
+    compiled: tuple[str, tuple[Processor, ...], bool],
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Process each row's values with its columns' bind processors, and execute."""
     if not rows:
         return
-    sql, processors, named = _compiled(conn.dialect, table, columns)
+    sql, processors, named = compiled
     todo = [(i, p) for i, p in enumerate(processors) if p is not None]
     params: list[Any] = []
     for row in rows:
@@ -38,21 +59,31 @@ def insert_many(
 
 @cache
 def _compiled(
-    dialect: Dialect, table: Table, columns: tuple[str, ...]
+    dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None
 ) -> tuple[str, tuple[Processor, ...], bool]:
-    """The statement's SQL for `dialect`, the bind processor of each column, and whether the
-    driver takes named parameters (only the columns given are set: no defaults are added)."""
+    """The statement's SQL for `dialect` (an INSERT, or an UPDATE by `key`), the bind processor
+    of each parameter, and whether the driver takes named parameters. Only the columns given
+    are set: no defaults are added."""
     quote = dialect.identifier_preparer.quote
     marks = {"qmark": "?", "format": "%s", "pyformat": "%({})s", "named": ":{}"}
     mark = marks.get(dialect.paramstyle)
     if mark is None:
-        raise NotImplementedError(f"bulk insert: paramstyle {dialect.paramstyle}")
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(table.name),
-        ", ".join(quote(name) for name in columns),
-        ", ".join(mark.format(name) for name in columns),
-    )
+        raise NotImplementedError(f"bulk statements: paramstyle {dialect.paramstyle}")
+    if key is None:
+        sql = "INSERT INTO {} ({}) VALUES ({})".format(
+            quote(table.name),
+            ", ".join(quote(name) for name in columns),
+            ", ".join(mark.format(name) for name in columns),
+        )
+    else:
+        sql = "UPDATE {} SET {} WHERE {} = {}".format(
+            quote(table.name),
+            ", ".join(f"{quote(name)} = {mark.format(name)}" for name in columns),
+            quote(key),
+            mark.format(key),
+        )
     processors = tuple(
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in (*columns, *([key] if key else []))
     )
     return sql, processors, "{}" in mark

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
-    bindparam,
     delete,
     func,
     insert,
@@ -138,27 +137,22 @@ def update_record(conn: Connection, record_id: int, **values: Any) -> int:
     return conn.execute(update(Record.__table__).where(R.id == record_id).values(**values)).rowcount
 
 
+CLOSE_COLUMNS = ("state", "closed_at", "attempts", "last_status", "last_error", "updated_at")
+_CLEARED = ("due_at", "lease_owner", "lease_until")
+
+
 def close_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Record many deletions or absences at once (keys: rid, state, closed_at, attempts,
-    last_status, last_error, updated_at); the provider's answer stands whatever the state."""
-    if not rows:
-        return
-    statement = (
-        update(Record.__table__)
-        .where(R.id == bindparam("rid"))
-        .values(
-            state=bindparam("state"),
-            due_at=None,
-            closed_at=bindparam("closed_at"),
-            attempts=bindparam("attempts"),
-            last_status=bindparam("last_status"),
-            last_error=bindparam("last_error"),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=bindparam("updated_at"),
-        )
+    """Record many deletions or absences at once (keys: rid and CLOSE_COLUMNS); the due
+    time and lease are cleared; the provider's answer stands whatever the state."""
+    values = itemgetter(*CLOSE_COLUMNS)
+    cleared = (None,) * len(_CLEARED)
+    bulk.update_many(
+        conn,
+        Record.__table__,
+        (*CLOSE_COLUMNS, *_CLEARED),
+        "id",
+        [(*values(row), *cleared, row["rid"]) for row in rows],
     )
-    conn.execute(statement, rows)
 
 
 def update_owned(conn: Connection, record_id: int, owner: str, **values: Any) -> int:
