@@ -222,6 +222,24 @@ def sweep_rss(base_url: str, n: int) -> dict[str, Any]:
     }
 
 
+def ledger_figures(workdir: Path, base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Generate the ledger in `workdir`; time due batches and `status`, then the idle daemon."""
+    config(workdir, base_url)
+    started = time.perf_counter()
+    generate(workdir / "retention.db", args.rows, args.due, scattered=args.scattered)
+    figures = {
+        "rows": args.rows,
+        "generate_s": round(time.perf_counter() - started, 1),
+        "layout": "scattered" if args.scattered else "creation order",
+        "due_batch_2000_ms": (batches := due_batch_ms(workdir / "retention.db")),
+        "due_batch_2000_ms_median": statistics.median(batches),
+        "status_s": round(status_s(workdir), 2),
+    }
+    postpone_due(workdir / "retention.db")
+    figures["idle_daemon_cpu_percent"] = round(idle_cpu_percent(workdir), 2)
+    return figures
+
+
 def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -235,20 +253,8 @@ def main() -> None:
     args = parser.parse_args()
     standin, base_url = start_standin()
     try:
-        workdir = Path(tempfile.mkdtemp(prefix="retention-scale-"))
-        config(workdir, base_url)
-        started = time.perf_counter()
-        generate(workdir / "retention.db", args.rows, args.due, scattered=args.scattered)
-        figures = {
-            "rows": args.rows,
-            "generate_s": round(time.perf_counter() - started, 1),
-            "layout": "scattered" if args.scattered else "creation order",
-            "due_batch_2000_ms": (batches := due_batch_ms(workdir / "retention.db")),
-            "due_batch_2000_ms_median": statistics.median(batches),
-            "status_s": round(status_s(workdir), 2),
-        }
-        postpone_due(workdir / "retention.db")
-        figures["idle_daemon_cpu_percent"] = round(idle_cpu_percent(workdir), 2)
+        with tempfile.TemporaryDirectory(prefix="retention-scale-") as name:
+            figures = ledger_figures(Path(name), base_url, args)
         achieved = rate_held(base_url)
         figures.update(
             rate_limit_per_s=200,
