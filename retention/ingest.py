@@ -18,6 +18,7 @@ from retention.errors import InputError, UsageError
 
 csv.field_size_limit(1 << 24)  # 16 MiB: a long cell is an error we report, not a crash
 FIELDS = ("id", "provider", "created_at", "model", "metadata", "previous_response_id")
+_KNOWN = frozenset(FIELDS)
 MAX_META = 64
 
 
@@ -45,8 +46,8 @@ def from_mapping(item: Any) -> NewRecord:
     """Validate one record given as a mapping (a JSONL line, an ingest item)."""
     if not isinstance(item, dict):
         raise InputError(f"expected an object, got {type(item).__name__}")
-    unknown = sorted(set(item) - set(FIELDS))
-    if unknown:
+    if not item.keys() <= _KNOWN:
+        unknown = sorted(set(item) - _KNOWN)
         raise InputError(f"unknown field {unknown[0]!r}; expected: {', '.join(FIELDS)}")
     if "id" not in item:
         raise InputError("id: required")
