@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,6 +27,9 @@ from retention.ingest import (
     parse_meta_args,
     valid_records,
 )
+
+if TYPE_CHECKING:
+    from retention.enrol import EnrolResult
 
 MAX_SHOWN_REJECTS = 20
 
@@ -62,7 +65,7 @@ def record(
         NewRecord(response_id=i, provider=provider, created_at=when, model=model, metadata=metadata)
         for i in ids
     ]
-    _enrol_and_report(ctx, records, output)
+    _report(_enrol(ctx, records), output)
 
 
 def _id_error(value: str) -> str:
@@ -118,7 +121,8 @@ def import_(
         records = valid_records(
             rows, rejects, providers=set(app.settings.providers), after_reject=skip_invalid
         )
-        _enrol_and_report(ctx, records, output, rejected=rejects, verdict=verdict)
+        result = _enrol(ctx, records, verdict)
+    _report(result, output, rejected=len(rejects))  # after the progress bar is gone
 
 
 @contextmanager
@@ -159,29 +163,29 @@ def _counted(lines: Iterator[str], advance: Callable[[int], None]) -> Iterator[s
     advance(pending)
 
 
-def _enrol_and_report(
+def _enrol(
     ctx: click.Context,
     records: Iterable[NewRecord],
-    output: str,
-    *,
-    rejected: list[Reject] | None = None,
     verdict: Callable[[], InputError | None] | None = None,
-) -> None:
-    """Apply current policies, enrol, print the counts."""
+) -> EnrolResult:
+    """Apply current policies, then enrol."""
     from retention.enrol import enrol
     from retention.reconcile import sync_policies
 
     app = app_of(ctx)
     sync_policies(app.ledger, app.policies)
-    result = enrol(app.ledger, app.settings, app.policies, records, verdict=verdict)
-    skipped = len(rejected or ())
-    data = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": skipped}
+    return enrol(app.ledger, app.settings, app.policies, records, verdict=verdict)
+
+
+def _report(result: EnrolResult, output: str, rejected: int = 0) -> None:
+    """Print what an enrolment did."""
+    data = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
     if output == "json":
         emit(data, output)
     else:
         click.echo(
             f"recorded {result.accepted}, already tracked {result.duplicates}"
-            + (f", rejected {skipped}" if skipped else "")
+            + (f", rejected {rejected}" if rejected else "")
         )
 
 
