@@ -193,9 +193,8 @@ class Record(Base):
 
 
 class RecordCount(Base):
-    """Records per provider and state, so that `status` and the metrics read a few rows instead
-    of counting the ledger. Inserts count themselves per batch (`store.insert_records`); state
-    changes and deletes are counted by database triggers (migrations 0005 and 0006)."""
+    """Records per provider and state, kept by database triggers (migration 0005), so that
+    `status` and the metrics read a few rows instead of counting the ledger."""
 
     __tablename__ = "record_counts"
 

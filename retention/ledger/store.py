@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from operator import itemgetter
@@ -19,8 +18,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from retention.core.plan import Decision
 from retention.core.records import OPEN_STATES, ResponseFacts
@@ -94,26 +91,10 @@ INSERT_COLUMNS = (
 
 
 def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert new records (the caller has removed those already tracked) and count them: the
-    only insert into records, so `record_counts` stays exact without a per-row trigger."""
+    """Insert new records (the caller has removed those already tracked); the database's
+    triggers count them."""
     values = itemgetter(*INSERT_COLUMNS)
     bulk.insert_many(conn, Record.__table__, INSERT_COLUMNS, [values(row) for row in rows])
-    added = Counter((row["provider"], row["state"]) for row in rows)
-    if added:
-        bump_counts(conn, added)
-
-
-def bump_counts(conn: Connection, deltas: Counter[tuple[str, str]]) -> None:
-    """Add `deltas` ((provider, state) -> n) to the record counts."""
-    table = RecordCount.__table__
-    upsert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
-    statement = upsert.on_conflict_do_update(
-        index_elements=["provider", "state"], set_={"n": table.c.n + upsert.excluded.n}
-    )
-    conn.execute(
-        statement,
-        [{"provider": p, "state": s, "n": n} for (p, s), n in sorted(deltas.items())],
-    )
 
 
 def iter_open(conn: Connection, batch: int = 2000) -> Iterator[list[Row[Any]]]:
