@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -176,19 +176,20 @@ def validate_rows(
 ) -> tuple[list[NewRecord], list[Reject]]:
     """Split parsed rows into valid records and rejects with their line numbers."""
     rejects: list[Reject] = []
-    return list(valid_records(rows, rejects, providers=providers)), rejects
+    return list(valid_records(rows, rejects.append, providers=providers)), rejects
 
 
 def valid_records(
     rows: Iterable[tuple[int, Any]],
-    rejects: list[Reject],
+    reject: Callable[[Reject], None],
     *,
     providers: set[str] | None = None,
     after_reject: bool = True,
 ) -> Iterator[NewRecord]:
-    """The valid records among parsed rows, as they come; rejects are appended to `rejects`.
+    """The valid records among parsed rows, as they come; each reject goes to `reject`.
     With `after_reject` false, nothing more is yielded once a row was rejected (the rest are
-    still checked, so every reject is reported)."""
+    still checked, so every reject is counted)."""
+    rejected = False
     for line, item in rows:
         try:
             if isinstance(item, InputError):
@@ -197,7 +198,8 @@ def valid_records(
             if providers is not None and record.provider not in (None, *providers):
                 raise InputError(f"provider: unknown provider {record.provider!r}")
         except UsageError as exc:
-            rejects.append(Reject(line, exc.message))
+            reject(Reject(line, exc.message))
+            rejected = True
             continue
-        if after_reject or not rejects:
+        if after_reject or not rejected:
             yield record

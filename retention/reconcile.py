@@ -68,4 +68,5 @@ def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
             elif not decision.hold and row.state == "held":
                 stats["released"] += 1
                 tx.event("response.released", **common, details={"hold": row.hold})
+        tx.flush()  # a policy change over a large ledger keeps one batch of events in memory
     return stats

@@ -54,16 +54,20 @@ def write_config(
     return config
 
 
+def user_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment commands run with: no RETENTION_ variable of ours, the test key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
+    return {**env, "FW_TEST_KEY": "test-key", **(extra or {})}
+
+
 def cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m retention ARGS` in `cwd` as a user would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    full_env.update({"FW_TEST_KEY": "test-key", **(env or {})})
     return subprocess.run(
         [sys.executable, "-m", "retention", *args],
         cwd=cwd,
-        env=full_env,
+        env=user_env(env),
         capture_output=True,
         text=True,
         input=stdin,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,8 +19,6 @@ from typing import Any
 
 from retention.logs import get_logger
 
-# transactions with more events than this (bulk imports, big sweeps' flushes) log a summary
-LOG_EACH_UP_TO = 100
 BACKFILL_PAGE = 10_000  # lines read back from the ledger at a time
 
 Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) -> lines
@@ -48,59 +46,45 @@ class AuditSink:
             os.close(fd)
 
     def publish(self, fd: int | None, sealed: Sealed, backfill: Backfill) -> None:
-        """Append the transaction's lines to the file, after any gap, then log them."""
+        """Append the transaction's lines to the file, after any gap, then log each event."""
         if fd is not None:
             try:
                 self._append(fd, sealed, backfill)
             except OSError as exc:
                 self._log.error("audit.file_write_failed", path=str(self.path), error=exc.strerror)
-        if not self.log_events:
-            return
-        if (
-            sealed.last - sealed.first + 1 > len(sealed.records)
-            or len(sealed.records) > LOG_EACH_UP_TO
-        ):
-            # a bulk write: one line, the file holds each record
-            self._log.info(
-                "audit.published",
-                chain=sealed.chain,
-                first_seq=sealed.first,
-                last_seq=sealed.last,
-                events=dict(sealed.events),
-            )
-            return
-        for record in sealed.records:
-            self._log.info(record["event"], **{k: v for k, v in record.items() if k != "event"})
+        if self.log_events and self._log.is_enabled_for(logging.INFO):
+            for record in _records(sealed, backfill):
+                self._log.info(record["event"], **{k: v for k, v in record.items() if k != "event"})
 
     def _append(self, fd: int, sealed: Sealed, backfill: Backfill) -> None:
-        """Write missing earlier lines of this chain (read back in pages), then the lines held."""
+        """Write the lines the file lacks up to the transaction's, read back from the ledger in
+        pages (a crash's gap, and the transaction's earlier chunks), then the lines held."""
         assert self.path is not None
         _cut_torn_tail(fd, self.path)
-        held_from = sealed.last - len(sealed.lines) + 1
         last = last_seq_in_file(self.path, sealed.chain) or 0
-        if last >= held_from:
+        if last >= sealed.first:
             self._log.error(
                 "audit.file_diverged",
                 path=str(self.path),
                 chain=sealed.chain,
                 file_seq=last,
-                ledger_seq=held_from,
+                ledger_seq=sealed.first,
             )
-        for start in range(last + 1, held_from, BACKFILL_PAGE):
-            _write_all(fd, backfill(sealed.chain, start, min(start + BACKFILL_PAGE, held_from) - 1))
+        for start in range(last + 1, sealed.held_from, BACKFILL_PAGE):
+            end = min(start + BACKFILL_PAGE, sealed.held_from) - 1
+            _write_all(fd, backfill(sealed.chain, start, end))
         _write_all(fd, sealed.lines)
         os.fsync(fd)
 
 
 @dataclass
 class Sealed:
-    """What one transaction added to a chain: its seq range, its events by name, and the
-    records and lines of its last batch (earlier ones are read back from the ledger)."""
+    """What one transaction added to a chain: its seq range, and the records and lines of its
+    last batch (earlier ones are read back from the ledger)."""
 
     chain: str
     first: int
     last: int = 0
-    events: Counter[str] = field(default_factory=Counter)
     records: list[dict[str, Any]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
@@ -109,7 +93,19 @@ class Sealed:
         self.records = [record for record, _ in batch]
         self.lines = [line for _, line in batch]
         self.last = self.records[-1]["seq"]
-        self.events.update(record["event"] for record in self.records)
+
+    @property
+    def held_from(self) -> int:
+        """The first seq whose line is held in memory."""
+        return self.last - len(self.lines) + 1
+
+
+def _records(sealed: Sealed, backfill: Backfill) -> Iterator[dict[str, Any]]:
+    """Every record of the transaction, in order, the earlier ones read back in pages."""
+    for start in range(sealed.first, sealed.held_from, BACKFILL_PAGE):
+        end = min(start + BACKFILL_PAGE, sealed.held_from) - 1
+        yield from (json.loads(line) for line in backfill(sealed.chain, start, end))
+    yield from sealed.records
 
 
 def _write_all(fd: int, lines: list[str]) -> None:

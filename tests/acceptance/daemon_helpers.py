@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.helpers import user_env
 
 
 class NotifySocket:
@@ -46,12 +47,10 @@ class DaemonProcess:
     """`python -m retention run` in `workdir`, its stdout parsed as JSON log lines."""
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-        full.update({"FW_TEST_KEY": "test-key", **env})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "retention", "run"],
             cwd=workdir,
-            env=full,
+            env=user_env(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

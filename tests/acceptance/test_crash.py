@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import auditor_verify, cli, seed, standin_requests, write_config
+from tests.helpers import auditor_verify, cli, seed, standin_requests, user_env, write_config
 
 N = 3000
 
@@ -39,12 +38,10 @@ def _answered(url: str) -> int:
 
 def _sweep_killed_after(workdir: Path, url: str, deletions: int) -> None:
     """Start `retention sweep` and SIGKILL it once about `deletions` were answered."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
-    env["FW_TEST_KEY"] = "test-key"
     proc = subprocess.Popen(
         [sys.executable, "-m", "retention", "sweep"],
         cwd=workdir,
-        env=env,
+        env=user_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

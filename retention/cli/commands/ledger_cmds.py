@@ -3,12 +3,14 @@ explain. Ledger modules are imported inside commands so that `--help` stays inst
 
 from __future__ import annotations
 
-import io
 import os
+import shutil
+import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import ExitStack, contextmanager
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -100,55 +102,79 @@ def import_(
     fmt = fmt or ("csv" if source.lower().endswith(".csv") else "jsonl")
     name = "<stdin>" if source == "-" else source
     app = app_of(ctx)
-    rejects: list[Reject] = []
+    rejects = _Rejects()
 
     def verdict() -> InputError | None:
         """Show the rejects; refuse the whole import for any, unless told to skip them."""
-        for reject in rejects[:MAX_SHOWN_REJECTS]:
+        for reject in rejects.shown:
             click.echo(f"{name}:{reject.line}: {reject.error}", err=True)
-        if len(rejects) > MAX_SHOWN_REJECTS:
-            click.echo(f"{name}: ... and {len(rejects) - MAX_SHOWN_REJECTS} more", err=True)
-        if rejects and not skip_invalid:
+        if rejects.count > len(rejects.shown):
+            click.echo(f"{name}: ... and {rejects.count - len(rejects.shown)} more", err=True)
+        if rejects.count and not skip_invalid:
             return InputError(
-                f"{name}:{rejects[0].line}: {len(rejects)} invalid row(s); nothing "
+                f"{name}:{rejects.shown[0].line}: {rejects.count} invalid row(s); nothing "
                 "was imported (fix them, or pass --skip-invalid)"
             )
         return None
 
-    with _lines(source) as (lines, size), progress(size, "importing") as advance:
+    with _lines(source, name) as (lines, size), progress(size, "importing") as advance:
         counted = _counted(lines, advance)
         rows = csv_rows(counted) if fmt == "csv" else jsonl_rows(counted)
         records = valid_records(
-            rows, rejects, providers=set(app.settings.providers), after_reject=skip_invalid
+            rows, rejects.add, providers=set(app.settings.providers), after_reject=skip_invalid
         )
         result = _enrol(ctx, records, verdict)
-    _report(result, output, rejected=len(rejects))  # after the progress bar is gone
+    _report(result, output, rejected=rejects.count)  # after the progress bar is gone
+
+
+class _Rejects:
+    """How many rows were rejected, and the first few (all that is shown): memory stays flat
+    however bad the file."""
+
+    def __init__(self) -> None:
+        self.shown: list[Reject] = []
+        self.count = 0
+
+    def add(self, reject: Reject) -> None:
+        """Count one more."""
+        self.count += 1
+        if len(self.shown) < MAX_SHOWN_REJECTS:
+            self.shown.append(reject)
 
 
 @contextmanager
-def _lines(source: str) -> Iterator[tuple[Iterator[str], int]]:
-    """The lines of a file or stdin as UTF-8, read as they are used, and the file's size
-    (0 for stdin)."""
-    try:
-        handle = (
-            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
-            if source == "-"
-            else open(source, encoding="utf-8", newline="")  # noqa: SIM115
-        )
-        size = 0 if source == "-" else os.fstat(handle.fileno()).st_size
-    except FileNotFoundError:
-        raise InputError(f"{source}: file not found") from None
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read: {exc}") from None
+def _lines(source: str, name: str) -> Iterator[tuple[Iterator[str], int]]:
+    """The lines of a file or stdin as UTF-8, read as they are used, and the input's size.
 
-    def lines() -> Iterator[str]:
+    Input that is not a regular file (stdin, a pipe) is first copied to a private temporary
+    file: the import holds the ledger's write lock while it reads, and a slow writer upstream
+    must not hold it too."""
+    with ExitStack() as stack:
         try:
-            yield from handle
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{source}: cannot read: {exc}") from None
+            raw = sys.stdin.buffer if source == "-" else stack.enter_context(open(source, "rb"))
+            if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+                spool = stack.enter_context(tempfile.TemporaryFile())  # 0600, gone when closed
+                shutil.copyfileobj(raw, spool, 1 << 20)
+                spool.seek(0)
+                raw = spool
+            size = os.fstat(raw.fileno()).st_size
+        except FileNotFoundError:
+            raise InputError(f"{name}: file not found") from None
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        yield _decoded(raw, name), size
 
-    with handle:
-        yield lines(), size
+
+def _decoded(raw: IO[bytes], name: str) -> Iterator[str]:
+    """Lines of `raw` as UTF-8; a line that is not names its number."""
+    number = 0
+    try:
+        for number, line in enumerate(raw, start=1):  # noqa: B007
+            yield line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{name}:{number}: not valid UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
 def _counted(lines: Iterator[str], advance: Callable[[int], None]) -> Iterator[str]:
