@@ -9,7 +9,7 @@ cursor through `exec_driver_sql`, inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -57,7 +57,7 @@ def _execute(
     conn.exec_driver_sql(sql, params)
 
 
-@cache
+@lru_cache(maxsize=64)  # per dialect instance: a few per process
 def _compiled(
     dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None
 ) -> tuple[str, tuple[Processor, ...], bool]:
