@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 KEY = "bench-key"
 
 
-def start_standin(latency_ms: float = 0) -> tuple[subprocess.Popen[str], str]:
-    """The stand-in as its own process; its base URL."""
+@contextmanager
+def standin(latency_ms: float = 0) -> Iterator[str]:
+    """The stand-in as its own process while the block runs; yields its base URL."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -27,7 +32,20 @@ def start_standin(latency_ms: float = 0) -> tuple[subprocess.Popen[str], str]:
         text=True,
     )
     assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def report(figures: dict[str, Any], path: str) -> None:
+    """Print the figures as an aligned table and write them to `path` as JSON."""
+    width = max(len(key) for key in figures)
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    Path(path).write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 def env(cwd: Path) -> dict[str, str]:

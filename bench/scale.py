@@ -15,7 +15,6 @@ peak RSS of importing and then sweeping `--sweep-ids` expired IDs against a 50 m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sqlite3
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import env, start_standin, timed, write_ids
+from benchlib import env, report, standin, timed, write_ids
 
 from retention.config.policyfile import parse_policies
 from retention.ledger import store
@@ -248,8 +247,7 @@ def main() -> None:
     parser.add_argument("--sweep-ids", type=int, default=1_000_000, help="0 skips the RSS sweep")
     parser.add_argument("--json", default="bench-scale.json")
     args = parser.parse_args()
-    standin, base_url = start_standin()
-    try:
+    with standin() as base_url:
         with tempfile.TemporaryDirectory(prefix="retention-scale-") as name:
             figures = ledger_figures(Path(name), base_url, args)
         achieved = rate_held(base_url)
@@ -258,20 +256,10 @@ def main() -> None:
             rate_achieved_per_s=round(achieved, 1),
             rate_error_percent=round(100 * (achieved - 200) / 200, 1),
         )
-        if args.sweep_ids:
-            slow, slow_url = start_standin(latency_ms=50)
-            try:
-                figures.update(sweep_rss(slow_url, args.sweep_ids))
-            finally:
-                slow.terminate()
-                slow.wait(10)
-    finally:
-        standin.terminate()
-        standin.wait(10)
-    for key, value in figures.items():
-        print(f"{key:<28}{value}")
-    Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {args.json}")
+    if args.sweep_ids:
+        with standin(latency_ms=50) as slow_url:
+            figures.update(sweep_rss(slow_url, args.sweep_ids))
+    report(figures, args.json)
 
 
 if __name__ == "__main__":

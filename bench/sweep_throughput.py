@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from benchlib import KEY, start_standin, timed, write_ids
+from benchlib import KEY, report, standin, timed, write_ids
 
 
 def sequential(base_url: str, n: int) -> float:
@@ -66,8 +65,7 @@ def prepare(workdir: Path, base_url: str, n: int, concurrency: int) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements."""
-    proc, base_url = start_standin(args.latency_ms)
-    try:
+    with standin(args.latency_ms) as base_url:
         with tempfile.TemporaryDirectory(prefix="retention-bench-") as workdir:
             prepare(Path(workdir), base_url, args.ids, args.concurrency)
             import_s, import_rss = timed(Path(workdir), "import", "ids.jsonl")
@@ -77,9 +75,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             big_s, big_rss = timed(Path(workdir), "import", "ids.jsonl")
         loop = sequential(base_url, args.sequential)
         ceiling = asyncio.run(bare(base_url, args.ids, args.concurrency))
-    finally:
-        proc.terminate()
-        proc.wait(10)
     deletes = args.ids / sweep_s
     return {
         "ids": args.ids,
@@ -111,12 +106,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=200, help="DELETEs in the loop")
     parser.add_argument("--json", default="bench-results.json")
     args = parser.parse_args()
-    figures = run(args)
-    width = max(len(k) for k in figures)
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {args.json}")
+    report(run(args), args.json)
 
 
 if __name__ == "__main__":

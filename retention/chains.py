@@ -46,17 +46,17 @@ def _root(
         if parent in batch:
             current = batch[parent]
             continue
-        if not store.tracked(conn, provider, parent):
-            return parent  # not recorded yet: it will take the chain over when it arrives
         known = store.root_of(conn, provider, parent)
-        if known is None:  # recorded before chains were tracked: it roots its own chain
+        if known is None:
+            return parent  # not recorded yet: it will take the chain over when it arrives
+        if known.chain_root is None:  # recorded before chains were tracked: its own root
             conn.execute(
                 update(Record.__table__)
                 .where(store.R.provider == provider, store.R.response_id == parent)
                 .values(chain_root=parent)
             )
             return parent
-        return known
+        return known.chain_root
     return current["response_id"]
 
 

@@ -26,24 +26,6 @@ def redact(text: str) -> str:
     return text
 
 
-def _redact_value(value: Any) -> Any:
-    """Redact strings inside any JSON-like value."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(v) for v in value]
-    return value
-
-
-def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor redacting inside values (for renderers that keep structure)."""
-    if not _SECRETS:
-        return event_dict
-    return {k: _redact_value(v) for k, v in event_dict.items()}
-
-
 def redacting(renderer: Any) -> Any:
     """Wrap the final renderer: the rendered line is redacted, the last guard before output
     (one string search per secret, whatever the event's shape)."""

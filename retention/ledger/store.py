@@ -256,18 +256,20 @@ def count_due(conn: Connection, now: datetime) -> int:
 
 def counts_by_state(conn: Connection) -> dict[str, int]:
     """Record counts per state (from the trigger-kept table: a few rows, any ledger size)."""
-    counts: dict[str, int] = {}
-    for state, n in conn.execute(select(RecordCount.state, RecordCount.n)):
-        counts[state] = counts.get(state, 0) + n
-    return {state: n for state, n in counts.items() if n}
+    return _summed(conn, RecordCount.state)
 
 
 def counts_by_provider(conn: Connection) -> dict[str, int]:
     """Record counts per provider."""
+    return _summed(conn, RecordCount.provider)
+
+
+def _summed(conn: Connection, column: Any) -> dict[str, int]:
+    """The kept counts added up by `column`, zeros left out."""
     counts: dict[str, int] = {}
-    for provider, n in conn.execute(select(RecordCount.provider, RecordCount.n)):
-        counts[provider] = counts.get(provider, 0) + n
-    return {provider: n for provider, n in counts.items() if n}
+    for key, n in conn.execute(select(column, RecordCount.n)):
+        counts[key] = counts.get(key, 0) + n
+    return {key: n for key, n in counts.items() if n}
 
 
 def next_deadline(conn: Connection, now: datetime) -> datetime | None:
@@ -302,21 +304,12 @@ def chain_members(conn: Connection, provider: str, root: str) -> list[Row[Any]]:
     ).all()
 
 
-def tracked(conn: Connection, provider: str, response_id: str) -> bool:
-    """Whether the ledger has this response."""
-    return (
-        conn.execute(
-            select(R.id).where(R.provider == provider, R.response_id == response_id)
-        ).first()
-        is not None
-    )
-
-
-def root_of(conn: Connection, provider: str, response_id: str) -> str | None:
-    """The chain root recorded for a response, if the ledger tracks it."""
+def root_of(conn: Connection, provider: str, response_id: str) -> Row[Any] | None:
+    """The response's `chain_root` in a row, or None when the ledger does not track it (a row
+    whose root is None was recorded before chains were tracked)."""
     return conn.execute(
         select(R.chain_root).where(R.provider == provider, R.response_id == response_id)
-    ).scalar_one_or_none()
+    ).first()
 
 
 def reroot(conn: Connection, provider: str, old: str, new: str) -> int:

@@ -45,15 +45,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """One request, its whole body read."""
-        return await self.send(
+        status, headers, content = await self.exchange(
             request.method,
             str(request.url),
             list(request.headers.multi_items()),
             request.content or None,
             request=request,
         )
+        return httpx.Response(
+            status, headers=list(headers.items()), stream=httpx.ByteStream(content), request=request
+        )
 
-    async def send(
+    async def exchange(
         self,
         method: str,
         url: str,
@@ -61,37 +64,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body: bytes | None = None,
         *,
         request: httpx.Request | None = None,
-    ) -> httpx.Response:
-        """The same, without building an httpx.Request first (the sweep's hot path: parsing
-        each URL into httpx's model cost more than sending it)."""
+    ) -> tuple[int, Any, bytes]:
+        """Status, headers and body, with no httpx objects around them (the sweep's hot path:
+        building httpx's models for each DELETE cost more than sending it); aiohttp's errors
+        are raised as httpx's."""
         session = self._open()
         try:
             async with session.request(
                 method, url, headers=headers, data=body, allow_redirects=False
             ) as answer:
-                content = await answer.read()
-                return httpx.Response(
-                    answer.status,
-                    headers=list(answer.raw_headers),
-                    stream=httpx.ByteStream(content),
-                    request=request,
-                )
-        except BaseException as exc:
-            translated = _translated(exc, request)
-            if translated is exc:
-                raise
-            raise translated from exc
-
-    async def exchange(self, method: str, url: str, headers: Any) -> tuple[int, Any, bytes]:
-        """Status, headers and body, with no httpx objects around them (the hot path)."""
-        session = self._open()
-        try:
-            async with session.request(
-                method, url, headers=headers, allow_redirects=False
-            ) as answer:
                 return answer.status, answer.headers, await answer.read()
         except BaseException as exc:
-            translated = _translated(exc, None)
+            translated = _translated(exc, request)
             if translated is exc:
                 raise
             raise translated from exc

@@ -35,7 +35,7 @@ def replica_name() -> str:
 
 def owner_name() -> str:
     """A lease owner name unique to this process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{replica_name()}:{secrets.token_hex(3)}"
 
 
 @contextmanager
