@@ -242,21 +242,30 @@ class Sweep:
             self.flusher.put(Result(row, "error", row.attempts, error=type(exc).__name__))
 
     async def _attempts(self, run: ProviderRun, row: Row[Any]) -> None:
-        """Send, and retry in the sweep while the wait is short."""
-        attempt = row.attempts
+        """Send, and retry in the sweep while the wait is short.
+
+        A 429 is the provider asking us to slow down, not a failed deletion: it is honoured
+        but not counted towards `max_attempts` (a storm of them must not make an ID `failed`);
+        after `max_attempts` of them in one sweep the ID waits for the next sweep."""
+        max_attempts = self.settings.sweep.max_attempts
+        attempt, throttled = row.attempts, 0
         while True:
             kind, answer, verified = await self._attempt(run, row)
             if answer is None:  # stopped, or no longer due: nothing was sent
                 return self.flusher.put(Result(row, kind, attempt))
-            attempt += 1
+            if answer.status == 429:
+                throttled += 1
+            else:
+                attempt += 1
             if kind != "retry" and kind != "unconfirmed":
                 return self._finish(run, row, kind, attempt, answer, verified)
-            if attempt >= self.settings.sweep.max_attempts:
+            if attempt >= max_attempts:
                 error = f"gave up after {attempt} attempts: {answer.error or answer.status}"
                 return self.flusher.put(Result(row, "failed", attempt, answer, error=error))
-            delay = backoff(attempt, retry_after=answer.retry_after)
+            failures = throttled if answer.status == 429 else attempt  # each backs off alone
+            delay = backoff(failures, retry_after=answer.retry_after)
             next_at = self.clock() + timedelta(seconds=delay)
-            if delay > IN_SWEEP_WAIT or not self.budget.take():
+            if delay > IN_SWEEP_WAIT or throttled >= max_attempts or not self.budget.take():
                 return self.flusher.put(Result(row, "deferred", attempt, answer, next_at))
             self.report.requests += 1
             self.flusher.put(Result(row, "retry", attempt, answer, next_at))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -97,6 +98,22 @@ def test_max_attempts_then_failed(make_env) -> None:  # type: ignore[no-untyped-
     assert report.total("failed") == 1
     assert env.deletes() == ["m1"] * 3
     assert _events(env, "response.failed") == ["m1"]
+
+
+def test_429s_do_not_count_towards_max_attempts(make_env) -> None:  # type: ignore[no-untyped-def]
+    """A 429 storm never makes an ID `failed`: it waits for a later sweep, then goes."""
+    env = make_env(extra="sweep:\n  max_attempts: 3\n")
+    env.standin.knobs.update({"rate_429": 1.0, "retry_after": 0})
+    env.record("t1")
+    report = env.sweep()
+    assert report.total("failed") == 0 and report.total("deferred") == 1
+    with env.ledger.read() as conn:
+        row = store.rows_for_id(conn, "t1")[0]
+    assert (row.state, row.attempts, row.last_status) == ("pending", 0, 429)
+    assert env.deletes() == ["t1"] * 3, "in-sweep retries stop after max_attempts throttles"
+    env.standin.knobs.update({"rate_429": 0.0})
+    time.sleep(0.3)  # past the jittered Retry-After: 0 s
+    assert env.sweep().total("absent") == 1
 
 
 def test_long_retry_waits_are_deferred_to_the_next_sweep(env: Env) -> None:
