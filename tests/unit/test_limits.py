@@ -49,7 +49,7 @@ def test_never_more_in_flight_than_allowed() -> None:
 
 
 def test_token_bucket_holds_its_rate() -> None:
-    """100 acquisitions at 200/s take about half a second, and a stop ends the wait."""
+    """100 acquisitions at 200/s take at least 0.4 s (never faster), and a stop ends the wait."""
 
     async def scenario() -> tuple[float, bool]:
         bucket = TokenBucket(200)
@@ -64,5 +64,5 @@ def test_token_bucket_holds_its_rate() -> None:
         return elapsed, await slow.acquire(stop)
 
     elapsed, granted = asyncio.run(scenario())
-    assert 0.4 <= elapsed <= 0.7
+    assert 0.4 <= elapsed <= 1.5  # the upper bound only catches a stuck bucket on a busy CI
     assert granted is False
