@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from retention.config.policyfile import parse_policies
+from retention.errors import LedgerError
 from retention.reconcile import sync_policies
 from retention.sweep.runner import sweep_once
 from tests.integration.conftest import Env
@@ -91,24 +92,17 @@ def test_empty_database_url_variable_means_the_configured_one(
 def test_a_failed_claim_does_not_stop_later_sweeps(env: Env) -> None:
     """A provider part that fails ends that sweep only; the caller's stop event stays clear."""
     env.record("s1")
-
-    async def scenario() -> asyncio.Event:
-        stop = asyncio.Event()
-        from retention.sweep.executor import Sweep
-
-        original = Sweep._claim
-
-        def broken(self, provider: str, want: int):  # type: ignore[no-untyped-def]
-            Sweep._claim = original
-            raise RuntimeError("database is locked")
-
-        Sweep._claim = broken  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError):
-            await sweep_once(
+    rename = "ALTER TABLE records RENAME COLUMN {} TO {}"
+    with env.ledger.transaction() as conn:  # the claim's query now fails in the database
+        conn.execute(text(rename.format("lease_owner", "lease_owner_gone")))
+    stop = asyncio.Event()
+    with pytest.raises(LedgerError, match="lease_owner"):
+        asyncio.run(
+            sweep_once(
                 env.ledger, env.settings, env.policies, clock=lambda: datetime.now(UTC), stop=stop
             )
-        return stop
-
-    stop = asyncio.run(scenario())
+        )
+    with env.ledger.transaction() as conn:
+        conn.execute(text(rename.format("lease_owner_gone", "lease_owner")))
     assert not stop.is_set()
     assert env.sweep().total("absent") == 1
