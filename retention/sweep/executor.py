@@ -253,17 +253,18 @@ class Sweep:
             kind, answer, verified = await self._attempt(run, row)
             if answer is None:  # stopped, or no longer due: nothing was sent
                 return self.flusher.put(Result(row, kind, attempt))
-            if answer.status == 429:
+            throttle = answer.status == 429
+            if throttle:
                 throttled += 1
             else:
                 attempt += 1
             if kind != "retry" and kind != "unconfirmed":
                 return self._finish(run, row, kind, attempt, answer, verified)
-            if attempt >= max_attempts:
+            if not throttle and attempt >= max_attempts:
                 error = f"gave up after {attempt} attempts: {answer.error or answer.status}"
                 return self.flusher.put(Result(row, "failed", attempt, answer, error=error))
-            failures = throttled if answer.status == 429 else attempt  # each backs off alone
-            delay = backoff(failures, retry_after=answer.retry_after)
+            # 429s and failures each back off on their own count
+            delay = backoff(throttled if throttle else attempt, retry_after=answer.retry_after)
             next_at = self.clock() + timedelta(seconds=delay)
             if delay > IN_SWEEP_WAIT or throttled >= max_attempts or not self.budget.take():
                 return self.flusher.put(Result(row, "deferred", attempt, answer, next_at))
