@@ -80,3 +80,14 @@ def write_ids(path: Path, n: int, prefix: str = "bench") -> None:
     with open(path, "w") as handle:
         for i in range(n):
             handle.write(f'{{"id": "{prefix}_{i}", "created_at": {1700000000 + i}}}\n')
+
+
+def prepare(workdir: Path, base_url: str, n: int, concurrency: int = 128) -> None:
+    """Config, policies, and N expired IDs as JSONL (distinct creation times, as in life)."""
+    (workdir / "policies.yaml").write_text("version: 1\ndefault: {ttl: 30d}\n")
+    (workdir / "retention.yaml").write_text(
+        f"providers:\n  bench:\n    kind: openai\n    base_url: {base_url}\n"
+        f"    api_key_env: BENCH_KEY\n    max_concurrency: {concurrency}\n"
+        "sweep:\n  batch_size: 2000\n  max_deletes_per_sweep: 100000000\n"
+    )
+    write_ids(workdir / "ids.jsonl", n)

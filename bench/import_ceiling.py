@@ -21,19 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import report, timed, write_ids
+from benchlib import prepare, report, timed
 
 CHUNK = 5_000
-
-
-def prepare(workdir: Path, n: int) -> None:
-    """Config, policies, and N IDs as JSONL."""
-    (workdir / "policies.yaml").write_text("version: 1\ndefault: {ttl: 30d}\n")
-    (workdir / "retention.yaml").write_text(
-        "providers:\n  bench:\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n"
-        "    api_key_env: BENCH_KEY\n"
-    )
-    write_ids(workdir / "ids.jsonl", n)
 
 
 def emptied(source: Path, target: Path) -> None:
@@ -78,7 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements."""
     with tempfile.TemporaryDirectory(prefix="retention-bench-ceiling-") as scratch:
         workdir = Path(scratch)
-        prepare(workdir, args.ids)
+        prepare(workdir, "http://127.0.0.1:9/v1", args.ids)  # nothing is sent
         import_s, _ = timed(workdir, "import", "ids.jsonl")
         ledger, empty = workdir / "retention.db", workdir / "empty.db"
         records, events = rows(ledger, "records"), rows(ledger, "audit_events")

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from benchlib import KEY, report, standin, timed, write_ids
+from benchlib import KEY, prepare, report, standin, timed
 
 
 def sequential(base_url: str, n: int) -> float:
@@ -50,17 +50,6 @@ async def bare(base_url: str, n: int, concurrency: int) -> float:
         started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(n)))
         return n / (time.perf_counter() - started)
-
-
-def prepare(workdir: Path, base_url: str, n: int, concurrency: int) -> None:
-    """Config, policies, and N expired IDs as JSONL (distinct creation times, as in life)."""
-    (workdir / "policies.yaml").write_text("version: 1\ndefault: {ttl: 30d}\n")
-    (workdir / "retention.yaml").write_text(
-        f"providers:\n  bench:\n    kind: openai\n    base_url: {base_url}\n"
-        f"    api_key_env: BENCH_KEY\n    max_concurrency: {concurrency}\n"
-        "sweep:\n  batch_size: 2000\n  max_deletes_per_sweep: 100000000\n"
-    )
-    write_ids(workdir / "ids.jsonl", n)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

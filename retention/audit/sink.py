@@ -70,9 +70,8 @@ class AuditSink:
                 file_seq=last,
                 ledger_seq=sealed.first,
             )
-        for start in range(last + 1, sealed.held_from, BACKFILL_PAGE):
-            end = min(start + BACKFILL_PAGE, sealed.held_from) - 1
-            _write_all(fd, backfill(sealed.chain, start, end))
+        for lines in _read_back(sealed, last + 1, backfill):
+            _write_all(fd, lines)
         _write_all(fd, sealed.lines)
         os.fsync(fd)
 
@@ -102,10 +101,16 @@ class Sealed:
 
 def _records(sealed: Sealed, backfill: Backfill) -> Iterator[dict[str, Any]]:
     """Every record of the transaction, in order, the earlier ones read back in pages."""
-    for start in range(sealed.first, sealed.held_from, BACKFILL_PAGE):
-        end = min(start + BACKFILL_PAGE, sealed.held_from) - 1
-        yield from (json.loads(line) for line in backfill(sealed.chain, start, end))
+    for lines in _read_back(sealed, sealed.first, backfill):
+        yield from map(json.loads, lines)
     yield from sealed.records
+
+
+def _read_back(sealed: Sealed, start: int, backfill: Backfill) -> Iterator[list[str]]:
+    """Committed lines of the chain from seq `start` up to the batch held in memory, a page
+    at a time."""
+    for first in range(start, sealed.held_from, BACKFILL_PAGE):
+        yield backfill(sealed.chain, first, min(first + BACKFILL_PAGE, sealed.held_from) - 1)
 
 
 def _write_all(fd: int, lines: list[str]) -> None:

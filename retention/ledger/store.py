@@ -69,7 +69,8 @@ def existing_ids(conn: Connection, provider: str, ids: Iterable[str]) -> set[str
     return found
 
 
-INSERT_COLUMNS = (
+# a record's facts, as enrolment writes them and a sweep reads them back
+FACT_COLUMNS = (
     "provider",
     "response_id",
     "account",
@@ -79,6 +80,9 @@ INSERT_COLUMNS = (
     "meta",
     "previous_response_id",
     "chain_root",
+)
+INSERT_COLUMNS = (
+    *FACT_COLUMNS,
     "state",
     "policy",
     "deadline",
@@ -169,22 +173,7 @@ def due_filter(now: datetime, provider: str | None = None) -> Any:
 
 # what a sweep needs of a record: its facts (for the last policy check) and what its audit
 # events carry; leaving the bookkeeping columns out saves most of the row decoding
-CLAIM_COLUMNS = (
-    "id",
-    "provider",
-    "response_id",
-    "account",
-    "created_at",
-    "first_seen_at",
-    "model",
-    "meta",
-    "previous_response_id",
-    "chain_root",
-    "policy",
-    "deadline",
-    "deadline_basis",
-    "attempts",
-)
+CLAIM_COLUMNS = ("id", *FACT_COLUMNS, "policy", "deadline", "deadline_basis", "attempts")
 
 
 def due_batch_query(now: datetime, provider: str, limit: int) -> Any:
