@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,16 @@ holds:
     ids: [resp_held]
     match: {metadata: {matter: "2026-113"}}
 """
+
+
+def ago(**delta: float) -> str:
+    """RFC 3339 text of the moment `delta` before now: the clock CLI subprocesses act at."""
+    moment = datetime.now(UTC) - timedelta(**delta)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# long expired under every policy the tests use, whatever today's date is
+LONG_AGO = ago(days=400)
 
 
 def write_config(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import auditor_verify, cli, standin_requests, user_env, write_config
+from tests.helpers import LONG_AGO, auditor_verify, cli, standin_requests, user_env, write_config
 
 HOSTILE = ["../x", "a/b", "r?x=1", "r 1", "résumé", "%2e%2e", "resp_1\n", "", "-rf"]
 
@@ -30,7 +30,7 @@ def test_hostile_id_is_refused_before_any_request(
 
 def _jsonl(ids: list[str]) -> str:
     """Import lines for `ids`."""
-    return "".join(json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n" for i in ids)
+    return "".join(json.dumps({"id": i, "created_at": LONG_AGO}) + "\n" for i in ids)
 
 
 def test_import_with_bad_third_line_writes_nothing(workdir: Path) -> None:
@@ -125,7 +125,7 @@ def test_import_skip_invalid_writes_the_valid_rows(workdir: Path) -> None:
 def test_import_csv_from_stdin(workdir: Path) -> None:
     """CSV on stdin, with metadata columns, is imported under the policy it selects."""
     write_config(workdir, "http://127.0.0.1:9/v1")
-    data = "id,created_at,metadata.data_class\nc_1,2026-01-01T00:00:00Z,pii\nc_2,,\n"
+    data = f"id,created_at,metadata.data_class\nc_1,{LONG_AGO},pii\nc_2,,\n"
     result = cli("import", "-", "--format", "csv", cwd=workdir, stdin=data)
     assert result.returncode == 0, result.stderr
     rows = {r["response_id"]: r for r in json.loads(cli("ls", "-o", "json", cwd=workdir).stdout)}

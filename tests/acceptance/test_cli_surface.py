@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, write_config
+from tests.helpers import LONG_AGO, ago, cli, write_config
 
 COMMANDS = [
     [],
@@ -93,9 +93,7 @@ def test_shipped_examples_work_as_they_are(workdir: Path) -> None:
     for name in ("retention.yaml", "policies.yaml"):
         (workdir / name).write_text((config_dir / name).read_text())
     assert cli("policies", "check", cwd=workdir).returncode == 0
-    assert (
-        cli("record", "resp_x", "--created-at", "2026-01-01T00:00:00Z", cwd=workdir).returncode == 0
-    )
+    assert cli("record", "resp_x", "--created-at", LONG_AGO, cwd=workdir).returncode == 0
     result = cli("sweep", "--dry-run", cwd=workdir)
     assert result.returncode == 0 and "resp_x" in result.stdout
 
@@ -103,12 +101,12 @@ def test_shipped_examples_work_as_they_are(workdir: Path) -> None:
 def test_policies_diff_counts_what_a_change_makes_due(workdir: Path) -> None:
     """`policies diff OLD NEW` counts the records a shorter TTL makes due now, per policy."""
     write_config(workdir, "http://127.0.0.1:9/v1")
-    cli("record", "d1", "d2", "--created-at", "2026-11-01T00:00:00Z", cwd=workdir)
+    cli("record", "d1", "d2", "--created-at", ago(days=10), cwd=workdir)
     cli(
         "record",
         "d3",
         "--created-at",
-        "2026-11-01T00:00:00Z",
+        ago(days=10),
         "--meta",
         "data_class=pii",
         cwd=workdir,

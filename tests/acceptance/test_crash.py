@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import auditor_verify, cli, seed, standin_requests, user_env, write_config
+from tests.helpers import (
+    LONG_AGO,
+    auditor_verify,
+    cli,
+    seed,
+    standin_requests,
+    user_env,
+    write_config,
+)
 
 N = 3000
 
@@ -59,7 +67,7 @@ def test_sweep_killed_then_restarted_loses_nothing(workdir: Path, slow_standin: 
     ids = [f"k{i}" for i in range(N)]
     seed(url, [{"id": i} for i in ids])
     (workdir / "ids.jsonl").write_text(
-        "".join(json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n" for i in ids)
+        "".join(json.dumps({"id": i, "created_at": LONG_AGO}) + "\n" for i in ids)
     )
     assert cli("import", "ids.jsonl", cwd=workdir).returncode == 0
     rng = random.Random(42)

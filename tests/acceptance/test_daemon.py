@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess, NotifySocket
-from tests.helpers import cli, seed, standin_requests, write_config
+from tests.helpers import LONG_AGO, cli, seed, standin_requests, write_config
 
 DAEMON_EXTRA = "sweep:\n  interval: 1s\n  shutdown_grace: 10s\nserver:\n  listen: 127.0.0.1:0\n"
 TOKEN = "ingest-token-for-tests"
@@ -53,7 +53,7 @@ def test_ready_healthy_and_watchdog(daemon: DaemonProcess, notify: NotifySocket)
 
 def test_ingest_auth_validation_and_deletion(daemon: DaemonProcess, standin_process: str) -> None:
     """401 without the token, 400 naming a bad item, 202 then DELETEs within a few sweeps."""
-    good = [{"id": f"ing_{i}", "created_at": "2026-01-01T00:00:00Z"} for i in range(3)]
+    good = [{"id": f"ing_{i}", "created_at": LONG_AGO} for i in range(3)]
     assert daemon.request("/v1/records", body={"records": good})[0] == 401
     assert daemon.request("/v1/records", body={"records": good}, token="wrong")[0] == 401
     status, text = daemon.request(
@@ -132,9 +132,7 @@ def test_sigterm_drains_and_loses_nothing(workdir: Path, notify: NotifySocket) -
         write_config(workdir, url, extra=DAEMON_EXTRA)
         ids = [f"t{i}" for i in range(200)]
         seed(url, [{"id": i} for i in ids])
-        assert (
-            cli("record", *ids, "--created-at", "2026-01-01T00:00:00Z", cwd=workdir).returncode == 0
-        )
+        assert cli("record", *ids, "--created-at", LONG_AGO, cwd=workdir).returncode == 0
         daemon = DaemonProcess(workdir, {"NOTIFY_SOCKET": str(notify.path)})
         while not any(r["method"] == "DELETE" for r in standin_requests(url)):
             time.sleep(0.05)

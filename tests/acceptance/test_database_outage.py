@@ -10,7 +10,7 @@ import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.acceptance.tcp_proxy import Proxy
-from tests.helpers import cli, seed, standin_requests, write_config
+from tests.helpers import LONG_AGO, cli, seed, standin_requests, write_config
 
 pytestmark = pytest.mark.postgres
 
@@ -52,7 +52,7 @@ def test_database_outage(pg_url: str, workdir: Path, standin_process: str) -> No
                 "record",
                 "after_outage",
                 "--created-at",
-                "2026-01-01T00:00:00Z",
+                LONG_AGO,
                 cwd=workdir,
                 env=env,
             ).returncode

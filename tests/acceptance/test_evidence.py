@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import auditor_verify, cli, seed, standin_requests, write_config
+from tests.helpers import LONG_AGO, auditor_verify, cli, seed, standin_requests, write_config
 
 IDS = [f"ev_{i}" for i in range(20)]
 
@@ -23,10 +23,7 @@ def swept(workdir: Path, standin_process: str) -> Path:
     )
     seed(standin_process, [{"id": i} for i in IDS])
     for half in (IDS[:10], IDS[10:]):
-        assert (
-            cli("record", *half, "--created-at", "2026-01-01T00:00:00Z", cwd=workdir).returncode
-            == 0
-        )
+        assert cli("record", *half, "--created-at", LONG_AGO, cwd=workdir).returncode == 0
         assert cli("sweep", cwd=workdir).returncode == 0
     return workdir
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import cli, seed, standin_requests, write_config
+from tests.helpers import LONG_AGO, cli, seed, standin_requests, write_config
 
 
 def _standin(*knobs: str) -> tuple[subprocess.Popen[str], str]:
@@ -24,7 +24,7 @@ def _standin(*knobs: str) -> tuple[subprocess.Popen[str], str]:
 def _record_expired(workdir: Path, ids: list[str]) -> None:
     """Import IDs created long ago."""
     (workdir / "ids.jsonl").write_text(
-        "".join(json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n" for i in ids)
+        "".join(json.dumps({"id": i, "created_at": LONG_AGO}) + "\n" for i in ids)
     )
     assert cli("import", "ids.jsonl", cwd=workdir).returncode == 0
 

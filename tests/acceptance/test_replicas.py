@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess
-from tests.helpers import cli, seed, standin_requests, write_config
+from tests.helpers import LONG_AGO, cli, seed, standin_requests, write_config
 
 pytestmark = pytest.mark.postgres
 N = 2000
@@ -30,7 +30,7 @@ def test_two_daemons_on_postgres(pg_url: str, workdir: Path, standin_process: st
     ids = [f"rep{i}" for i in range(N)]
     seed(url, [{"id": i} for i in ids])
     (workdir / "ids.jsonl").write_text(
-        "".join(json.dumps({"id": i, "created_at": "2026-01-01T00:00:00Z"}) + "\n" for i in ids)
+        "".join(json.dumps({"id": i, "created_at": LONG_AGO}) + "\n" for i in ids)
     )
     assert cli("import", "ids.jsonl", cwd=workdir, env=env).returncode == 0
     daemons = [DaemonProcess(workdir, env) for _ in range(2)]
