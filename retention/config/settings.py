@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -9,10 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from urllib.parse import urlsplit, urlunsplit
 
 from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import parse_duration
@@ -24,6 +22,7 @@ DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +75,25 @@ class SweepSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WitnessSettings:
+    """One place off this host that receives a copy of every checkpoint: a folder or a URL."""
+
+    dir: Path | None = None
+    url: str | None = None
+    token_env: str | None = None  # the variable holding the bearer token, never the token
+    spool_file: Path | None = None  # what a URL witness could not send yet
+
+    @property
+    def name(self) -> str:
+        """How logs and metrics call it: `dir:PATH`, or the URL without credentials or query."""
+        if self.dir is not None:
+            return f"dir:{self.dir}"
+        parts = urlsplit(self.url or "")
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@dataclass(frozen=True, slots=True)
 class AuditSettings:
     """Where the audit trail goes."""
 
@@ -83,6 +101,7 @@ class AuditSettings:
     chain: str = "main"
     signing_key_file: Path | None = None
     checkpoint_interval: timedelta = timedelta(hours=1)
+    witness: tuple[WitnessSettings, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +193,10 @@ def normalise_database_url(url: str, base: Path) -> str:
     """Make a SQLite path absolute against `base`, and pick psycopg 3 for postgresql://."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
+        # imported here: an auditor's `audit verify FILE` loads this module without SQLAlchemy
+        from sqlalchemy.engine import URL, make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             database = make_url(url).database if url.startswith("sqlite:///") else None
         except ArgumentError:
@@ -311,7 +334,7 @@ def _discover(r: Reader) -> Reader:
 
 def _audit(r: Reader, base: Path) -> AuditSettings:
     """The `audit` section."""
-    r.only("file", "chain", "signing_key_file", "checkpoint_interval")
+    r.only("file", "chain", "signing_key_file", "checkpoint_interval", "witness")
     audit_file = r.get("file", str, "audit.jsonl")
     chain = r.get("chain", str, os.environ.get("RETENTION_AUDIT_CHAIN", "main"))
     if not _NAME.fullmatch(chain):
@@ -322,7 +345,54 @@ def _audit(r: Reader, base: Path) -> AuditSettings:
         chain=chain,
         signing_key_file=path_in(base, key_file),
         checkpoint_interval=r.convert("checkpoint_interval", parse_duration, timedelta(hours=1)),
+        witness=_witnesses(r, base),
     )
+
+
+def _witnesses(r: Reader, base: Path) -> tuple[WitnessSettings, ...]:
+    """`audit.witness`: a list of folders and URLs, each given once."""
+    items = r.get("witness", list, default=[])
+    lines = getattr(items, "item_lines", [r.line_of("witness")] * len(items))
+    result: dict[str, WitnessSettings] = {}
+    for index, item in enumerate(items):
+        entry = Reader(item, file=r.file, path=r.key(f"witness[{index}]"), line=lines[index])
+        witness = _witness(entry, base)
+        if witness.name in result:
+            raise ConfigError(
+                "this witness is listed twice", file=r.file, line=entry.line, key=entry.path
+            )
+        result[witness.name] = witness
+    return tuple(result.values())
+
+
+def _witness(r: Reader, base: Path) -> WitnessSettings:
+    """One witness: exactly one of `dir` and `url`; a URL may have `token_env`, `spool_file`."""
+    r.only("dir", "url", "token_env", "spool_file")
+    folder, url = r.get("dir", str), r.convert("url", _witness_url)
+    if bool(folder) == bool(url):
+        raise ConfigError("give exactly one of dir and url", file=r.file, line=r.line, key=r.path)
+    if folder:
+        for name in ("token_env", "spool_file"):
+            if name in r.node:
+                raise r.error(name, "only a url witness has this key")
+        return WitnessSettings(dir=path_in(base, folder))
+    token_env = r.get("token_env", str)
+    if token_env is not None and not _ENV_NAME.fullmatch(token_env):
+        raise r.error("token_env", "expected the name of an environment variable, not a value")
+    default_spool = f"witness-{hashlib.sha256(url.encode()).hexdigest()[:12]}.spool.jsonl"
+    return WitnessSettings(
+        url=url,
+        token_env=token_env,
+        spool_file=path_in(base, r.get("spool_file", str) or default_spool),
+    )
+
+
+def _witness_url(value: Any) -> str:
+    """A base URL's rules (https, or http to loopback), with no credentials in it; kept as given."""
+    if isinstance(value, str) and "@" in urlsplit(value).netloc:
+        raise ValueError("credentials do not go in the URL; name a variable in token_env")
+    _base_url(value)
+    return str(value)
 
 
 def _server(r: Reader, base: Path) -> ServerSettings:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from retention.core.records import STATES
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
 from retention.sweep.hooks import Hooks
+
+if TYPE_CHECKING:
+    from retention.audit.witness import Witnesses
 
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, float("inf"))
 COUNTED = ("deleted", "absent", "failed", "unconfirmed", "deferred")
@@ -51,6 +56,14 @@ class Metrics:
             "retention_overdue_records", "Pending records past their deadline.", registry=r
         )
         self._refreshed = 0.0
+        self._witnesses: _WitnessCollector | None = None
+
+    def watch_witnesses(self, witnesses: Witnesses) -> None:
+        """Expose `witnesses`' counts at every scrape (a later call replaces the earlier)."""
+        if self._witnesses is None:
+            self._witnesses = _WitnessCollector(witnesses)
+            self.registry.register(self._witnesses)
+        self._witnesses.witnesses = witnesses
 
     def hooks(self, progress: Callable[[int], None] | None = None) -> Hooks:
         """Sweep hooks that feed these metrics."""
@@ -83,3 +96,30 @@ class Metrics:
         """The Prometheus text exposition."""
         self.refresh()
         return generate_latest(self.registry)
+
+
+class _WitnessCollector:
+    """Checkpoint witness counts, read from the Witnesses object when scraped."""
+
+    def __init__(self, witnesses: Witnesses) -> None:
+        self.witnesses = witnesses
+
+    def collect(self) -> Iterator[Metric]:
+        """`retention_witness_checkpoints_total{witness,outcome}`, `retention_witness_spooled`."""
+        w = self.witnesses
+        total = CounterMetricFamily(
+            "retention_witness_checkpoints",
+            "Checkpoints witnesses took (sent), and attempts that failed (failed).",
+            labels=["witness", "outcome"],
+        )
+        spooled = GaugeMetricFamily(
+            "retention_witness_spooled",
+            "Checkpoints a witness has not taken yet.",
+            labels=["witness"],
+        )
+        for name in w.names:
+            total.add_metric([name, "sent"], w.sent.get(name, 0))
+            total.add_metric([name, "failed"], w.failed.get(name, 0))
+            spooled.add_metric([name], w.spooled(name))
+        yield total
+        yield spooled

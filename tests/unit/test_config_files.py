@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from retention.config.policyfile import load_policies, parse_policies
-from retention.config.settings import load_settings
+from retention.config.settings import WitnessSettings, load_settings
 from retention.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -111,3 +112,57 @@ def test_api_key_errors_never_show_a_value(tmp_path: Path, monkeypatch: pytest.M
         settings.providers["fw"].api_key()
     monkeypatch.setenv("K", "sekret-value")
     assert settings.providers["fw"].api_key() == "sekret-value"
+
+
+WITNESSES = (
+    "audit:\n"
+    "  witness:\n"
+    "    - dir: witness-copies\n"
+    "    - url: https://witness.example/v1/checkpoints\n"
+    "      token_env: WITNESS_TOKEN\n"
+    "    - {url: 'http://127.0.0.1:9/cp', spool_file: /var/spool/w.jsonl}\n"
+)
+
+
+def test_witnesses_are_read_with_paths_from_the_config_folder(tmp_path: Path) -> None:
+    """Relative folders count from the config's folder; a URL gets a spool named by its hash."""
+    witness = load_settings(_settings(tmp_path, BASE + WITNESSES)).audit.witness
+    digest = hashlib.sha256(b"https://witness.example/v1/checkpoints").hexdigest()[:12]
+    assert witness == (
+        WitnessSettings(dir=tmp_path.resolve() / "witness-copies"),
+        WitnessSettings(
+            url="https://witness.example/v1/checkpoints",
+            token_env="WITNESS_TOKEN",
+            spool_file=tmp_path.resolve() / f"witness-{digest}.spool.jsonl",
+        ),
+        WitnessSettings(url="http://127.0.0.1:9/cp", spool_file=Path("/var/spool/w.jsonl")),
+    )
+    assert load_settings(_settings(tmp_path, BASE)).audit.witness == ()
+
+
+@pytest.mark.parametrize(
+    ("entries", "line", "fragment"),
+    [
+        ("    - {dir: a, url: 'https://w.example/'}\n", 6, "audit.witness[0]: give exactly one"),
+        ("    - {}\n", 6, "audit.witness[0]: give exactly one of dir and url"),
+        ("    - dir: a\n    - dri: b\n", 7, "audit.witness[1].dri: unknown key"),
+        ("    - dir: a\n      token_env: T\n", 7, "witness[0].token_env: only a url witness"),
+        ("    - url: http://w.example/cp\n", 6, "witness[0].url: http:// is allowed only to"),
+        ("    - url: ftp://w.example/cp\n", 6, "witness[0].url: expected an https:// URL"),
+        ("    - url: https://u:pw@w.example/\n", 6, "url: credentials do not go in the URL"),
+        ("    - url: https://w.example/\n      token_env: s3cr-et\n", 7, "not a value"),
+        ("    - dir: a\n    - dir: a\n", 7, "audit.witness[1]: this witness is listed twice"),
+        ("    dir: a\n", 5, "audit.witness: expected a list"),
+        ("    - a\n", 6, "audit.witness[0]: expected a mapping"),
+    ],
+)
+def test_witness_errors_name_file_line_and_key(
+    tmp_path: Path, entries: str, line: int, fragment: str
+) -> None:
+    """Each mistake in `audit.witness` is reported as file:line: key: what is wrong."""
+    path = _settings(tmp_path, BASE + "audit:\n  witness:\n" + entries)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.message.startswith(f"{path}:{line}: "), caught.value.message
+    assert fragment in caught.value.message
+    assert "pw@" not in caught.value.message and "s3cr-et" not in caught.value.message
