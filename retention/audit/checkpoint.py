@@ -1,59 +1,37 @@
-"""Signed checkpoints: an `audit.checkpoint` event that signs the chain's head.
+"""Signed checkpoints: an `audit.checkpoint` event that signs the chain's head and Merkle root.
 
-The signed message is the canonical JSON of
-    {"chain", "covers_seq", "covers_hash", "ts", "prev_signature", "key_fingerprint",
-     "interval_s"}
-where `covers_seq`/`covers_hash` are the seq and hash of the record just before the checkpoint
-(so also the checkpoint's own `seq - 1` and `prev_hash`), and `prev_signature` the previous
-checkpoint's signature in the chain ("" for the first): checkpoints form a signed chain of their
-own, and a re-used or forged signature does not verify.
+Each checkpoint's `details` carry `covers_seq`/`covers_hash` (the record just before it),
+`root_hash` (RFC 9162 root of records 1..covers_seq, from the frontier kept with the head),
+`prev_signature` (the previous checkpoint's, "" for the first), `key_fingerprint`, `interval_s`
+and `signature` over `checkpoint_message.signed_message`. A key rotation adds
+`next_key_fingerprint` and `next_public_key`, signed by the old key.
+
+Before signing, the writer checks that the chain still extends what its last checkpoint signed
+(the records after it, folded onto the frontier kept at that checkpoint, must give the head's
+frontier): an ordinary sweep never signs a history someone rewrote underneath it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from retention.audit.chain import GENESIS, canonical
-from retention.audit.signing import Signer
+from retention.audit import writer
+from retention.audit.checkpoint_message import signed_message
+from retention.audit.merkle import Frontier, leaf_hash
+from retention.audit.signing import Signer, public_pem
 from retention.config.settings import AuditSettings
-from retention.core.times import format_time
+from retention.errors import AuditError
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
-from retention.ledger.models import AuditChain
+from retention.ledger.models import AuditChain, AuditEvent
 
-SIGNED_FIELDS = (
-    "chain",
-    "covers_seq",
-    "covers_hash",
-    "ts",
-    "prev_signature",
-    "key_fingerprint",
-    "interval_s",
-)
-
-
-def signed_message(details: dict[str, Any], *, chain: str, ts: str) -> bytes:
-    """The exact bytes a checkpoint's signature covers."""
-    body = {
-        "chain": chain,
-        "ts": ts,
-        **{k: details.get(k) for k in SIGNED_FIELDS if k not in ("chain", "ts")},
-    }
-    return canonical(body).encode()
-
-
-def _head(conn: Connection, chain: str) -> tuple[int, str]:
-    """The chain's current head (seq, hash)."""
-    row = conn.execute(  # locked: no other writer may append between this read and ours
-        select(AuditChain.head_seq, AuditChain.head_hash)
-        .where(AuditChain.name == chain)
-        .with_for_update()
-    ).first()
-    return (row[0], row[1]) if row else (0, GENESIS)
+EVENT = "audit.checkpoint"
+Publish = Callable[[dict[str, Any]], None]
 
 
 def _meta_key(chain: str) -> str:
@@ -61,10 +39,10 @@ def _meta_key(chain: str) -> str:
     return f"checkpoint:{chain}"
 
 
-def last_checkpoint(ledger: Ledger) -> dict[str, Any] | None:
-    """The last checkpoint's time and signature for this ledger's chain."""
+def last_checkpoint(ledger: Ledger, chain: str | None = None) -> dict[str, Any] | None:
+    """The last checkpoint's time, seq, signature and frontier for a chain of this ledger."""
     with ledger.read() as conn:
-        value = store.get_meta(conn, _meta_key(ledger.chain))
+        value = store.get_meta(conn, _meta_key(chain or ledger.chain))
     return json.loads(value) if value else None
 
 
@@ -76,36 +54,154 @@ def is_due(ledger: Ledger, interval: timedelta, now: datetime) -> bool:
     return now - datetime.fromisoformat(last["ts"].replace("Z", "+00:00")) >= interval
 
 
-def write_checkpoint(ledger: Ledger, signer: Signer, interval: timedelta) -> dict[str, Any]:
-    """Sign the chain's head and append `audit.checkpoint`, in one transaction."""
-    with ledger.write() as tx:
-        seq, head_hash = _head(tx.conn, ledger.chain)
-        previous = store.get_meta(tx.conn, _meta_key(ledger.chain))
-        ts = format_time(tx.now)
-        assert ts is not None
-        details: dict[str, Any] = {
-            "covers_seq": seq,
-            "covers_hash": head_hash,
-            "prev_signature": json.loads(previous)["signature"] if previous else "",
-            "key_fingerprint": signer.fingerprint,
-            "interval_s": int(interval.total_seconds()),
-        }
-        details["signature"] = signer.sign(signed_message(details, chain=ledger.chain, ts=ts))
-        tx.event("audit.checkpoint", details=details)
+def write_checkpoint(
+    ledger: Ledger,
+    signer: Signer,
+    interval: timedelta,
+    *,
+    chain: str | None = None,
+    next_key: Signer | None = None,
+    publish: Publish | None = None,
+) -> dict[str, Any]:
+    """Sign the chain's head and root and append `audit.checkpoint`, in one transaction; then
+    hand the checkpoint record to `publish` (the witnesses). Returns the record."""
+    name = chain or ledger.chain
+    with ledger.write(chain=name) as tx:
+        head = writer.lock_head(tx.conn, name)
+        previous = store.get_meta(tx.conn, _meta_key(name))
+        last = json.loads(previous) if previous else None
+        if last is not None:
+            _check_key(name, last, signer)
+            _check_extends(tx.conn, name, last, head)
+        details = _details(head, last, signer, interval, next_key)
+        details["signature"] = signer.sign(signed_message(details, chain=name, ts=tx.ts))
+        tx.event(EVENT, details=details)
+        tx.flush()
+        assert tx.sealed is not None
+        record = tx.sealed.records[-1]
         store.set_meta(
             tx.conn,
-            _meta_key(ledger.chain),
-            json.dumps({"ts": ts, "signature": details["signature"], "seq": seq + 1}),
+            _meta_key(name),
+            json.dumps(
+                {
+                    "ts": tx.ts,
+                    "signature": details["signature"],
+                    "seq": record["seq"],
+                    "hash": record["hash"],
+                    "covers_seq": head.seq,
+                    "frontier": head.frontier.to_hex(),
+                    "key": (next_key or signer).fingerprint,
+                }
+            ),
         )
+    if publish is not None:
+        publish(record)
+    return record
+
+
+def _details(
+    head: writer.Head,
+    last: dict[str, Any] | None,
+    signer: Signer,
+    interval: timedelta,
+    next_key: Signer | None,
+) -> dict[str, Any]:
+    """The checkpoint's details, before the signature."""
+    details: dict[str, Any] = {
+        "covers_seq": head.seq,
+        "covers_hash": head.hash,
+        "root_hash": head.frontier.root().hex(),
+        "prev_signature": last["signature"] if last else "",
+        "key_fingerprint": signer.fingerprint,
+        "interval_s": int(interval.total_seconds()),
+    }
+    if next_key is not None:
+        details["next_key_fingerprint"] = next_key.fingerprint
+        details["next_public_key"] = public_pem(next_key.public)
     return details
 
 
+def _check_key(chain: str, last: dict[str, Any], signer: Signer) -> None:
+    """Sign only with the key the chain expects: its previous one, or the one a rotation named."""
+    expected = last.get("key")
+    if expected is not None and expected != signer.fingerprint:
+        raise AuditError(
+            f"audit chain {chain}: its next checkpoint must be signed by {expected}, but the "
+            f"signing key is {signer.fingerprint}; keys change only by `retention audit "
+            "rotate-key`"
+        )
+
+
+def _check_extends(conn: Connection, chain: str, last: dict[str, Any], head: writer.Head) -> None:
+    """Refuse to sign unless the chain still holds the last checkpoint, unchanged, and the
+    records after it lead to the head's frontier."""
+    line = conn.execute(
+        select(AuditEvent.line).where(AuditEvent.chain == chain, AuditEvent.seq == last["seq"])
+    ).scalar()
+    record = json.loads(line) if line else {}
+    if record.get("event") != EVENT or record["details"].get("signature") != last["signature"]:
+        raise AuditError(
+            f"audit chain {chain}: the checkpoint at seq {last['seq']} is gone or changed; "
+            "refusing to sign a rewritten history"
+        )
+    if "frontier" not in last:
+        return  # remembered before Merkle roots: nothing to extend from
+    frontier = Frontier.from_hex(last["covers_seq"], last["frontier"])
+    if frontier.root().hex() != record["details"].get("root_hash", frontier.root().hex()):
+        raise AuditError(f"audit chain {chain}: the remembered frontier is not the signed root")
+    hashes = conn.execute(
+        select(AuditEvent.hash)
+        .where(AuditEvent.chain == chain, AuditEvent.seq > last["covers_seq"])
+        .where(AuditEvent.seq <= head.seq)
+        .order_by(AuditEvent.seq)
+    ).scalars()
+    frontier.extend(leaf_hash(h) for h in hashes)
+    if frontier.size != head.seq or frontier.root() != head.frontier.root():
+        raise AuditError(
+            f"audit chain {chain}: the records do not extend the checkpoint at seq "
+            f"{last['seq']}; refusing to sign a rewritten history"
+        )
+
+
+def remembered(ledger: Ledger) -> list[dict[str, Any]]:
+    """The last checkpoint of each chain as the ledger remembers it apart from the trail
+    (chain, seq, hash), for `audit verify` to find unchanged in the trail."""
+    points = []
+    for chain in chains(ledger):
+        last = last_checkpoint(ledger, chain)
+        if last and "hash" in last:
+            points.append({"chain": chain, "seq": last["seq"], "hash": last["hash"]})
+    return points
+
+
+def chains(ledger: Ledger) -> list[str]:
+    """Every chain in the ledger."""
+    with ledger.read() as conn:
+        return list(conn.execute(select(AuditChain.name).order_by(AuditChain.name)).scalars())
+
+
+def uncovered_chains(ledger: Ledger) -> list[str]:
+    """The chains whose last record is not a checkpoint."""
+    with ledger.read() as conn:
+        heads = conn.execute(select(AuditChain.name, AuditChain.head_seq)).all()
+        remembered = {name: store.get_meta(conn, _meta_key(name)) for name, _ in heads}
+    return sorted(
+        name
+        for name, seq in heads
+        if remembered[name] is None or json.loads(remembered[name] or "{}").get("seq") != seq
+    )
+
+
 def checkpoint_if_due(
-    ledger: Ledger, audit: AuditSettings, now: datetime, signer: Signer | None = None
+    ledger: Ledger,
+    audit: AuditSettings,
+    now: datetime,
+    signer: Signer | None = None,
+    publish: Publish | None = None,
 ) -> dict[str, Any] | None:
     """Write a checkpoint when the last one is `checkpoint_interval` old (the key is created
     on first use); None when none was due or no key file is configured."""
     if audit.signing_key_file is None or not is_due(ledger, audit.checkpoint_interval, now):
         return None
     signer = signer or Signer.from_file(audit.signing_key_file, create=True)
-    return write_checkpoint(ledger, signer, audit.checkpoint_interval)
+    return write_checkpoint(ledger, signer, audit.checkpoint_interval, publish=publish)

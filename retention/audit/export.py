@@ -1,5 +1,7 @@
 """Export the trail for auditors: the records of a time range, widened to the checkpoints that
-anchor it (the one at or before its start, the first at or after its end), and a manifest."""
+anchor it (the one at or before its start, the first at or after its end), and a manifest
+that gives, per chain, its ends and checkpoints, the Merkle frontier before a start past seq 1,
+and consistency proofs from checkpoints the auditor already holds."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from retention.audit.merkle import Frontier, consistency_proof, leaf_hash
 from retention.audit.signing import Signer, public_pem
+from retention.audit.writer import rebuild_frontier
 from retention.core.times import format_time
 from retention.ledger.models import AuditChain, AuditEvent
 
@@ -51,15 +55,20 @@ def _bounds(
     return first, last
 
 
-def iter_lines(
+def chain_bounds(
     conn: Connection, since: datetime | None = None, until: datetime | None = None
-) -> Iterator[str]:
-    """The exported records' JSON lines, chain by chain in seq order."""
+) -> dict[str, tuple[int, int]]:
+    """Per chain, the first and last seq of the records a time range is widened to: from the
+    checkpoint at or before `since` to the first one at or after `until`."""
     heads = conn.execute(
         select(AuditChain.name, AuditChain.head_seq).order_by(AuditChain.name)
     ).all()
-    for chain, head in heads:
-        first, last = _bounds(conn, chain, head, since, until)
+    return {chain: _bounds(conn, chain, head, since, until) for chain, head in heads}
+
+
+def iter_lines(conn: Connection, bounds: dict[str, tuple[int, int]]) -> Iterator[str]:
+    """The JSON lines of each chain's seq range, chain by chain in seq order, a page at a time."""
+    for chain, (first, last) in bounds.items():
         seq = first - 1
         while seq < last:
             page = conn.execute(
@@ -73,6 +82,41 @@ def iter_lines(
             for row in page:
                 yield row.line
             seq = page[-1].seq
+
+
+def frontiers(conn: Connection, bounds: dict[str, tuple[int, int]]) -> dict[str, Frontier]:
+    """For each chain that starts past seq 1, the frontier of the records before its start."""
+    return {
+        chain: rebuild_frontier(conn, chain, first - 1)
+        for chain, (first, _) in bounds.items()
+        if first > 1
+    }
+
+
+def consistency(
+    conn: Connection, bounds: dict[str, tuple[int, int]], held: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """RFC 9162 consistency proofs from checkpoints an auditor holds to the export's first
+    checkpoint of the same chain, where the export starts after them (the latest held one)."""
+    proofs: dict[str, dict[str, Any]] = {}
+    for point in sorted(held, key=lambda p: p.get("seq") or 0):
+        chain, first = point.get("chain"), bounds.get(str(point.get("chain")), (1, 0))[0]
+        old_size = (point.get("details") or {}).get("covers_seq")
+        if not isinstance(old_size, int) or first <= 1 or first <= point.get("seq", 0):
+            continue
+        leaves = [
+            leaf_hash(h)
+            for h in conn.execute(
+                select(E.hash).where(E.chain == chain, E.seq < first).order_by(E.seq)
+            ).scalars()
+        ]
+        proof = consistency_proof(old_size, leaves) if 0 < old_size <= len(leaves) else []
+        proofs[str(chain)] = {
+            "from_size": old_size,
+            "to_size": first - 1,
+            "proof": [h.hex() for h in proof],
+        }
+    return proofs
 
 
 def render(lines: Iterator[str], fmt: str) -> Iterator[str]:
@@ -140,8 +184,19 @@ class ManifestBuilder:
         since: datetime | None,
         until: datetime | None,
         now: datetime,
+        starts: dict[str, Frontier],
+        proofs: dict[str, dict[str, Any]],
     ) -> dict[str, Any]:
         """The manifest."""
+        for chain, frontier in starts.items():
+            if chain in self.chains:
+                self.chains[chain]["frontier"] = {
+                    "size": frontier.size,
+                    "hashes": frontier.to_hex(),
+                }
+        for chain, proof in proofs.items():
+            if chain in self.chains:
+                self.chains[chain]["consistency"] = proof
         return {
             "format": fmt,
             "file": file,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -43,6 +44,16 @@ def load_public(pem: str | bytes) -> Ed25519PublicKey:
     return key
 
 
+def load_public_or_none(pem: object) -> Ed25519PublicKey | None:
+    """A public key from PEM text found in a trail or receipt; None when it is not one."""
+    if not isinstance(pem, str):
+        return None
+    try:
+        return load_public(pem)
+    except UsageError:
+        return None
+
+
 def verify_signature(public: Ed25519PublicKey, signature_b64: str, message: bytes) -> bool:
     """Whether `signature_b64` signs `message` under `public`."""
     try:
@@ -79,6 +90,7 @@ class Signer:
             if not create:
                 raise AuditError(f"no signing key at {path}; `retention run` creates it")
             _create(path)
+        refuse_shared(path)
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError) as exc:
@@ -88,16 +100,33 @@ class Signer:
         return cls(key)
 
 
-def _create(path: Path) -> None:
-    """Write a new private key with mode 0600, failing rather than overwriting."""
+def refuse_shared(path: Path) -> None:
+    """A private key readable or writable by group or others may be someone else's: refuse it."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        raise AuditError(f"cannot read the signing key {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise UsageError(
+            f"{path}: the signing key is open to group or others (mode {mode:04o}); "
+            f"run `chmod 600 {path}` (or 400) and check who could have read it"
+        )
+
+
+def generate(path: Path) -> Signer:
+    """A new key written to `path` (0600, failing if the file exists)."""
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # another process made it first; use theirs
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
         handle.flush()
         os.fsync(handle.fileno())
+    return Signer.from_file(path, create=False)
+
+
+def _create(path: Path) -> None:
+    """Write a new private key with mode 0600, unless another process made one first."""
+    with contextlib.suppress(FileExistsError):
+        generate(path)

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,41 @@ csv.field_size_limit(sys.maxsize)
 
 def read_records(path: Path) -> list[Any]:
     """The records of a trail file; a line that is not JSON becomes None (a fault)."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path) -> Iterator[Any]:
+    """The records of a trail file, read as they are needed (a trail may be gigabytes)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    if path.suffix.lower() == ".csv":
-        return [_json_or_none(row.get("record", "")) for row in csv.DictReader(text.splitlines())]
-    return [_json_or_none(line) for line in text.splitlines() if line.strip()]
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        try:
+            if path.suffix.lower() == ".csv":
+                for row in csv.DictReader(handle):
+                    yield _json_or_none(row.get("record", ""))
+                return
+            for line in handle:
+                if line.strip():
+                    yield _json_or_none(line)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read: {exc}") from None
+
+
+def locator(path: Path) -> Callable[[str, int], bool]:
+    """Whether a (chain, seq) occurs anywhere in the file: read again only when a seq is out
+    of place, to tell a reordered trail from one with a record missing."""
+
+    def located(chain: str, seq: int) -> bool:
+        return any(
+            isinstance(r, dict) and r.get("chain") == chain and r.get("seq") == seq
+            for r in iter_records(path)
+        )
+
+    return located
 
 
 def _json_or_none(text: str) -> Any:
@@ -64,8 +91,12 @@ def file_sha256(path: Path) -> str:
 
 
 def read_checkpoints(path: Path) -> list[dict[str, Any]]:
-    """Trusted checkpoint records (JSON lines, or one JSON object) kept by an auditor."""
-    records = [r for r in read_records(path) if isinstance(r, dict)]
-    if not records:
-        raise InputError(f"{path}: no checkpoint records")
+    """Checkpoint records kept by an auditor or a witness: a file of JSON lines, or a folder
+    of them (a `dir` witness keeps `CHAIN.checkpoints.jsonl` files)."""
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    records = [r for f in files for r in iter_records(f)]
+    if not records or not all(
+        isinstance(r, dict) and r.get("event") == "audit.checkpoint" for r in records
+    ):
+        raise InputError(f"{path}: not a file (or folder) of audit.checkpoint records")
     return records

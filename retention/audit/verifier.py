@@ -1,17 +1,27 @@
-"""Verify an audit trail: hashes, order, links, signed checkpoints, truncation, time gaps.
+"""Verify an audit trail against the host's own operator. Pure: records, keys and checkpoints
+kept elsewhere in, a Verdict out; it imports the standard library and `cryptography` only.
 
-Pure: records and keys in, a Verdict out. Checks, in trail order, stopping at the first fault:
-`modified` (hash mismatch), `missing` (a seq absent), `reordered` (a seq out of place),
-`broken_link` (prev_hash is not the previous hash), `checkpoint_mismatch` (a checkpoint signs
-another head than the one before it), `forged_signature`, `reused_signature`, `unknown_key`,
-`checkpoint_chain` (prev_signature is not the previous checkpoint's), `missing_checkpoint` (no
-checkpoint for over twice the interval while the daemon ran), then at the end `truncated` or
-`diverged` against the expected heads (manifest or ledger) and trusted checkpoints.
+Records are read once, in trail order, and the first fault stops the check:
+- per record: `malformed`, `modified` (hash mismatch), `missing` / `reordered` (seq out of
+  place), `broken_link` (prev_hash is not the previous hash), `unanchored_start` (a chain that
+  starts past seq 1 without a leading checkpoint and a frontier folding to its signed root);
+- per checkpoint: `checkpoint_mismatch` (signs another head than the record before it),
+  `checkpoint_chain` (prev_signature is not the previous checkpoint's), `reused_signature`,
+  `root_mismatch` (its Merkle root is not the root of the records it covers), `unknown_key`
+  (signed by a key the trusted one did not hand over to), `forged_signature`;
+- at the end, per chain: `unsigned_chain` (no checkpoint by the trusted key), `unanchored`
+  (its last record is not covered by such a checkpoint), `truncated` / `diverged` against the
+  expected heads, and `truncated` / `inconsistent` against trusted and witnessed checkpoints,
+  which the trail must contain unchanged or provably extend (a consistency proof).
+With `hash_only` only hashes, order and links are checked (and the verdict says so). In
+ledger mode (`strict_ends=False`) a tail not yet covered by a checkpoint is a warning.
+Checkpoints further apart than twice their interval are a warning: one-shot sweeps run from
+cron sign only when they run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,8 +29,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from retention.audit.chain import GENESIS, record_hash
-from retention.audit.checkpoint import signed_message
-from retention.audit.signing import fingerprint, verify_signature
+from retention.audit.checkpoint_message import signed_message
+from retention.audit.merkle import Frontier, leaf_hash, verify_consistency
+from retention.audit.signing import fingerprint, load_public_or_none, verify_signature
+
+CHECKPOINT = "audit.checkpoint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,10 @@ class ChainState:
     last_hash: str = GENESIS
     records: int = 0
     checkpoints: int = 0
+    covered_seq: int = 0  # the last checkpoint verified with a trusted key
+    frontier: Frontier | None = None  # None while the tree's left part is unknown
+    first_root: str | None = None  # the leading checkpoint's root, for consistency proofs
+    key: str | None = None  # fingerprint that must sign the next checkpoint
     last_signature: str | None = None
     last_checkpoint_ts: str | None = None
     stopped_since_checkpoint: bool = False
@@ -58,6 +75,7 @@ class Verdict:
 
     fault: Fault | None = None
     records: int = 0
+    hash_only: bool = False
     chains: dict[str, ChainState] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -68,17 +86,19 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
+        fault = self.fault
         return {
             "sound": self.sound,
+            "signatures_checked": not self.hash_only,
             "records": self.records,
             "fault": None
-            if self.fault is None
+            if fault is None
             else {
-                "kind": self.fault.kind,
-                "chain": self.fault.chain,
-                "seq": self.fault.seq,
-                "detail": self.fault.detail,
-                "message": str(self.fault),
+                "kind": fault.kind,
+                "chain": fault.chain,
+                "seq": fault.seq,
+                "detail": fault.detail,
+                "message": str(fault),
             },
             "chains": {
                 name: {
@@ -88,6 +108,7 @@ class Verdict:
                     "last_hash": c.last_hash,
                     "records": c.records,
                     "checkpoints": c.checkpoints,
+                    "covered_seq": c.covered_seq,
                 }
                 for name, c in self.chains.items()
             },
@@ -96,42 +117,58 @@ class Verdict:
 
 
 @dataclass
+class Anchors:
+    """What the verifier trusts besides the records: the pinned key, and what the export's
+    manifest offers that the signatures then vouch for (frontiers, proofs, extra keys)."""
+
+    key: Ed25519PublicKey | None = None
+    frontiers: dict[str, Frontier] = field(default_factory=dict)
+    consistency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    expected_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # trusted and witnessed
+
+
+@dataclass
 class Verifier:
     """Checks records one by one; `finish()` checks the ends."""
 
-    public_key: Ed25519PublicKey | None = None
-    present: set[tuple[str, int]] = field(default_factory=set)
+    anchors: Anchors = field(default_factory=Anchors)
+    strict_ends: bool = True
+    located: Callable[[str, int], bool] | None = None  # is (chain, seq) anywhere in the input?
     verdict: Verdict = field(default_factory=Verdict)
     signatures: set[str] = field(default_factory=set)
+    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    watched: dict[tuple[str, int], str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.verdict.hash_only = self.anchors.key is None
+        if self.anchors.key is not None:
+            self.keys[fingerprint(self.anchors.key)] = self.anchors.key
+        for point in self.anchors.checkpoints:
+            if isinstance(point.get("seq"), int):
+                self.watched[(str(point.get("chain")), point["seq"])] = None
+
+    @property
+    def pinned(self) -> str | None:
+        """The trusted key's fingerprint; None in hash-only mode."""
+        return None if self.anchors.key is None else fingerprint(self.anchors.key)
 
     def check(self, record: Any) -> Fault | None:
         """The fault in `record`, given those before it, if any."""
         if (
             not isinstance(record, dict)
             or not isinstance(record.get("seq"), int)
-            or "hash" not in record
-            or "chain" not in record
+            or not isinstance(record.get("hash"), str)
+            or not isinstance(record.get("chain"), str)
         ):
             return Fault("malformed", None, None, "a line is not an audit record")
-        chain, seq = str(record["chain"]), record["seq"]
-        state = self.verdict.chains.setdefault(chain, ChainState())
+        chain, seq = record["chain"], record["seq"]
+        state = self.verdict.chains.setdefault(chain, ChainState(key=self.pinned))
         if record_hash({k: v for k, v in record.items() if k != "hash"}) != record["hash"]:
             return Fault("modified", chain, seq, "the record does not match its hash")
-        if state.first_seq is not None and seq != state.last_seq + 1:
-            expected = state.last_seq + 1
-            kind = (
-                "reordered"
-                if (chain, expected) in self.present or seq <= state.last_seq
-                else "missing"
-            )
-            return Fault(kind, chain, expected, f"expected seq {expected}, found seq {seq}")
-        if state.first_seq is None and seq == 1 and record.get("prev_hash") != GENESIS:
-            return Fault("broken_link", chain, seq, "the first record must follow 64 zeros")
-        if state.first_seq is not None and record.get("prev_hash") != state.last_hash:
-            return Fault("broken_link", chain, seq, "prev_hash is not the previous record's hash")
-        fault = (
-            self._checkpoint(record, state) if record.get("event") == "audit.checkpoint" else None
-        )
+        fault = self._place(record, state)
+        if fault is None and record.get("event") == CHECKPOINT:
+            fault = self._checkpoint(record, state)
         if fault:
             return fault
         if record.get("event") in ("daemon.stopped", "daemon.started"):
@@ -139,18 +176,65 @@ class Verifier:
         self._advance(state, record)
         return None
 
+    def _place(self, record: dict[str, Any], state: ChainState) -> Fault | None:
+        """Order and links: the record follows the one before it, or starts the chain well."""
+        chain, seq = record["chain"], record["seq"]
+        if state.first_seq is None:
+            return self._start(record, state)
+        if seq != state.last_seq + 1:
+            expected = state.last_seq + 1
+            later = self.located is not None and self.located(chain, expected)
+            kind = "reordered" if later or seq <= state.last_seq else "missing"
+            return Fault(kind, chain, expected, f"expected seq {expected}, found seq {seq}")
+        if record.get("prev_hash") != state.last_hash:
+            return Fault("broken_link", chain, seq, "prev_hash is not the previous record's hash")
+        return None
+
+    def _start(self, record: dict[str, Any], state: ChainState) -> Fault | None:
+        """The first record read of a chain: seq 1, or a leading checkpoint and its frontier."""
+        chain, seq = record["chain"], record["seq"]
+        if seq == 1:
+            if record.get("prev_hash") != GENESIS:
+                return Fault("broken_link", chain, seq, "the first record must follow 64 zeros")
+            state.frontier = Frontier()
+            return None
+        if self.verdict.hash_only:
+            return None  # links only: nothing to anchor the start to
+        if record.get("event") != CHECKPOINT:
+            return Fault(
+                "unanchored_start", chain, seq, "the chain starts past seq 1 without a checkpoint"
+            )
+        frontier = self.anchors.frontiers.get(chain)
+        if frontier is None or frontier.size != seq - 1:
+            return Fault(
+                "unanchored_start",
+                chain,
+                seq,
+                f"no frontier of the first {seq - 1} records to start the Merkle tree from",
+            )
+        state.frontier = frontier.copy()
+        state.first_root = state.frontier.root().hex()
+        return None
+
     def _advance(self, state: ChainState, record: dict[str, Any]) -> None:
         """Move the chain's head past `record`."""
         if state.first_seq is None:
             state.first_seq, state.first_hash = record["seq"], record["hash"]
         state.last_seq, state.last_hash = record["seq"], record["hash"]
+        if state.frontier is not None:
+            state.frontier.append(leaf_hash(record["hash"]))
         state.records += 1
         self.verdict.records += 1
+        where = (record["chain"], record["seq"])
+        if where in self.watched:
+            self.watched[where] = record["hash"]
 
     def _checkpoint(self, record: dict[str, Any], state: ChainState) -> Fault | None:
-        """Check a checkpoint's claims and signature."""
-        chain, seq = str(record["chain"]), record["seq"]
-        details = record.get("details") or {}
+        """Check a checkpoint's claims, root and signature."""
+        chain, seq = record["chain"], record["seq"]
+        details = record.get("details")
+        if not isinstance(details, dict):
+            return Fault("malformed", chain, seq, "a checkpoint without details")
         signature = details.get("signature", "")
         if details.get("covers_seq") != seq - 1 or details.get("covers_hash") != record.get(
             "prev_hash"
@@ -161,9 +245,8 @@ class Verifier:
                 seq,
                 "the checkpoint signs another head than the record before it",
             )
-        if (
-            state.last_signature is not None
-            and details.get("prev_signature") != state.last_signature
+        if state.last_signature is not None and details.get("prev_signature") != (
+            state.last_signature
         ):
             return Fault(
                 "checkpoint_chain",
@@ -173,15 +256,10 @@ class Verifier:
             )
         if signature in self.signatures:
             return Fault("reused_signature", chain, seq, "this signature was used before")
-        gap = _gap(state, record)
-        if gap:
-            return gap
-        if self.public_key is not None:
-            if details.get("key_fingerprint") != fingerprint(self.public_key):
-                return Fault("unknown_key", chain, seq, "signed by another key than the one given")
-            message = signed_message(details, chain=chain, ts=record.get("ts", ""))
-            if not verify_signature(self.public_key, signature, message):
-                return Fault("forged_signature", chain, seq, "the signature does not verify")
+        fault = self._root(record, state) or self._signature(record, state)
+        if fault:
+            return fault
+        self._gap(state, record)
         self.signatures.add(signature)
         state.checkpoints += 1
         state.last_signature = signature
@@ -189,21 +267,150 @@ class Verifier:
         state.stopped_since_checkpoint = False
         return None
 
-
-def _gap(state: ChainState, record: dict[str, Any]) -> Fault | None:
-    """`missing_checkpoint` when checkpoints are further apart than twice their interval."""
-    interval = (record.get("details") or {}).get("interval_s")
-    if state.last_checkpoint_ts is None or not interval or state.stopped_since_checkpoint:
+    def _root(self, record: dict[str, Any], state: ChainState) -> Fault | None:
+        """A checkpoint's `root_hash` must be the root of the records it covers."""
+        claimed = record["details"].get("root_hash")
+        if claimed is None or state.frontier is None:
+            return None  # written before Merkle roots, or hash-only from a partial start
+        if state.frontier.root().hex() != claimed:
+            kind = "unanchored_start" if state.first_seq is None else "root_mismatch"
+            return Fault(kind, record["chain"], record["seq"], "the root is not the records'")
         return None
-    gap = (_when(record["ts"]) - _when(state.last_checkpoint_ts)).total_seconds()
-    if gap > 2 * interval:
-        return Fault(
-            "missing_checkpoint",
-            str(record["chain"]),
-            record["seq"],
-            f"no checkpoint between {state.last_checkpoint_ts} and {record['ts']}",
-        )
-    return None
+
+    def _signature(self, record: dict[str, Any], state: ChainState) -> Fault | None:
+        """Signed by the key in force on this chain; a signed transition hands over to the next."""
+        if self.verdict.hash_only:
+            return None
+        chain, seq, details = record["chain"], record["seq"], record["details"]
+        if details.get("key_fingerprint") != state.key or state.key not in self.keys:
+            return Fault("unknown_key", chain, seq, "signed by another key than the trusted one")
+        message = signed_message(details, chain=chain, ts=str(record.get("ts", "")))
+        if not verify_signature(self.keys[state.key], details.get("signature", ""), message):
+            return Fault("forged_signature", chain, seq, "the signature does not verify")
+        if "next_key_fingerprint" in details:
+            following = load_public_or_none(details.get("next_public_key"))
+            if following is None or fingerprint(following) != details["next_key_fingerprint"]:
+                return Fault("unknown_key", chain, seq, "the next key does not match its name")
+            self.keys[details["next_key_fingerprint"]] = following
+            state.key = details["next_key_fingerprint"]
+        state.covered_seq = seq
+        return None
+
+    def _gap(self, state: ChainState, record: dict[str, Any]) -> None:
+        """Warn when checkpoints are further apart than twice their interval while running."""
+        interval = record["details"].get("interval_s")
+        if state.last_checkpoint_ts is None or not interval or state.stopped_since_checkpoint:
+            return
+        try:
+            gap = (_when(record["ts"]) - _when(state.last_checkpoint_ts)).total_seconds()
+        except (TypeError, ValueError):
+            return
+        if gap > 2 * interval:
+            self.verdict.warnings.append(
+                f"chain {record['chain']}: no checkpoint between {state.last_checkpoint_ts} "
+                f"and {record['ts']} (the writer did not run, or ran only as one-shot commands)"
+            )
+
+    def finish(self) -> Fault | None:
+        """The ends: every chain signed to its last record, expected heads reached, trusted and
+        witnessed checkpoints contained unchanged or provably extended."""
+        return self._coverage() or self._heads() or self._kept_checkpoints()
+
+    def _coverage(self) -> Fault | None:
+        """Each chain is covered to its last record by a checkpoint of the trusted key."""
+        if self.verdict.hash_only:
+            self.verdict.warnings.append(
+                "hash-only: hashes and links were checked, signatures and coverage were not"
+            )
+            return None
+        for name, state in sorted(self.verdict.chains.items()):
+            if state.covered_seq == state.last_seq:
+                continue
+            if state.covered_seq == 0:
+                kind, detail = "unsigned_chain", "no checkpoint signed by the trusted key"
+            else:
+                kind, detail = "unanchored", f"records after seq {state.covered_seq} are unsigned"
+            if not self.strict_ends:
+                self.verdict.warnings.append(
+                    f"chain {name}: seq {state.covered_seq + 1} to {state.last_seq} not yet "
+                    "covered by a checkpoint"
+                )
+                continue
+            return Fault(kind, name, state.covered_seq + 1, detail)
+        return None
+
+    def _heads(self) -> Fault | None:
+        """Truncation against the heads the manifest or the ledger expects."""
+        for chain, (seq, head) in sorted(self.anchors.expected_heads.items()):
+            state = self.verdict.chains.get(chain, ChainState())
+            if state.last_seq < seq:
+                return Fault(
+                    "truncated",
+                    chain,
+                    state.last_seq + 1,
+                    f"the trail ends at seq {state.last_seq}; it should reach {seq}",
+                )
+            if state.last_seq == seq and state.last_hash != head:
+                return Fault("diverged", chain, seq, "the last record is not the expected one")
+        return None
+
+    def _kept_checkpoints(self) -> Fault | None:
+        """Every trusted or witnessed checkpoint is in the trail unchanged, or the trail
+        provably extends the tree it signed."""
+        for point in self.anchors.checkpoints:
+            fault = self._kept(point)
+            if fault:
+                return fault
+        return None
+
+    def _kept(self, point: dict[str, Any]) -> Fault | None:
+        """One kept checkpoint against the trail."""
+        chain, seq = str(point.get("chain")), point.get("seq")
+        state = self.verdict.chains.get(chain)
+        if not isinstance(seq, int) or state is None or state.last_seq < seq:
+            end = state.last_seq if state else 0
+            return Fault(
+                "truncated", chain, end + 1, f"the trail ends before the kept checkpoint at {seq}"
+            )
+        assert state.first_seq is not None
+        if seq >= state.first_seq:
+            if self.watched.get((chain, seq)) != point.get("hash"):
+                return Fault("inconsistent", chain, seq, "differs from the kept checkpoint")
+            return None
+        return self._extends(point, state)
+
+    def _extends(self, point: dict[str, Any], state: ChainState) -> Fault | None:
+        """A kept checkpoint before the trail's start: the manifest's consistency proof must
+        lead from its signed root to the root the trail's leading checkpoint signed."""
+        chain, seq = str(point.get("chain")), point.get("seq")
+        details = point.get("details") if isinstance(point.get("details"), dict) else {}
+        proof = self.anchors.consistency.get(chain) or {}
+        old_root, new_root = details.get("root_hash"), state.first_root
+        assert state.first_seq is not None
+        try:
+            proven = (
+                proof.get("from_size") == details.get("covers_seq")
+                and proof.get("to_size") == state.first_seq - 1
+                and isinstance(old_root, str)
+                and isinstance(new_root, str)
+                and verify_consistency(
+                    proof["from_size"],
+                    proof["to_size"],
+                    bytes.fromhex(old_root),
+                    bytes.fromhex(new_root),
+                    [bytes.fromhex(h) for h in proof.get("proof", [])],
+                )
+            )
+        except (TypeError, ValueError, KeyError):
+            proven = False
+        if not proven:
+            return Fault(
+                "inconsistent",
+                chain,
+                seq,
+                "the trail starts after the kept checkpoint and does not prove it extends it",
+            )
+        return None
 
 
 def _when(ts: str) -> datetime:
@@ -212,63 +419,18 @@ def _when(ts: str) -> datetime:
 
 
 def verify_records(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Any],
+    anchors: Anchors | None = None,
     *,
-    public_key: Ed25519PublicKey | None = None,
-    expected_heads: dict[str, tuple[int, str]] | None = None,
-    trusted: Iterable[dict[str, Any]] = (),
+    strict_ends: bool = True,
+    located: Callable[[str, int], bool] | None = None,
 ) -> Verdict:
     """Verify a whole trail (in file order) and its ends; the Verdict names the first fault."""
-    items = list(records)
-    verifier = Verifier(
-        public_key=public_key,
-        present={
-            (str(r.get("chain")), r["seq"])
-            for r in items
-            if isinstance(r, dict) and isinstance(r.get("seq"), int)
-        },
-    )
-    verdict = verifier.verdict
-    if public_key is None:
-        verdict.warnings.append("checkpoint signatures not checked: no public key given")
-    for record in items:
+    verifier = Verifier(anchors or Anchors(), strict_ends=strict_ends, located=located)
+    for record in records:
         fault = verifier.check(record)
         if fault:
-            verdict.fault = fault
-            return verdict
-    hashes = {(str(r["chain"]), r["seq"]): r["hash"] for r in items}
-    verdict.fault = _ends(verdict, expected_heads or {}, trusted, hashes)
-    return verdict
-
-
-def _ends(
-    verdict: Verdict,
-    expected: dict[str, tuple[int, str]],
-    trusted: Iterable[dict[str, Any]],
-    hashes: dict[tuple[str, int], str],
-) -> Fault | None:
-    """Truncation against expected heads and checkpoints kept elsewhere."""
-    for chain, (seq, head) in sorted(expected.items()):
-        state = verdict.chains.get(chain, ChainState())
-        if state.last_seq < seq:
-            return Fault(
-                "truncated",
-                chain,
-                state.last_seq + 1,
-                f"the trail ends at seq {state.last_seq}; it should reach {seq}",
-            )
-        if state.last_seq == seq and state.last_hash != head:
-            return Fault("diverged", chain, seq, "the last record is not the expected one")
-    for point in trusted:
-        chain, seq = str(point.get("chain")), point.get("seq")
-        state = verdict.chains.get(chain, ChainState())
-        if not isinstance(seq, int) or state.last_seq < seq:
-            return Fault(
-                "truncated",
-                chain,
-                state.last_seq + 1,
-                f"the trail ends before the trusted checkpoint at seq {seq}",
-            )
-        if (chain, seq) in hashes and hashes[(chain, seq)] != point.get("hash"):
-            return Fault("diverged", chain, seq, "differs from the trusted checkpoint")
-    return None
+            verifier.verdict.fault = fault
+            return verifier.verdict
+    verifier.verdict.fault = verifier.finish()
+    return verifier.verdict

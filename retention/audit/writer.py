@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from retention.audit.chain import GENESIS, seal_line
+from retention.audit.merkle import Frontier, leaf_hash
+from retention.errors import LedgerError
 from retention.ledger import bulk
 from retention.ledger.models import AuditChain, AuditEvent
 
@@ -30,17 +34,14 @@ def append(
     Returns each record with its JSON line."""
     if not bodies:
         return []
-    head = conn.execute(
-        select(AuditChain.head_seq, AuditChain.head_hash)
-        .where(AuditChain.name == chain)
-        .with_for_update()
-    ).first()
-    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    head = lock_head(conn, chain)
+    seq, prev, frontier = head.seq, head.hash, head.frontier
     records = []
     for body in bodies:
         seq += 1
         record, line = seal_line(body, chain=chain, seq=seq, prev_hash=prev)
         prev = record["hash"]
+        frontier.append(leaf_hash(prev))
         records.append((record, line))
     bulk.insert_many(
         conn,
@@ -51,13 +52,58 @@ def append(
             for r, line in records
         ],
     )
-    if head:
-        conn.execute(
-            update(AuditChain).where(AuditChain.name == chain).values(head_seq=seq, head_hash=prev)
-        )
+    values = {"head_seq": seq, "head_hash": prev, "head_frontier": json.dumps(frontier.to_hex())}
+    if head.exists:
+        conn.execute(update(AuditChain).where(AuditChain.name == chain).values(**values))
     else:
-        conn.execute(insert(AuditChain).values(name=chain, head_seq=seq, head_hash=prev))
+        conn.execute(insert(AuditChain).values(name=chain, **values))
     return records
+
+
+@dataclass
+class Head:
+    """A chain's head as locked for an append: its last seq and hash, and its Merkle frontier."""
+
+    seq: int
+    hash: str
+    frontier: Frontier
+    exists: bool
+
+
+def lock_head(conn: Connection, chain: str) -> Head:
+    """The chain's head, locked: no other writer may append between this read and ours."""
+    row = conn.execute(
+        select(AuditChain.head_seq, AuditChain.head_hash, AuditChain.head_frontier)
+        .where(AuditChain.name == chain)
+        .with_for_update()
+    ).first()
+    if row is None:
+        return Head(0, GENESIS, Frontier(), exists=False)
+    if row.head_frontier is None:  # written before migration 0007: computed once, here
+        frontier = rebuild_frontier(conn, chain, row.head_seq)
+    else:
+        frontier = Frontier.from_hex(row.head_seq, json.loads(row.head_frontier))
+    return Head(row.head_seq, row.head_hash, frontier, exists=True)
+
+
+def rebuild_frontier(conn: Connection, chain: str, size: int, page: int = 50_000) -> Frontier:
+    """The frontier of the chain's first `size` records, read from the ledger in pages."""
+    frontier = Frontier()
+    while frontier.size < size:
+        hashes = conn.execute(
+            select(AuditEvent.hash)
+            .where(
+                AuditEvent.chain == chain,
+                AuditEvent.seq > frontier.size,
+                AuditEvent.seq <= min(size, frontier.size + page),
+            )
+            .order_by(AuditEvent.seq)
+        ).scalars()
+        before = frontier.size
+        frontier.extend(leaf_hash(h) for h in hashes)
+        if frontier.size == before:
+            raise LedgerError(f"audit chain {chain} lacks records after seq {before}")
+    return frontier
 
 
 def lines_between(conn: Connection, chain: str, first: int, last: int) -> list[str]:

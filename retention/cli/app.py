@@ -58,6 +58,16 @@ class App:
             self._ledger = Ledger(engine, AuditSink(audit.file), chain=audit.chain)
         return self._ledger
 
+    def publish_checkpoint(self, record: dict[str, Any]) -> None:
+        """Hand a new checkpoint to the configured witnesses (never raises)."""
+        if not self.settings.audit.witness:
+            return
+        if "witnesses" not in self.extras:
+            from retention.audit.witness import Witnesses
+
+            self.extras["witnesses"] = Witnesses(self.settings.audit.witness)
+        self.extras["witnesses"].publish(record)
+
     def now(self) -> datetime:
         """The time commands act at."""
         return utcnow()
@@ -66,6 +76,8 @@ class App:
         """Release the ledger."""
         if self._ledger is not None:
             self._ledger.close()
+        if "witnesses" in self.extras:
+            self.extras["witnesses"].close()
 
 
 def configure_logging(verbose: bool) -> None:

@@ -17,6 +17,7 @@ from retention.cli.commands import (
     discover_cmd,
     ledger_cmds,
     sweep_cmd,
+    verify_cmds,
 )
 from retention.errors import RetentionError
 
@@ -59,7 +60,15 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
     configure_logging(verbose)
 
 
-for module in (ledger_cmds, sweep_cmd, discover_cmd, daemon_cmds, audit_cmds, admin):
+for module in (
+    ledger_cmds,
+    sweep_cmd,
+    discover_cmd,
+    daemon_cmds,
+    audit_cmds,
+    verify_cmds,
+    admin,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from retention import __version__
 from retention.audit.checkpoint import write_checkpoint
 from retention.audit.signing import Signer
+from retention.audit.witness import Witnesses
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings
 from retention.core.policies import PolicySet
@@ -57,6 +58,8 @@ class Daemon:
             raise ConfigError("sweep.interval: the daemon needs an interval above 0")
         self.settings, self.policies, self.ledger, self.clock = settings, policies, ledger, clock
         self.metrics = Metrics(ledger, clock)
+        self.witnesses = Witnesses(settings.audit.witness)
+        self.metrics.watch_witnesses(self.witnesses)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.stopping = False
         self.port: int | None = None
@@ -168,13 +171,26 @@ class Daemon:
             log.info("discover.done", **report.as_dict())
 
     async def _checkpoint_job(self) -> None:
-        """Sign the chain's head every checkpoint_interval, idle or not."""
+        """Sign the chain's head every checkpoint_interval, idle or not (in a worker thread: it
+        reads the database and may wait on a witness)."""
         if self.stopping or self.signer is None:
             return
         try:
-            write_checkpoint(self.ledger, self.signer, self.settings.audit.checkpoint_interval)
+            await asyncio.to_thread(self._checkpoint)
         except Exception as exc:
-            log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+            log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+
+    def _checkpoint(self) -> None:
+        """Write one checkpoint with the key file as it is now (`audit rotate-key` may have
+        replaced it), and hand it to the witnesses."""
+        self.signer = self._signer() or self.signer
+        assert self.signer is not None
+        write_checkpoint(
+            self.ledger,
+            self.signer,
+            self.settings.audit.checkpoint_interval,
+            publish=self.witnesses.publish,
+        )
 
     def _install_signals(self) -> None:
         """SIGTERM and SIGINT stop; SIGHUP reloads the policies."""
@@ -276,7 +292,11 @@ class Daemon:
         with self.ledger.write() as tx:
             tx.event("daemon.stopped", details={"drained": drained})
         if self.signer is not None:  # the trail ends on a signed head
-            write_checkpoint(self.ledger, self.signer, self.settings.audit.checkpoint_interval)
+            try:
+                self._checkpoint()
+            except Exception as exc:
+                log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+        self.witnesses.close()
         await runner.cleanup()
         log.info("daemon.stopped", drained=drained)
 

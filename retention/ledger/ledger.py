@@ -80,12 +80,15 @@ class Ledger:
             raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        """A write transaction; its events are chained in it and published after commit."""
+    def write(self, chain: str | None = None) -> Iterator[Tx]:
+        """A write transaction; its events are chained in it (on this writer's chain, or on
+        `chain`) and published after commit."""
         with self.sink.locked() as fd:
             try:
                 with self.engine.begin() as conn:
-                    tx = Tx(conn=conn, now=self.clock(), actor=self.actor, chain=self.chain)
+                    tx = Tx(
+                        conn=conn, now=self.clock(), actor=self.actor, chain=chain or self.chain
+                    )
                     yield tx
                     tx.flush()
             except SQLAlchemyError as exc:

@@ -230,6 +230,9 @@ class AuditChain(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     head_seq: Mapped[int] = mapped_column(BigInteger)
     head_hash: Mapped[str] = mapped_column(String(64))
+    # JSON list of the hex roots of the chain's perfect Merkle subtrees (audit/merkle.py);
+    # NULL until the first append after migration 0007 computes it from the chain once
+    head_frontier: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Meta(Base):

@@ -33,7 +33,9 @@ def test_two_daemons_on_postgres(pg_url: str, workdir: Path, standin_process: st
         "".join(json.dumps({"id": i, "created_at": LONG_AGO}) + "\n" for i in ids)
     )
     assert cli("import", "ids.jsonl", cwd=workdir, env=env).returncode == 0
-    daemons = [DaemonProcess(workdir, env) for _ in range(2)]
+    daemons = [
+        DaemonProcess(workdir, {**env, "RETENTION_AUDIT_CHAIN": f"replica-{n}"}) for n in (1, 2)
+    ]
     try:
         for _ in range(120):
             status = json.loads(cli("status", "-o", "json", cwd=workdir, env=env).stdout)
@@ -54,4 +56,7 @@ def test_two_daemons_on_postgres(pg_url: str, workdir: Path, standin_process: st
         if json.loads(line)["event"] in ("response.deleted", "response.absent")
     )
     assert len(terminal) == N and max(terminal.values()) == 1
-    assert cli("audit", "verify", "ex.jsonl", cwd=workdir, env=env).returncode == 0
+    (workdir / "pub.pem").write_text(cli("audit", "pubkey", cwd=workdir, env=env).stdout)
+    result = cli("audit", "verify", "ex.jsonl", "--pubkey", "pub.pem", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 chain(s)" in result.stdout, "main (the import) and one chain per replica"

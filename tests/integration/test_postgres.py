@@ -51,5 +51,5 @@ def test_db_upgrade_command_on_postgres(pg_url: str, workdir: Path) -> None:
     plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
     result = cli("db", "upgrade", cwd=workdir, env={"RETENTION_DATABASE_URL": plain})
     assert result.returncode == 0, result.stderr
-    assert "-> 0006" in result.stdout
+    assert "-> 0007" in result.stdout
     assert cli("record", "p_1", cwd=workdir, env={"RETENTION_DATABASE_URL": plain}).returncode == 0

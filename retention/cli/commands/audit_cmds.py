@@ -1,4 +1,4 @@
-"""`retention audit export|verify|pubkey`: the trail for auditors."""
+"""`retention audit export|pubkey|rotate-key` and `retention report`: the trail for auditors."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from retention.core.times import parse_time
 
 @click.group()
 def audit() -> None:
-    """Export and verify the audit trail; show the checkpoint signing key."""
+    """Export and verify the audit trail, issue deletion receipts, manage the signing key."""
 
 
-def _time(value: str | None, name: str) -> Any:
+def parse_optional_time(value: str | None, name: str) -> Any:
     """Parse an optional --since/--until."""
     return parse_time(value, field=name) if value else None
 
@@ -38,24 +38,49 @@ def _time(value: str | None, name: str) -> Any:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write here, with FILE.manifest.json beside it (default: stdout, no manifest).",
 )
+@click.option(
+    "--since-checkpoint",
+    "held",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Checkpoints the auditor holds: the manifest proves the export extends them.",
+)
 @config_option
 @click.pass_context
 def export(
-    ctx: click.Context, since: str | None, until: str | None, fmt: str, out: Path | None
+    ctx: click.Context,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    out: Path | None,
+    held: tuple[Path, ...],
 ) -> None:
     """The records of a time range with the checkpoints that anchor them, and a manifest."""
-    from retention.audit.export import ManifestBuilder, iter_lines, render
-    from retention.audit.trailfile import manifest_path
+    from retention.audit.export import (
+        ManifestBuilder,
+        chain_bounds,
+        consistency,
+        frontiers,
+        iter_lines,
+        render,
+    )
+    from retention.audit.trailfile import manifest_path, read_checkpoints
 
     app = app_of(ctx)
-    start, end = _time(since, "--since"), _time(until, "--until")
+    start = parse_optional_time(since, "--since")
+    end = parse_optional_time(until, "--until")
+    kept = [r for path in held for r in read_checkpoints(path)]
+    signer = signer_of(app)
+    _cover_tails(app, signer)
     manifest = ManifestBuilder()
     handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
     try:
         with app.ledger.read() as conn:
-            for text in render(manifest.track(iter_lines(conn, start, end)), fmt):
+            bounds = chain_bounds(conn, start, end)
+            for text in render(manifest.track(iter_lines(conn, bounds)), fmt):
                 handle.write(text)
                 manifest.digest.update(text.encode())
+            starts, proofs = frontiers(conn, bounds), consistency(conn, bounds, kept)
     finally:
         if out:
             handle.close()
@@ -63,7 +88,14 @@ def export(
         click.echo("retention: note: no manifest is written without -o FILE", err=True)
         return
     data = manifest.build(
-        fmt=fmt, file=out.name, signer=_signer(app), since=start, until=end, now=app.now()
+        fmt=fmt,
+        file=out.name,
+        signer=signer,
+        since=start,
+        until=end,
+        now=app.now(),
+        starts=starts,
+        proofs=proofs,
     )
     manifest_path(out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     click.echo(
@@ -73,109 +105,30 @@ def export(
     )
 
 
-def _signer(app: App) -> Any:
-    """The checkpoint signer, if its key exists."""
+def _cover_tails(app: App, signer: Any) -> None:
+    """Sign every chain whose last record no checkpoint covers yet, so the export ends signed."""
+    from retention.audit.checkpoint import uncovered_chains, write_checkpoint
+
+    tails = uncovered_chains(app.ledger)
+    if tails and signer is None:
+        click.echo("retention: warning: no signing key; the export ends unsigned", err=True)
+        return
+    for chain in tails:
+        write_checkpoint(
+            app.ledger,
+            signer,
+            app.settings.audit.checkpoint_interval,
+            chain=chain,
+            publish=app.publish_checkpoint,
+        )
+
+
+def signer_of(app: App) -> Any:
+    """The checkpoint signer, if its key exists (refused when others may read it)."""
     from retention.audit.signing import Signer
 
     path = app.settings.audit.signing_key_file
     return Signer.from_file(path, create=False) if path and path.exists() else None
-
-
-@audit.command("verify")
-@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--pubkey",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The Ed25519 public key (PEM) checkpoints must be signed with.",
-)
-@click.option(
-    "--trusted-checkpoint",
-    "trusted",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Checkpoint records kept elsewhere; the trail must reach and match them.",
-)
-@config_option
-@OUTPUT
-@click.pass_context
-def verify(
-    ctx: click.Context, file: Path | None, pubkey: Path | None, trusted: Path | None, output: str
-) -> None:
-    """Check chain, order, signatures and completeness (the ledger's trail without FILE)."""
-    from retention.audit.trailfile import read_checkpoints
-    from retention.audit.verifier import verify_records
-
-    records, key, heads, extra = (
-        _file_source(file, pubkey) if file else _ledger_source(app_of(ctx), pubkey)
-    )
-    verdict = verify_records(
-        records,
-        public_key=key,
-        expected_heads=heads,
-        trusted=read_checkpoints(trusted) if trusted else (),
-    )
-    if verdict.sound and extra:
-        verdict.fault = extra
-    data = verdict.as_dict()
-    if output == "json":
-        emit(data, output)
-    elif verdict.sound:
-        checkpoints = sum(c.checkpoints for c in verdict.chains.values())
-        click.echo(
-            f"sound: {verdict.records} records in {len(verdict.chains)} chain(s), "
-            f"{checkpoints} signed checkpoint(s)"
-        )
-    else:
-        click.echo(f"TAMPERED: {data['fault']['message']}")
-    for warning in verdict.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    ctx.exit(0 if verdict.sound else 1)
-
-
-def _file_source(file: Path, pubkey: Path | None) -> tuple[list[Any], Any, Any, Any]:
-    """Records, key, expected heads and a file-level fault for an exported trail."""
-    from retention.audit.signing import load_public
-    from retention.audit.trailfile import file_sha256, read_manifest, read_records
-    from retention.audit.verifier import Fault
-
-    manifest = read_manifest(file)
-    key = (
-        load_public(pubkey.read_bytes())
-        if pubkey
-        else (
-            load_public(manifest["public_key"]) if manifest and manifest.get("public_key") else None
-        )
-    )
-    heads = {
-        name: (c["last_seq"], c["last_hash"])
-        for name, c in (manifest or {}).get("chains", {}).items()
-    }
-    extra = None
-    if manifest and manifest.get("sha256") != file_sha256(file):
-        extra = Fault("modified", None, None, "the file's SHA-256 differs from the manifest")
-    return read_records(file), key, heads, extra
-
-
-def _ledger_source(app: App, pubkey: Path | None) -> tuple[list[Any], Any, Any, Any]:
-    """Records, key and heads of the ledger's own trail."""
-    from sqlalchemy import select
-
-    from retention.audit.signing import load_public
-    from retention.ledger.models import AuditChain, AuditEvent
-
-    signer = _signer(app)
-    key = load_public(pubkey.read_bytes()) if pubkey else (signer.public if signer else None)
-    with app.ledger.read() as conn:
-        lines = conn.execute(
-            select(AuditEvent.line).order_by(AuditEvent.chain, AuditEvent.seq)
-        ).scalars()
-        records = [json.loads(line) for line in lines]
-        heads = {
-            n: (s, h)
-            for n, s, h in conn.execute(
-                select(AuditChain.name, AuditChain.head_seq, AuditChain.head_hash)
-            )
-        }
-    return records, key, heads, None
 
 
 @audit.command("pubkey")
@@ -186,11 +139,40 @@ def pubkey_cmd(ctx: click.Context) -> None:
     from retention.audit.signing import public_pem
     from retention.errors import AuditError
 
-    signer = _signer(app_of(ctx))
+    signer = signer_of(app_of(ctx))
     if signer is None:
         raise AuditError("no signing key yet; `retention run` or `retention sweep` creates it")
     click.echo(public_pem(signer.public), nl=False)
     click.echo(f"# fingerprint {signer.fingerprint}", err=True)
+
+
+@audit.command("rotate-key")
+@config_option
+@OUTPUT
+@click.pass_context
+def rotate_key(ctx: click.Context, output: str) -> None:
+    """Replace the signing key: every chain gets a checkpoint, signed by the old key, that names
+    the new one; later checkpoints are signed by the new key."""
+    from retention.audit.rotation import rotate
+    from retention.audit.signing import public_pem
+    from retention.errors import UsageError
+
+    app = app_of(ctx)
+    path = app.settings.audit.signing_key_file
+    if path is None:
+        raise UsageError("audit.signing_key_file is not configured")
+    old, new, chains = rotate(app.ledger, path, app.settings.audit, publish=app.publish_checkpoint)
+    data = {
+        "old_fingerprint": old.fingerprint,
+        "new_fingerprint": new.fingerprint,
+        "chains": chains,
+        "public_key": public_pem(new.public),
+    }
+    if output == "json":
+        emit(data, output)
+        return
+    click.echo(f"rotated: {old.fingerprint} -> {new.fingerprint} on {len(chains)} chain(s)")
+    click.echo(data["public_key"], nl=False)
 
 
 COMMANDS = [audit]
@@ -231,8 +213,8 @@ def report(
         raise UsageError(f"--tolerance: {exc}") from None
     data = compliance_report(
         app.ledger,
-        since=_time(since, "--since"),
-        until=_time(until, "--until"),
+        since=parse_optional_time(since, "--since"),
+        until=parse_optional_time(until, "--until"),
         tolerance_s=allowed.total_seconds(),
         now=app.now(),
     )

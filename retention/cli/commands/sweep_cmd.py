@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> None:
     """Delete everything due now at its provider, then exit."""
     from retention.audit.checkpoint import checkpoint_if_due
+    from retention.errors import AuditError
     from retention.ledger import store
     from retention.reconcile import sync_policies
     from retention.sweep.hooks import Hooks
@@ -52,8 +53,12 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
                 hooks=Hooks(progress=advance),
             )
         )
-    checkpoint_if_due(app.ledger, app.settings.audit, app.now())
     _print_report(report, output)
+    try:
+        checkpoint_if_due(app.ledger, app.settings.audit, app.now(), publish=app.publish_checkpoint)
+    except AuditError as exc:  # the deletions stand; the evidence needs a human
+        click.echo(f"retention: error: {exc.message}", err=True)
+        ctx.exit(1)
     ctx.exit(report.exit_code)
 
 

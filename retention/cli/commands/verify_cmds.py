@@ -1,0 +1,216 @@
+"""`retention audit verify`: check a trail against a pinned key, as an auditor does.
+
+FILE mode needs no configuration, no ledger and no database driver: an auditor runs it with the
+package alone. The ledger mode reads the configured ledger's own trail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from retention.cli.app import App, app_of
+from retention.cli.commands import config_option
+from retention.cli.commands.audit_cmds import audit, parse_optional_time, signer_of
+from retention.cli.output import OUTPUT, emit
+
+KEY_HELP = "The Ed25519 public key (PEM file) checkpoints must be signed with."
+FINGERPRINT_HELP = "The trusted key's fingerprint (sha256:HEX); the manifest's key must match it."
+
+
+def trusted_key_options(func: Any) -> Any:
+    """`--pubkey PEM` and `--fingerprint sha256:HEX`: how the auditor pins the key."""
+    func = click.option("--fingerprint", metavar="sha256:HEX", help=FINGERPRINT_HELP)(func)
+    return click.option("--pubkey", type=click.Path(dir_okay=False, path_type=Path), help=KEY_HELP)(
+        func
+    )
+
+
+def pinned_key(pubkey: Path | None, fingerprint: str | None, offered: list[Any]) -> Any:
+    """The trusted public key: the PEM given, or the offered key (a manifest's or a receipt's)
+    whose fingerprint matches the one given. Never an offered key on its own say-so."""
+    from retention.audit.signing import fingerprint as fingerprint_of
+    from retention.audit.signing import load_public, load_public_or_none
+    from retention.errors import InputError, UsageError
+
+    if pubkey is not None:
+        try:
+            key = load_public(pubkey.read_bytes())
+        except OSError as exc:
+            raise InputError(f"{pubkey}: cannot read: {exc.strerror}") from None
+        if fingerprint and fingerprint_of(key) != fingerprint:
+            raise UsageError(f"{pubkey} does not have the fingerprint {fingerprint}")
+        return key
+    if fingerprint is None:
+        return None
+    for pem in offered:
+        key = load_public_or_none(pem)
+        if key is not None and fingerprint_of(key) == fingerprint:
+            return key
+    raise UsageError(f"no key with fingerprint {fingerprint} here; give it with --pubkey PEM")
+
+
+@audit.command("verify")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@trusted_key_options
+@click.option(
+    "--hash-only",
+    is_flag=True,
+    help="Check hashes and links only, without a key (signatures are NOT checked).",
+)
+@click.option(
+    "--trusted-checkpoint",
+    "trusted",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Checkpoint records kept earlier; the trail must contain or provably extend each.",
+)
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A witness's checkpoint file, or a folder of them; treated as trusted checkpoints.",
+)
+@click.option("--since", help="Ledger mode: from the checkpoint at or before this time.")
+@click.option("--until", help="Ledger mode: to the first checkpoint at or after this time.")
+@config_option
+@OUTPUT
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    file: Path | None,
+    pubkey: Path | None,
+    fingerprint: str | None,
+    hash_only: bool,
+    trusted: tuple[Path, ...],
+    witnesses: tuple[Path, ...],
+    since: str | None,
+    until: str | None,
+    output: str,
+) -> None:
+    """Check hashes, links, Merkle roots, signatures and coverage of a trail (the ledger's own
+    without FILE); exit 1 naming the first fault."""
+    from retention.audit.trailfile import read_checkpoints
+    from retention.errors import UsageError
+
+    kept = [r for path in (*trusted, *witnesses) for r in read_checkpoints(path)]
+    if file is not None:
+        if since or until:
+            raise UsageError("--since/--until narrow the ledger's trail; an export has its range")
+        verdict = _verify_file(file, pubkey, fingerprint, hash_only, kept)
+    else:
+        verdict = _verify_ledger(app_of(ctx), pubkey, fingerprint, hash_only, kept, since, until)
+    _show(verdict, output)
+    ctx.exit(0 if verdict.sound else 1)
+
+
+def _verify_file(
+    file: Path, pubkey: Path | None, fingerprint: str | None, hash_only: bool, kept: list[Any]
+) -> Any:
+    """An exported trail, with its manifest when there is one."""
+    from retention.audit.merkle import Frontier
+    from retention.audit.trailfile import file_sha256, iter_records, locator, read_manifest
+    from retention.audit.verifier import Anchors, Fault, Verdict, verify_records
+    from retention.errors import InputError, UsageError
+
+    manifest = read_manifest(file) or {}
+    key = pinned_key(pubkey, fingerprint, [manifest.get("public_key")])
+    if key is None and not hash_only:
+        raise UsageError(
+            "audit verify FILE needs the key you trust: --pubkey PEM or --fingerprint "
+            "sha256:HEX (or --hash-only to check hashes and links alone)"
+        )
+    if manifest and manifest.get("sha256") != file_sha256(file):
+        return Verdict(
+            Fault("modified", None, None, "the file's SHA-256 differs from the manifest")
+        )
+    chains = manifest.get("chains") if isinstance(manifest.get("chains"), dict) else {}
+    try:
+        anchors = Anchors(
+            key=key,
+            frontiers={
+                name: Frontier.from_hex(c["frontier"]["size"], c["frontier"]["hashes"])
+                for name, c in chains.items()
+                if isinstance(c, dict) and "frontier" in c
+            },
+            consistency={n: c["consistency"] for n, c in chains.items() if "consistency" in c},
+            expected_heads={n: (c["last_seq"], c["last_hash"]) for n, c in chains.items()},
+            checkpoints=kept,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{file}: the manifest is malformed: {exc!s:.200}") from None
+    return verify_records(iter_records(file), anchors, located=locator(file))
+
+
+def _verify_ledger(
+    app: App,
+    pubkey: Path | None,
+    fingerprint: str | None,
+    hash_only: bool,
+    kept: list[Any],
+    since: str | None,
+    until: str | None,
+) -> Any:
+    """The ledger's own trail, under the configured key's public half unless one is given; the
+    last checkpoint the ledger remembers of each chain must be in it unchanged."""
+    from sqlalchemy import select
+
+    from retention.audit.checkpoint import remembered
+    from retention.audit.export import chain_bounds, consistency, frontiers, iter_lines
+    from retention.audit.rotation import first_key
+    from retention.audit.signing import load_public_or_none
+    from retention.audit.verifier import Anchors, verify_records
+    from retention.ledger.models import AuditChain
+
+    signer = None if (pubkey or fingerprint or hash_only) else signer_of(app)
+    key = pinned_key(pubkey, fingerprint, [])
+    if signer is not None:  # the key the trail started with; rotations lead on from it
+        key = load_public_or_none(first_key(app.ledger)) or signer.public
+    start, end = parse_optional_time(since, "--since"), parse_optional_time(until, "--until")
+    with app.ledger.read() as conn:
+        bounds = chain_bounds(conn, start, end)
+        heads = {
+            n: (s, h)
+            for n, s, h in conn.execute(
+                select(AuditChain.name, AuditChain.head_seq, AuditChain.head_hash)
+            )
+            if end is None
+        }
+        anchors = Anchors(
+            key=key,
+            frontiers=frontiers(conn, bounds),
+            consistency=consistency(conn, bounds, kept),
+            expected_heads=heads,
+            checkpoints=[*kept, *remembered(app.ledger)],
+        )
+        records = (json.loads(line) for line in iter_lines(conn, bounds))
+        verdict = verify_records(records, anchors, strict_ends=False)
+    if key is None:
+        verdict.warnings.append("no signing key is configured: signatures were not checked")
+    return verdict
+
+
+def _show(verdict: Any, output: str) -> None:
+    """Print the verdict: one line, or JSON; warnings to stderr."""
+    data = verdict.as_dict()
+    if output == "json":
+        emit(data, output)
+    elif verdict.sound:
+        checkpoints = sum(c.checkpoints for c in verdict.chains.values())
+        how = (
+            "hashes and links only, signatures NOT checked"
+            if verdict.hash_only
+            else f"{checkpoints} signed checkpoint(s)"
+        )
+        click.echo(f"sound: {verdict.records} records in {len(verdict.chains)} chain(s), {how}")
+    else:
+        click.echo(f"TAMPERED: {data['fault']['message']}")
+    for warning in verdict.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+COMMANDS: list[click.Command] = []
