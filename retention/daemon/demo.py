@@ -7,7 +7,6 @@ daemon deletes each when its short TTL passes; the audit trail is verified at th
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import sys
@@ -20,10 +19,12 @@ from typing import Any
 import httpx
 
 from retention import logs
-from retention.audit.chain import verify
+from retention.audit.signing import Signer
 from retention.audit.sink import AuditSink
+from retention.audit.trailfile import iter_records
+from retention.audit.verifier import Anchors, verify_records
 from retention.config.policyfile import load_policies
-from retention.config.settings import load_settings
+from retention.config.settings import Settings, load_settings
 from retention.core.times import utcnow
 from retention.daemon.service import Daemon
 from retention.ledger import store
@@ -101,7 +102,7 @@ async def run_demo(directory: Path | None, *, timeout: int, echo: Callable[[str]
         daemon.stop()
         await running
         ledger.close()
-    return _summary(workdir, settings.audit.file, standin, gone, echo)
+    return _summary(workdir, settings, standin, gone, echo)
 
 
 async def _app_creates_responses(
@@ -164,20 +165,23 @@ def _rows(ledger: Ledger, ids: list[str]) -> list[Any]:
 
 
 def _summary(
-    workdir: Path, audit_file: Path | None, standin: StandIn, gone: int, echo: Callable[[str], None]
+    workdir: Path, settings: Settings, standin: StandIn, gone: int, echo: Callable[[str], None]
 ) -> int:
-    """Print what happened and where the proof is."""
-    assert audit_file is not None
-    records = [json.loads(line) for line in audit_file.read_text().splitlines()]
-    _, fault = verify(records)
+    """Print what happened and where the proof is: the trail verified as an auditor would,
+    against the signing key's public half."""
+    audit_file, key_file = settings.audit.file, settings.audit.signing_key_file
+    assert audit_file is not None and key_file is not None
+    key = Signer.from_file(key_file, create=False).public
+    verdict = verify_records(iter_records(audit_file), Anchors(key=key))
+    records, fault = verdict.records, verdict.fault
     deletes = sum(1 for s in standin.store.seen if s.method == "DELETE")
     echo(
         f"deleted {gone} of {len(RESPONSES)} responses ({deletes} DELETE requests); "
         "the held one and the 30-day one remain"
     )
     echo(
-        f"audit trail: {audit_file} ({len(records)} records, chain "
-        f"{'sound' if fault is None else 'BROKEN at seq ' + str(fault.seq)})"
+        f"audit trail: {audit_file} ({records} records, hashes, Merkle roots and signatures "
+        f"{'sound' if fault is None else 'BROKEN: ' + str(fault)})"
     )
     echo(f"ledger: {workdir / 'retention.db'}; try: retention -c {workdir / 'retention.yaml'} ls")
     return 0 if gone >= EXPECTED_GONE and fault is None else 1

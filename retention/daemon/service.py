@@ -147,7 +147,19 @@ class Daemon:
                 seconds=max(1.0, seconds),
                 **common,
             )
+        if self.witnesses.names:
+            self.scheduler.add_job(
+                self._witness_job,
+                "interval",
+                id="witness-retry",
+                seconds=max(1.0, self.settings.sweep.interval.total_seconds()),
+                **common,
+            )
         self.scheduler.start()
+
+    async def _witness_job(self) -> None:
+        """Send what the witnesses still hold (a worker thread: a witness may be slow)."""
+        await asyncio.to_thread(self.witnesses.retry_spooled)
 
     def _signer(self) -> Signer | None:
         """The checkpoint key, created 0600 on first start when missing."""

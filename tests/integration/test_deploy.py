@@ -156,3 +156,21 @@ def test_dockerfile_is_slim_and_non_root() -> None:
     assert "FROM python:3.11-slim" in text
     user = [line for line in text.splitlines() if line.startswith("USER ")][-1]
     assert user.split()[1].split(":")[0] not in ("0", "root")
+
+
+@kubectl
+@pytest.mark.parametrize("name", ["daemon", "cronjob"])
+def test_signing_key_comes_from_a_secret_not_the_ledger_volume(name: str) -> None:
+    """The signing key is copied 0600 from its own Secret into a memory volume; the ledger's
+    volume never holds it."""
+    workload = next(d for d in _kustomize(name) if d["kind"] in ("Deployment", "CronJob"))
+    spec = _pod_spec(workload)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["signing-key-secret"]["secret"]["secretName"] == "retention-signing-key"
+    assert volumes["signing-key"]["emptyDir"]["medium"] == "Memory"
+    init = spec["initContainers"][0]
+    assert init["command"][:3] == ["install", "-m", "0600"]
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    settings = load_settings(DEPLOY / "kubernetes" / "common" / "config" / "retention.yaml")
+    assert str(settings.audit.signing_key_file).startswith(mounts["signing-key"])
+    assert not str(settings.audit.signing_key_file).startswith(mounts["data"])
