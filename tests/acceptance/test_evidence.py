@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from retention.audit.chain import canonical
 from retention.audit.signing import Signer, public_pem
+from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.forgery import ledger_records, rechain, resign, rewrite_ledger
 from tests.helpers import LONG_AGO, auditor_verify, cli, seed, standin_requests, write_config
 
@@ -219,6 +220,34 @@ def test_an_attackers_key_and_manifest_are_not_trusted(swept: Path) -> None:
     _fails(swept, trail, "unknown_key")
     result = cli("audit", "verify", str(trail), "--fingerprint", real_fingerprint, cwd=swept)
     assert result.returncode == 2 and "no key with fingerprint" in result.stderr
+
+
+def test_a_daemon_written_trail_verifies(workdir: Path, standin_process: str) -> None:
+    """A trail the daemon wrote (sweeps, checkpoints every second, the one at SIGTERM) exports
+    and verifies under the pinned key."""
+    write_config(
+        workdir,
+        standin_process,
+        extra="sweep:\n  interval: 1s\nserver:\n  listen: 127.0.0.1:0\n"
+        "audit:\n  checkpoint_interval: 1s\n",
+    )
+    ids = [f"d_{i}" for i in range(5)]
+    seed(standin_process, [{"id": i} for i in ids])
+    assert cli("record", *ids, "--created-at", LONG_AGO, cwd=workdir).returncode == 0
+    daemon = DaemonProcess(workdir, {})
+    try:
+        for _ in range(100):
+            if len(daemon.events("audit.checkpoint")) >= 3 and daemon.events("response.deleted"):
+                break
+            time.sleep(0.1)
+    finally:
+        assert daemon.stop() == 0
+    (workdir / "pub.pem").write_text(cli("audit", "pubkey", cwd=workdir).stdout)
+    trail = _export(workdir)
+    code, verdict = _verify(workdir, trail)
+    assert code == 0, verdict
+    assert verdict["chains"]["main"]["checkpoints"] >= 3
+    assert _verify(workdir, None)[0] == 0
 
 
 def test_cronjob_sweeps_far_apart_verify(workdir: Path, standin_process: str) -> None:
