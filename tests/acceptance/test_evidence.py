@@ -284,6 +284,8 @@ def test_partial_exports_verify_and_extend_what_the_auditor_holds(swept: Path) -
     assert code == 0, verdict
     until = _export(swept, "until.jsonl", "--until", checkpoints[0]["ts"])
     assert _verify(swept, until)[0] == 0
+    for narrowed in (("--since", since), ("--until", checkpoints[0]["ts"])):
+        assert _verify(swept, None, *narrowed)[0] == 0, narrowed
     manifest["chains"]["main"]["frontier"]["hashes"][0] = "00" * 32
     (swept / "part.jsonl.manifest.json").write_text(json.dumps(manifest))
     _fails(swept, part, "unanchored_start")
