@@ -83,8 +83,9 @@ def main() -> None:
         write_trail(trail, args.records, args.checkpoint_every, signer)
         written = time.perf_counter() - started
         started = time.perf_counter()
+        command = ["audit", "verify", str(trail), "--pubkey", str(key)]
         result = subprocess.run(
-            [sys.executable, "-m", "retention", "audit", "verify", str(trail), "--pubkey", str(key)],
+            [sys.executable, "-m", "retention", *command],
             capture_output=True,
             text=True,
             check=False,

@@ -15,6 +15,7 @@ from pathlib import Path
 from retention.audit.checkpoint import Publish, chains, last_checkpoint, write_checkpoint
 from retention.audit.signing import Signer, generate, public_pem
 from retention.config.settings import AuditSettings
+from retention.files import fsync_folder
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
 
@@ -37,7 +38,7 @@ def rotate(
         )
         announced.append(chain)
     os.replace(staged, path)
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
     return old, new, announced
 
 
@@ -59,12 +60,3 @@ def first_key(ledger: Ledger) -> str | None:
     with ledger.read() as conn:
         keys = json.loads(store.get_meta(conn, RETIRED_KEYS) or "[]")
     return keys[0] if keys else None
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -29,11 +29,16 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from retention.audit.chain import GENESIS, record_hash
-from retention.audit.checkpoint_message import signed_message
+from retention.audit.checkpoint_message import (
+    OPTIONAL_SIGNED_FIELDS,
+    SIGNED_FIELDS,
+    signed_message,
+)
 from retention.audit.merkle import Frontier, leaf_hash, verify_consistency
 from retention.audit.signing import fingerprint, load_public_or_none, verify_signature
 
 CHECKPOINT = "audit.checkpoint"
+DETAIL_FIELDS = {*SIGNED_FIELDS, *OPTIONAL_SIGNED_FIELDS, "signature"} - {"chain", "ts"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +241,9 @@ class Verifier:
         if not isinstance(details, dict):
             return Fault("malformed", chain, seq, "a checkpoint without details")
         signature = details.get("signature", "")
+        unsigned = set(details) - DETAIL_FIELDS
+        if unsigned:
+            return Fault("malformed", chain, seq, f"unsigned checkpoint fields: {sorted(unsigned)}")
         if details.get("covers_seq") != seq - 1 or details.get("covers_hash") != record.get(
             "prev_hash"
         ):

@@ -26,6 +26,7 @@ import httpx
 from retention.audit.chain import canonical
 from retention.config.settings import WitnessSettings
 from retention.errors import AuditError, ConfigError
+from retention.files import fsync_folder
 from retention.logs import get_logger, redact, register_secret
 
 __all__ = ["MAX_SPOOLED", "TIMEOUT_S", "WitnessSettings", "Witnesses"]
@@ -212,7 +213,7 @@ class _FolderWitness(_Witness):
         finally:
             os.close(fd)
         if created:
-            _fsync_folder(self.folder)
+            fsync_folder(self.folder)
 
 
 class _UrlWitness(_Witness):
@@ -283,13 +284,4 @@ def _replace(path: Path, text: str) -> None:
             os.close(fd)
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a new or renamed entry in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_folder(path.parent)

@@ -16,6 +16,7 @@ from retention.cli.commands import (
     daemon_cmds,
     discover_cmd,
     ledger_cmds,
+    receipt_cmds,
     sweep_cmd,
     verify_cmds,
 )
@@ -67,6 +68,7 @@ for module in (
     daemon_cmds,
     audit_cmds,
     verify_cmds,
+    receipt_cmds,
     admin,
 ):
     for command in module.COMMANDS:

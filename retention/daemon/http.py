@@ -1,4 +1,5 @@
-"""The daemon's HTTP surface (aiohttp): health, readiness, metrics and record ingest."""
+"""The daemon's HTTP surface (aiohttp): health, readiness, metrics, record ingest and deletion
+receipts."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from retention.audit.receipt import receipt_text
+from retention.audit.receipts import issue_receipt
 from retention.enrol import enrol
-from retention.errors import RetentionError
+from retention.errors import InvalidIdError, RetentionError, UsageError
 from retention.ingest import validate_rows
 from retention.ledger.db import require_current
 from retention.logs import get_logger, register_secret
@@ -32,6 +35,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/records", ingest)
+    app.router.add_get("/v1/receipts/{id}", receipt)
     return app
 
 
@@ -72,13 +76,9 @@ async def metrics(request: web.Request) -> web.Response:
 async def ingest(request: web.Request) -> web.Response:
     """POST /v1/records: enrol IDs sent by apps; all or nothing, like `import`."""
     daemon = _daemon(request)
-    token = daemon.settings.server.ingest_token()
-    if token is None:
-        return _error(404, "ingest is off: no token is configured")
-    register_secret(token)
-    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
-        return _error(401, "missing or wrong bearer token")
+    refused = _refuse_unauthorized(request)
+    if refused is not None:
+        return refused
     try:
         body = json.loads(await request.read())
     except (ValueError, RecursionError):
@@ -107,6 +107,44 @@ async def ingest(request: web.Request) -> web.Response:
     return web.json_response(
         {"accepted": result.accepted, "duplicates": result.duplicates}, status=202
     )
+
+
+async def receipt(request: web.Request) -> web.Response:
+    """GET /v1/receipts/{id}: the deletion receipt of one response (the ingest token's)."""
+    daemon = _daemon(request)
+    refused = _refuse_unauthorized(request)
+    if refused is not None:
+        return refused
+    try:
+        data = await asyncio.to_thread(
+            issue_receipt,
+            daemon.ledger,
+            request.match_info["id"],
+            signer=daemon.signer,
+            interval=daemon.settings.audit.checkpoint_interval,
+            publish=daemon.witnesses.publish,
+        )
+    except InvalidIdError as exc:
+        return _error(400, exc.message)
+    except UsageError as exc:  # no deletion of that ID is recorded
+        return _error(404, exc.message)
+    except RetentionError as exc:  # the ledger is away, or nothing can sign
+        return _error(503, exc.message)
+    return web.Response(
+        body=receipt_text(data).encode(), headers={"Content-Type": "application/json"}
+    )
+
+
+def _refuse_unauthorized(request: web.Request) -> web.Response | None:
+    """None when the request carries the ingest token, else its 404 (no token) or 401."""
+    token = _daemon(request).settings.server.ingest_token()
+    if token is None:
+        return _error(404, "ingest is off: no token is configured")
+    register_secret(token)
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        return _error(401, "missing or wrong bearer token")
+    return None
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -172,5 +172,5 @@ def test_demo_runs_offline() -> None:
     started = time.monotonic()
     result = cli("demo", cwd=Path("/tmp"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "chain sound" in result.stdout
+    assert "signatures sound" in result.stdout
     assert time.monotonic() - started < 60

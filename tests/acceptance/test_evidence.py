@@ -369,6 +369,25 @@ def test_verify_needs_no_database_driver(swept: Path) -> None:
     assert "sound" in result.stdout
 
 
+def test_auditors_guide_recipes_work(swept: Path) -> None:
+    """The guide's ten lines check the chain, and its checkpoint recipe every root, signature
+    and the coverage of an export, without retention; a rewritten root fails it."""
+    trail = _export(swept)
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "auditors-guide.md").read_text()
+    chain_check, checkpoint_check = guide.split("```python\n")[1:3]
+    for snippet in (chain_check, checkpoint_check):
+        code = snippet.split("```", 1)[0].replace('"trail.jsonl"', repr(str(trail)))
+        exec(code.replace('"pub.pem"', repr(str(swept / "pub.pem"))), {})  # noqa: S102
+    records = [json.loads(x) for x in _lines(trail)]
+    last = records[-1]
+    last["details"]["root_hash"] = "00" * 32
+    rechain(records[-1:])
+    _write(trail, records)
+    code = checkpoint_check.split("```", 1)[0].replace('"trail.jsonl"', repr(str(trail)))
+    with pytest.raises(AssertionError, match="root_mismatch"):
+        exec(code.replace('"pub.pem"', repr(str(swept / "pub.pem"))), {})  # noqa: S102
+
+
 def test_explain_and_report(swept: Path) -> None:
     """`explain` shows the deleted state and its events; `report` counts the 20 deletions."""
     result = cli("explain", IDS[0], cwd=swept)

@@ -125,6 +125,13 @@ def _bad_root_signed_with_the_real_key(r: Records) -> Records:
     return r
 
 
+def _unsigned_field_in_the_last_checkpoint(r: Records) -> Records:
+    """A claim slipped into the last checkpoint's details, outside what its signature covers."""
+    r[11]["details"]["note"] = "all deleted on time"
+    rehash(r[11])
+    return r
+
+
 def _signature_altered(r: Records) -> Records:
     sig = r[3]["details"]["signature"]
     r[3]["details"]["signature"] = ("A" if sig[0] != "A" else "B") + sig[1:]
@@ -154,6 +161,7 @@ FORGERIES: list[tuple[str, Callable[[Records], Records], str]] = [
     ("a wrong root signed with the real key", _bad_root_signed_with_the_real_key, "root_mismatch"),
     ("a checkpoint signature altered", _signature_altered, "forged_signature"),
     ("a signature reused", _reused_signature, "checkpoint_chain"),
+    ("an unsigned field in a checkpoint", _unsigned_field_in_the_last_checkpoint, "malformed"),
 ]  # fmt: skip
 
 
