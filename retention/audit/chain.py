@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
@@ -95,31 +93,3 @@ def _reject_floats(value: Any) -> None:
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """The first thing wrong with a chain."""
-
-    chain: str
-    seq: int | None
-    kind: str
-    detail: str
-
-
-def verify(records: Iterable[dict[str, Any]]) -> tuple[dict[str, tuple[int, str]], Fault | None]:
-    """Check every chain in `records` (in file order); return chain heads and the first fault."""
-    heads: dict[str, tuple[int, str]] = {}
-    for record in records:
-        chain, seq = str(record.get("chain")), record.get("seq")
-        last_seq, last_hash = heads.get(chain, (0, GENESIS))
-        body = {k: v for k, v in record.items() if k != "hash"}
-        if record_hash(body) != record.get("hash"):
-            return heads, Fault(chain, seq, "modified", "hash does not match the record")
-        if seq != last_seq + 1:
-            kind = "missing" if isinstance(seq, int) and seq > last_seq + 1 else "reordered"
-            return heads, Fault(chain, seq, kind, f"expected seq {last_seq + 1}, found {seq}")
-        if record.get("prev_hash") != last_hash:
-            return heads, Fault(chain, seq, "broken_link", "prev_hash is not the previous hash")
-        heads[chain] = (seq, record["hash"])
-    return heads, None

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retention.audit.chain import GENESIS, seal, verify
+from retention.audit.chain import GENESIS, seal
+from retention.audit.verifier import Anchors, verify_records
 
 
 def _chain(n: int) -> list[dict[str, object]]:
@@ -38,8 +39,8 @@ def test_hash_is_the_spec_recipe() -> None:
 
 def test_sound_chain_verifies() -> None:
     """An untouched chain has no fault."""
-    heads, fault = verify(_chain(5))
-    assert fault is None and heads["main"][0] == 5
+    verdict = verify_records(_chain(5), Anchors())
+    assert verdict.sound and verdict.chains["main"].last_seq == 5
 
 
 @pytest.mark.parametrize(
@@ -54,7 +55,7 @@ def test_tampering_is_found(tamper, kind: str) -> None:  # type: ignore[no-untyp
     """An edited, deleted or moved record is the first fault reported."""
     records = _chain(6)
     tamper(records)
-    _, fault = verify(records)
+    fault = verify_records(records, Anchors()).fault
     assert fault is not None and fault.kind == kind
 
 
@@ -65,7 +66,7 @@ def test_rehashed_edit_breaks_the_link() -> None:
     body = {k: v for k, v in records[1].items() if k != "hash"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     records[1]["hash"] = hashlib.sha256(text.encode()).hexdigest()
-    _, fault = verify(records)
+    fault = verify_records(records, Anchors()).fault
     assert fault is not None and fault.seq == 3 and fault.kind == "broken_link"
 
 
