@@ -139,7 +139,8 @@ def _check_extends(conn: Connection, chain: str, last: dict[str, Any], head: wri
         select(AuditEvent.line).where(AuditEvent.chain == chain, AuditEvent.seq == last["seq"])
     ).scalar()
     record = json.loads(line) if line else {}
-    if record.get("event") != EVENT or record["details"].get("signature") != last["signature"]:
+    details = record.get("details") if isinstance(record.get("details"), dict) else {}
+    if record.get("event") != EVENT or details.get("signature") != last["signature"]:
         raise AuditError(
             f"audit chain {chain}: the checkpoint at seq {last['seq']} is gone or changed; "
             "refusing to sign a rewritten history"
@@ -147,7 +148,7 @@ def _check_extends(conn: Connection, chain: str, last: dict[str, Any], head: wri
     if "frontier" not in last:
         return  # remembered before Merkle roots: nothing to extend from
     frontier = Frontier.from_hex(last["covers_seq"], last["frontier"])
-    if frontier.root().hex() != record["details"].get("root_hash", frontier.root().hex()):
+    if frontier.root().hex() != details.get("root_hash", frontier.root().hex()):
         raise AuditError(f"audit chain {chain}: the remembered frontier is not the signed root")
     hashes = conn.execute(
         select(AuditEvent.hash)

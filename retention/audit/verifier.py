@@ -162,7 +162,8 @@ class Verifier:
         """The fault in `record`, given those before it, if any."""
         if (
             not isinstance(record, dict)
-            or not isinstance(record.get("seq"), int)
+            or type(record.get("seq")) is not int  # a bool is an int to isinstance
+            or record["seq"] < 1
             or not isinstance(record.get("hash"), str)
             or not isinstance(record.get("chain"), str)
         ):

@@ -283,7 +283,10 @@ def test_ledger_mode_reports_an_uncovered_tail_as_a_warning() -> None:
     assert verdict.sound and any("not yet covered" in w for w in verdict.warnings)
 
 
-@pytest.mark.parametrize("junk", [None, 3, "text", {"seq": "1"}, {"chain": "x", "seq": 1}])
+@pytest.mark.parametrize(
+    "junk",
+    [None, 3, "text", {"seq": "1"}, {"chain": "x", "seq": 1}, {"chain": "x", "seq": True}],
+)
 def test_junk_lines_are_faults_not_crashes(junk: Any) -> None:
     """Anything that is not a record is a fault."""
     assert kind([*trail()[:2], junk]) in ("malformed", "modified")
