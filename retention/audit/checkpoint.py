@@ -31,6 +31,7 @@ from retention.ledger.ledger import Ledger
 from retention.ledger.models import AuditChain, AuditEvent
 
 EVENT = "audit.checkpoint"
+TRANSITIONS = "audit:key_transitions"  # meta: every checkpoint that handed over to a new key
 Publish = Callable[[dict[str, Any]], None]
 
 
@@ -94,6 +95,8 @@ def write_checkpoint(
                 }
             ),
         )
+        if next_key is not None:  # kept apart too: exports hand them to auditors
+            store.set_meta(tx.conn, TRANSITIONS, json.dumps([*transitions(tx.conn), record]))
     if publish is not None:
         publish(record)
     return record
@@ -173,6 +176,11 @@ def remembered(ledger: Ledger) -> list[dict[str, Any]]:
         if last and "hash" in last:
             points.append({"chain": chain, "seq": last["seq"], "hash": last["hash"]})
     return points
+
+
+def transitions(conn: Connection) -> list[dict[str, Any]]:
+    """Every key hand-over checkpoint written in the ledger, of any chain (a handful)."""
+    return list(json.loads(store.get_meta(conn, TRANSITIONS) or "[]"))
 
 
 def chains(ledger: Ledger) -> list[str]:

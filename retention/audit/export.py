@@ -17,23 +17,12 @@ from sqlalchemy import Connection, func, select
 
 from retention.audit.merkle import Frontier, consistency_proof, leaf_hash
 from retention.audit.signing import Signer, public_pem
+from retention.audit.trailfile import CSV_COLUMNS
 from retention.audit.writer import rebuild_frontier
 from retention.core.times import format_time
 from retention.ledger.models import AuditChain, AuditEvent
 
 E = AuditEvent.__table__.c
-CSV_COLUMNS = (
-    "chain",
-    "seq",
-    "ts",
-    "event",
-    "response_id",
-    "provider",
-    "policy",
-    "http_status",
-    "hash",
-    "record",
-)
 PAGE = 5000
 
 
@@ -43,9 +32,11 @@ def _bounds(
     """First and last seq to export for `chain`."""
     checkpoints = (E.chain == chain) & (E.event == "audit.checkpoint")
     first = 1
-    if since is not None:
+    if since is not None:  # a start needs a signed root for its frontier (none before roots)
+        rooted = E.line.contains('"root_hash"')
         first = (
-            conn.execute(select(func.max(E.seq)).where(checkpoints, E.ts <= since)).scalar() or 1
+            conn.execute(select(func.max(E.seq)).where(checkpoints, rooted, E.ts <= since)).scalar()
+            or 1
         )
     last = head
     if until is not None:
@@ -95,27 +86,24 @@ def frontiers(conn: Connection, bounds: dict[str, tuple[int, int]]) -> dict[str,
 
 def consistency(
     conn: Connection, bounds: dict[str, tuple[int, int]], held: list[dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """RFC 9162 consistency proofs from checkpoints an auditor holds to the export's first
-    checkpoint of the same chain, where the export starts after them (the latest held one)."""
-    proofs: dict[str, dict[str, Any]] = {}
-    for point in sorted(held, key=lambda p: p.get("seq") or 0):
-        chain, first = point.get("chain"), bounds.get(str(point.get("chain")), (1, 0))[0]
+) -> dict[str, list[dict[str, Any]]]:
+    """RFC 9162 consistency proofs, per chain, from each checkpoint an auditor holds that lies
+    before the export's start to the export's leading checkpoint, oldest first."""
+    proofs: dict[str, list[dict[str, Any]]] = {}
+    leaves: dict[str, list[bytes]] = {}
+    for point in sorted(held, key=lambda p: p.get("seq") if type(p.get("seq")) is int else 0):
+        chain = str(point.get("chain"))
+        first = bounds.get(chain, (1, 0))[0]
         old_size = (point.get("details") or {}).get("covers_seq")
-        if not isinstance(old_size, int) or first <= 1 or first <= point.get("seq", 0):
+        if type(old_size) is not int or not 0 < old_size < first - 1:
             continue
-        leaves = [
-            leaf_hash(h)
-            for h in conn.execute(
-                select(E.hash).where(E.chain == chain, E.seq < first).order_by(E.seq)
-            ).scalars()
-        ]
-        proof = consistency_proof(old_size, leaves) if 0 < old_size <= len(leaves) else []
-        proofs[str(chain)] = {
-            "from_size": old_size,
-            "to_size": first - 1,
-            "proof": [h.hex() for h in proof],
-        }
+        if chain not in leaves:
+            hashes = select(E.hash).where(E.chain == chain, E.seq < first).order_by(E.seq)
+            leaves[chain] = [leaf_hash(h) for h in conn.execute(hashes).scalars()]
+        proof = consistency_proof(old_size, leaves[chain])
+        proofs.setdefault(chain, []).append(
+            {"from_size": old_size, "to_size": first - 1, "proof": [h.hex() for h in proof]}
+        )
     return proofs
 
 
@@ -185,7 +173,8 @@ class ManifestBuilder:
         until: datetime | None,
         now: datetime,
         starts: dict[str, Frontier],
-        proofs: dict[str, dict[str, Any]],
+        proofs: dict[str, list[dict[str, Any]]],
+        transitions: list[dict[str, Any]],
     ) -> dict[str, Any]:
         """The manifest."""
         for chain, frontier in starts.items():
@@ -194,9 +183,10 @@ class ManifestBuilder:
                     "size": frontier.size,
                     "hashes": frontier.to_hex(),
                 }
-        for chain, proof in proofs.items():
-            if chain in self.chains:
-                self.chains[chain]["consistency"] = proof
+        for chain, chain_proofs in proofs.items():
+            if chain in self.chains:  # the latest held checkpoint's, then every one's
+                self.chains[chain]["consistency"] = chain_proofs[-1]
+                self.chains[chain]["consistency_proofs"] = chain_proofs
         return {
             "format": fmt,
             "file": file,
@@ -206,4 +196,5 @@ class ManifestBuilder:
             "chains": self.chains,
             "public_key": public_pem(signer.public) if signer else None,
             "key_fingerprint": signer.fingerprint if signer else None,
+            "key_transitions": transitions,
         }

@@ -90,7 +90,11 @@ def check_receipt(text: str, key: Ed25519PublicKey) -> str | None:
         receipt = json.loads(text)
     except (ValueError, RecursionError):
         return "the receipt is not JSON"
-    if not isinstance(receipt, dict) or text != receipt_text(receipt):
+    try:
+        canonical_form = receipt_text(receipt) if isinstance(receipt, dict) else None
+    except (ValueError, RecursionError):
+        canonical_form = None
+    if text != canonical_form:
         return "the receipt is not one line of canonical JSON and a newline"
     steps: tuple[Callable[[Receipt, Ed25519PublicKey], str | None], ...] = (
         _shape,
@@ -104,6 +108,17 @@ def check_receipt(text: str, key: Ed25519PublicKey) -> str | None:
         if reason is not None:
             return reason
     return None
+
+
+def witnessed(text: str, kept: list[dict[str, Any]]) -> str | None:
+    """None when a (valid) receipt's checkpoint is one of `kept` (a witness's or the holder's
+    own checkpoints), unchanged; else why not. Against the real key, only this catches a
+    receipt from a history the operator rewrote and signed again."""
+    checkpoint = json.loads(text)["checkpoint"]
+    where = (checkpoint["chain"], checkpoint["seq"], checkpoint["hash"])
+    if any((k.get("chain"), k.get("seq"), k.get("hash")) == where for k in kept):
+        return None
+    return "its checkpoint is not among the kept or witnessed checkpoints"
 
 
 def _is_int(value: object) -> bool:

@@ -67,6 +67,7 @@ class ChainState:
     checkpoints: int = 0
     covered_seq: int = 0  # the last checkpoint verified with a trusted key
     frontier: Frontier | None = None  # None while the tree's left part is unknown
+    rooted: bool = False  # a checkpoint of this chain signed a Merkle root
     first_root: str | None = None  # the leading checkpoint's root, for consistency proofs
     key: str | None = None  # fingerprint that must sign the next checkpoint
     last_signature: str | None = None
@@ -128,9 +129,10 @@ class Anchors:
 
     key: Ed25519PublicKey | None = None
     frontiers: dict[str, Frontier] = field(default_factory=dict)
-    consistency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    consistency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     expected_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)  # trusted and witnessed
+    transitions: list[dict[str, Any]] = field(default_factory=list)  # key hand-overs, any chain
 
 
 @dataclass
@@ -149,9 +151,25 @@ class Verifier:
         self.verdict.hash_only = self.anchors.key is None
         if self.anchors.key is not None:
             self.keys[fingerprint(self.anchors.key)] = self.anchors.key
+            self._follow_transitions()
         for point in self.anchors.checkpoints:
             if isinstance(point.get("seq"), int):
                 self.watched[(str(point.get("chain")), point["seq"])] = None
+
+    def _follow_transitions(self) -> None:
+        """The keys the pinned key handed over to, directly or in turn, on any chain: each
+        hand-over is a checkpoint whose signature, by a key already trusted, names the next."""
+        grown = True
+        while grown:
+            grown = False
+            for point in self.anchors.transitions:
+                try:
+                    following = _handed_over(point, self.keys)
+                except HOSTILE:
+                    continue
+                if following is not None:
+                    self.keys[fingerprint(following)] = following
+                    grown = True
 
     @property
     def pinned(self) -> str | None:
@@ -277,13 +295,24 @@ class Verifier:
         return None
 
     def _root(self, record: dict[str, Any], state: ChainState) -> Fault | None:
-        """A checkpoint's `root_hash` must be the root of the records it covers."""
+        """A checkpoint's `root_hash` must be the root of the records it covers. A partial
+        chain's leading checkpoint must have one (its frontier is proven by nothing else), and
+        once a chain's checkpoints carry roots, every later one must."""
+        chain, seq = record["chain"], record["seq"]
         claimed = record["details"].get("root_hash")
-        if claimed is None or state.frontier is None:
-            return None  # written before Merkle roots, or hash-only from a partial start
+        leading = state.first_seq is None and seq > 1
+        if claimed is None:
+            if leading and not self.verdict.hash_only:
+                return Fault("unanchored_start", chain, seq, "the leading checkpoint signs no root")
+            if state.rooted:
+                return Fault("root_mismatch", chain, seq, "a checkpoint without a root after roots")
+            return None  # written before Merkle roots
+        state.rooted = True
+        if state.frontier is None:
+            return None  # hash-only from a partial start
         if state.frontier.root().hex() != claimed:
-            kind = "unanchored_start" if state.first_seq is None else "root_mismatch"
-            return Fault(kind, record["chain"], record["seq"], "the root is not the records'")
+            kind = "unanchored_start" if leading else "root_mismatch"
+            return Fault(kind, chain, seq, "the root is not the records'")
         return None
 
     def _signature(self, record: dict[str, Any], state: ChainState) -> Fault | None:
@@ -291,6 +320,8 @@ class Verifier:
         if self.verdict.hash_only:
             return None
         chain, seq, details = record["chain"], record["seq"], record["details"]
+        if state.checkpoints == 0 and details.get("key_fingerprint") in self.keys:
+            state.key = details["key_fingerprint"]  # a chain begun after a key rotation
         if details.get("key_fingerprint") != state.key or state.key not in self.keys:
             return Fault("unknown_key", chain, seq, "signed by another key than the trusted one")
         message = signed_message(details, chain=chain, ts=str(record.get("ts", "")))
@@ -323,6 +354,8 @@ class Verifier:
     def finish(self) -> Fault | None:
         """The ends: every chain signed to its last record, expected heads reached, trusted and
         witnessed checkpoints contained unchanged or provably extended."""
+        if not self.verdict.records:
+            return Fault("truncated", None, None, "the trail holds no records")
         return self._coverage() or self._heads() or self._kept_checkpoints()
 
     def _coverage(self) -> Fault | None:
@@ -389,15 +422,14 @@ class Verifier:
         return self._extends(point, state)
 
     def _extends(self, point: dict[str, Any], state: ChainState) -> Fault | None:
-        """A kept checkpoint before the trail's start: the manifest's consistency proof must
-        lead from its signed root to the root the trail's leading checkpoint signed."""
+        """A kept checkpoint before the trail's start: one of the manifest's consistency proofs
+        must lead from its signed root to the root the trail's leading checkpoint signed."""
         chain, seq = str(point.get("chain")), point.get("seq")
         details = point.get("details") if isinstance(point.get("details"), dict) else {}
-        proof = self.anchors.consistency.get(chain) or {}
-        old_root, new_root = details.get("root_hash"), state.first_root
         assert state.first_seq is not None
-        try:
-            proven = (
+        old_root, new_root = details.get("root_hash"), state.first_root
+        for proof in self.anchors.consistency.get(chain, []):
+            if (
                 proof.get("from_size") == details.get("covers_seq")
                 and proof.get("to_size") == state.first_seq - 1
                 and isinstance(old_root, str)
@@ -409,17 +441,33 @@ class Verifier:
                     bytes.fromhex(new_root),
                     [bytes.fromhex(h) for h in proof.get("proof", [])],
                 )
-            )
-        except (TypeError, ValueError, KeyError):
-            proven = False
-        if not proven:
-            return Fault(
-                "inconsistent",
-                chain,
-                seq,
-                "the trail starts after the kept checkpoint and does not prove it extends it",
-            )
+            ):
+                return None
+        return Fault(
+            "inconsistent",
+            chain,
+            seq,
+            "the trail starts after the kept checkpoint and does not prove it extends it",
+        )
+
+
+def _handed_over(
+    point: dict[str, Any], keys: dict[str, Ed25519PublicKey]
+) -> Ed25519PublicKey | None:
+    """The next key a checkpoint hands over to, when a trusted key signed it and it is new."""
+    details = point.get("details") if isinstance(point, dict) else None
+    if not isinstance(details, dict) or details.get("next_key_fingerprint") in keys:
         return None
+    signer = keys.get(details.get("key_fingerprint"))  # type: ignore[arg-type]
+    following = load_public_or_none(details.get("next_public_key"))
+    if signer is None or following is None:
+        return None
+    if fingerprint(following) != details.get("next_key_fingerprint"):
+        return None
+    message = signed_message(details, chain=str(point.get("chain")), ts=str(point.get("ts")))
+    if not verify_signature(signer, str(details.get("signature", "")), message):
+        return None
+    return following
 
 
 def _when(ts: str) -> datetime:
@@ -437,9 +485,28 @@ def verify_records(
     """Verify a whole trail (in file order) and its ends; the Verdict names the first fault."""
     verifier = Verifier(anchors or Anchors(), strict_ends=strict_ends, located=located)
     for record in records:
-        fault = verifier.check(record)
+        fault = _guarded(verifier.check, record)
         if fault:
             verifier.verdict.fault = fault
             return verifier.verdict
-    verifier.verdict.fault = verifier.finish()
+    verifier.verdict.fault = _guarded(lambda _: verifier.finish(), None)
     return verifier.verdict
+
+
+# what a hostile value of a wrong type, an unencodable string or deep nesting can raise
+HOSTILE = (TypeError, ValueError, KeyError, AttributeError, UnicodeError, RecursionError)
+
+
+def _guarded(check: Callable[[Any], Fault | None], record: Any) -> Fault | None:
+    """A check whose crash on a hostile record is that record's fault, not the verifier's."""
+    try:
+        return check(record)
+    except HOSTILE as exc:
+        where = record if isinstance(record, dict) else {}
+        chain, seq = where.get("chain"), where.get("seq")
+        return Fault(
+            "malformed",
+            chain if isinstance(chain, str) else None,
+            seq if type(seq) is int else None,
+            f"a value of the wrong kind ({type(exc).__name__})",
+        )

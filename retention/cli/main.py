@@ -21,6 +21,7 @@ from retention.cli.commands import (
     verify_cmds,
 )
 from retention.errors import RetentionError
+from retention.logs import redact
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -35,6 +36,14 @@ class Group(click.Group):
         except RetentionError as exc:
             click.echo(f"retention: error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug, or input we did not foresee: one line, not a traceback
+            if ctx.ensure_object(App).verbose:
+                raise
+            text = redact(f"{type(exc).__name__}: {exc}")[:300]
+            click.echo(f"retention: error: unexpected {text} (-v shows the traceback)", err=True)
+            ctx.exit(1)
         finally:
             ctx.ensure_object(App).close()
 

@@ -311,6 +311,10 @@ def test_a_witness_catches_a_rewrite_signed_with_the_real_key(
     assert len(kept) == 2
     (workdir / "pub.pem").write_text(cli("audit", "pubkey", cwd=workdir).stdout)
     assert _verify(workdir, None, "--witness", str(witness))[0] == 0
+    held = str(witness / "main.checkpoints.jsonl")
+    since = json.loads(kept[1])["ts"]
+    part = _export(workdir, "part.jsonl", "--since", since, "--since-checkpoint", held)
+    assert _verify(workdir, part, "--witness", str(witness))[0] == 0, "a partial export too"
     real = Signer.from_file(workdir / "audit-signing.key", create=False)
     records = ledger_records(workdir / "retention.db")
     records[2]["policy"] = "evals"
@@ -320,6 +324,13 @@ def test_a_witness_catches_a_rewrite_signed_with_the_real_key(
     assert _verify(workdir, workdir / "audit.jsonl")[0] == 0, "alone, the forgery holds"
     _fails(workdir, workdir / "audit.jsonl", "inconsistent", "--witness", str(witness))
     _fails(workdir, None, "inconsistent", "--witness", str(witness))
+    receipt = cli("audit", "receipt", "w_0", "-o", "r.json", cwd=workdir)
+    assert receipt.returncode == 0, receipt.stderr
+    alone = cli("audit", "verify-receipt", "r.json", "--pubkey", "pub.pem", cwd=workdir)
+    assert alone.returncode == 0, "a receipt from the re-signed fork holds on its own"
+    witnessed = ("audit", "verify-receipt", "r.json", "--pubkey", "pub.pem", "--witness")
+    result = cli(*witnessed, str(witness), cwd=workdir)
+    assert result.returncode == 1 and "witnessed" in result.stdout, result.stdout
 
 
 def test_a_key_rotation_verifies_from_the_old_key(swept: Path, standin_process: str) -> None:
@@ -386,6 +397,55 @@ def test_auditors_guide_recipes_work(swept: Path) -> None:
     code = checkpoint_check.split("```", 1)[0].replace('"trail.jsonl"', repr(str(trail)))
     with pytest.raises(AssertionError, match="root_mismatch"):
         exec(code.replace('"pub.pem"', repr(str(swept / "pub.pem"))), {})  # noqa: S102
+
+
+def test_what_a_reader_sees_is_what_the_hash_covers(swept: Path) -> None:
+    """A CSV whose visible columns say something else than its records, and a JSON line with
+    a duplicated key (a reader may see the first, the hash covers the last), are malformed."""
+    cli("audit", "export", "--format", "csv", "-o", "trail.csv", cwd=swept)
+    csv_file = swept / "trail.csv"
+    lines = _lines(csv_file)
+    index = next(i for i, line in enumerate(lines) if "response.deleted" in line)
+    lines[index] = lines[index].replace("ev_", "someone_else_", 1)
+    csv_file.write_text("\n".join(lines) + "\n")
+    (swept / "trail.csv.manifest.json").unlink()
+    _fails(swept, csv_file, "malformed")
+    trail = _export(swept)
+    lines = _lines(trail)
+    index = next(i for i, line in enumerate(lines) if "response.deleted" in line)
+    lines[index] = '{"response_id":"someone_else",' + lines[index][1:]
+    trail.write_text("\n".join(lines) + "\n")
+    (swept / "trail.jsonl.manifest.json").unlink()
+    _fails(swept, trail, "malformed")
+
+
+def test_hostile_files_get_one_line_not_a_traceback(swept: Path) -> None:
+    """Deeply nested JSON in a trail, a manifest or a checkpoint file, and a manifest of the
+    wrong shape, end in a fault or a one-line error, never a traceback."""
+    deep = "[" * 100_000 + "]" * 100_000
+    trail = _export(swept)
+    manifest = swept / "trail.jsonl.manifest.json"
+    (swept / "held.jsonl").write_text(next(x for x in _lines(trail) if "checkpoint" in x) + "\n")
+    cases = [
+        (manifest, deep),
+        (manifest, json.dumps({"chains": {"main": {"last_seq": "x", "last_hash": 1}}})),
+        (manifest, json.dumps({"chains": {"main": {"consistency": "x"}}})),
+        (swept / "held.jsonl", deep),
+    ]
+    for path, text in cases:
+        original = path.read_text() if path.exists() else None
+        path.write_text(text)
+        result = cli(
+            "audit", "verify", str(trail), "--pubkey", "pub.pem",
+            "--trusted-checkpoint", "held.jsonl", cwd=swept,
+        )  # fmt: skip
+        assert result.returncode in (1, 2) and "Traceback" not in result.stderr, result.stderr
+        assert "unexpected" not in result.stderr, result.stderr
+        if original is not None:
+            path.write_text(original)
+    trail.write_text(deep + "\n")
+    result = cli("audit", "verify", str(trail), "--hash-only", cwd=swept)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
 
 
 def test_explain_and_report(swept: Path) -> None:

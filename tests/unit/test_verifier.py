@@ -193,7 +193,7 @@ def test_a_forged_start_after_a_trusted_checkpoint_is_inconsistent() -> None:
     anchors = {"frontiers": {"main": frontier_before(forged, 8)}, "checkpoints": [held]}
     assert kind(partial, **anchors) == "inconsistent"
     proof = consistency_proof(3, [leaf_hash(r["hash"]) for r in forged[:7]])
-    bogus = {"main": {"from_size": 3, "to_size": 7, "proof": [h.hex() for h in proof]}}
+    bogus = {"main": [{"from_size": 3, "to_size": 7, "proof": [h.hex() for h in proof]}]}
     assert kind(partial, consistency=bogus, **anchors) == "inconsistent"
 
 
@@ -204,7 +204,9 @@ def test_a_partial_export_that_provably_extends_a_held_checkpoint_passes() -> No
     proof = consistency_proof(3, [leaf_hash(r["hash"]) for r in records[:7]])
     anchors = {
         "frontiers": {"main": frontier_before(records, 8)},
-        "consistency": {"main": {"from_size": 3, "to_size": 7, "proof": [h.hex() for h in proof]}},
+        "consistency": {
+            "main": [{"from_size": 3, "to_size": 7, "proof": [h.hex() for h in proof]}]
+        },
         "checkpoints": [records[3]],
     }
     verdict = check(records[7:], **anchors)
@@ -318,3 +320,87 @@ def test_old_checkpoints_without_roots_keep_verifying() -> None:
               chain="main", seq=2, prev_hash=first["hash"])  # fmt: skip
     assert check([first, cp]).sound
     assert Frontier().size == 0
+
+
+def test_a_partial_start_at_a_checkpoint_without_a_root_is_unanchored() -> None:
+    """A leading checkpoint that signs no root cannot prove the manifest's frontier."""
+    from retention.audit.checkpoint_message import signed_message
+
+    records = trail(16)
+    lead = records[7]
+    del lead["details"]["root_hash"]
+    lead["details"]["signature"] = REAL.sign(
+        signed_message(lead["details"], chain="main", ts=lead["ts"])
+    )
+    rehash(lead)
+    assert kind(records[7:8], frontiers={"main": frontier_before(records, 8)}) == "unanchored_start"
+
+
+def test_a_checkpoint_without_a_root_after_roots_is_refused() -> None:
+    """Once a chain's checkpoints sign roots, one without (re-signed with the real key) fails."""
+    records = trail(12)
+    resign(records, REAL)
+    from retention.audit.checkpoint_message import signed_message
+
+    cp = records[11]
+    del cp["details"]["root_hash"]
+    cp["details"]["signature"] = REAL.sign(signed_message(cp["details"], chain="main", ts=cp["ts"]))
+    rehash(cp)
+    assert kind(records) == "root_mismatch"
+
+
+def test_an_empty_trail_is_not_sound() -> None:
+    """No records at all is no evidence: truncated."""
+    assert kind([]) == "truncated"
+
+
+def test_a_chain_begun_after_a_rotation_verifies_from_the_first_key() -> None:
+    """A chain whose first checkpoint is signed by a key another chain handed over to verifies
+    when the hand-over is known; signed by a key nobody handed over to, it fails."""
+    new = Signer(Ed25519PrivateKey.generate())
+    main = trail(8, rotate_at={4: new})
+    late = build(4, signer=new, t0=T0, chain="a-late-replica")
+    transitions = [main[3]]
+    assert kind([*late, *main], transitions=transitions) is None
+    assert kind([*late, *main]) == "unknown_key"
+    stranger = build(4, signer=ATTACKER, t0=T0, chain="a-late-replica")
+    assert kind([*stranger, *main], transitions=transitions) == "unknown_key"
+
+
+def test_several_held_checkpoints_before_a_partial_start_each_need_a_proof() -> None:
+    """Every kept checkpoint before the start is proven extended by its own proof."""
+    records = trail(16)
+    leaves = [leaf_hash(r["hash"]) for r in records[:11]]
+    proofs = [
+        {"from_size": m, "to_size": 11, "proof": [h.hex() for h in consistency_proof(m, leaves)]}
+        for m in (3, 7)
+    ]
+    anchors = {
+        "frontiers": {"main": frontier_before(records, 12)},
+        "checkpoints": [records[3], records[7]],
+    }
+    assert kind(records[11:], consistency={"main": proofs}, **anchors) is None
+    assert kind(records[11:], consistency={"main": proofs[1:]}, **anchors) == "inconsistent"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("signature", ["x"]), ("signature", None), ("interval_s", "600"), ("covers_seq", [1])],
+)
+def test_hostile_checkpoint_values_are_faults_not_crashes(field: str, value: Any) -> None:
+    """A checkpoint field of the wrong type is a fault, never a crash."""
+    records = trail()
+    records[7]["details"][field] = value
+    rechain(records, 7)
+    assert kind(records) is not None
+
+
+def test_hostile_timestamps_and_strings_are_faults_not_crashes() -> None:
+    """A checkpoint time that is not text, and a lone surrogate, are faults, never crashes."""
+    records = trail()
+    records[7]["ts"] = 12
+    rechain(records, 7)
+    assert kind(records) is not None
+    records = trail()
+    records[2]["response_id"] = "\ud800"
+    assert kind(records) == "malformed"

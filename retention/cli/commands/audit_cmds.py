@@ -56,6 +56,7 @@ def export(
     held: tuple[Path, ...],
 ) -> None:
     """The records of a time range with the checkpoints that anchor them, and a manifest."""
+    from retention.audit.checkpoint import transitions
     from retention.audit.export import (
         ManifestBuilder,
         chain_bounds,
@@ -81,6 +82,7 @@ def export(
                 handle.write(text)
                 manifest.digest.update(text.encode())
             starts, proofs = frontiers(conn, bounds), consistency(conn, bounds, kept)
+            handovers = transitions(conn)
     finally:
         if out:
             handle.close()
@@ -96,6 +98,7 @@ def export(
         now=app.now(),
         starts=starts,
         proofs=proofs,
+        transitions=handovers,
     )
     manifest_path(out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     click.echo(

@@ -16,7 +16,11 @@ import click
 from retention.cli.app import app_of
 from retention.cli.commands import config_option
 from retention.cli.commands.audit_cmds import audit, signer_of
-from retention.cli.commands.verify_cmds import pinned_key, trusted_key_options
+from retention.cli.commands.verify_cmds import (
+    kept_checkpoint_options,
+    pinned_key,
+    trusted_key_options,
+)
 from retention.cli.output import OUTPUT, emit
 
 FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
@@ -76,22 +80,34 @@ def _write_private(path: Path, text: str) -> None:
 @audit.command("verify-receipt", short_help="Check a deletion receipt against the key you trust.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @trusted_key_options
+@kept_checkpoint_options
 @OUTPUT
 @click.pass_context
 def verify_receipt(
-    ctx: click.Context, file: Path, pubkey: Path | None, fingerprint: str | None, output: str
+    ctx: click.Context,
+    file: Path,
+    pubkey: Path | None,
+    fingerprint: str | None,
+    trusted: tuple[Path, ...],
+    witnesses: tuple[Path, ...],
+    output: str,
 ) -> None:
     """Check a deletion receipt offline against the key you trust (--pubkey, or --fingerprint
-    to accept the receipt's own key only if it matches); exit 0 when valid, 1 naming what
-    failed. Needs no configuration."""
-    from retention.audit.receipt import check_receipt
+    to accept the receipt's own key only if it matches); with --witness or
+    --trusted-checkpoint, its checkpoint must also be one of those. Exit 0 when valid, 1
+    naming what failed. Needs no configuration."""
+    from retention.audit.receipt import check_receipt, witnessed
+    from retention.audit.trailfile import read_checkpoints
 
+    kept = [r for path in (*trusted, *witnesses) for r in read_checkpoints(path)]
     text = _read_text(file)
     key, reason = _trusted_key(text, pubkey, fingerprint)
     if text is None:
         reason = "the receipt is not UTF-8 text"
     elif key is not None:
         reason = check_receipt(text, key)
+        if reason is None and kept:
+            reason = witnessed(text, kept)
     _show(_verdict(text, reason), output)
     ctx.exit(0 if reason is None else 1)
 

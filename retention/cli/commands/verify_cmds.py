@@ -53,6 +53,25 @@ def pinned_key(pubkey: Path | None, fingerprint: str | None, offered: list[Any])
     raise UsageError(f"no key with fingerprint {fingerprint} here; give it with --pubkey PEM")
 
 
+def kept_checkpoint_options(func: Any) -> Any:
+    """`--trusted-checkpoint FILE` and `--witness PATH`, both repeatable: checkpoints the
+    auditor kept, that the evidence must agree with."""
+    func = click.option(
+        "--witness",
+        "witnesses",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="A witness's checkpoint file, or a folder of them; treated as trusted checkpoints.",
+    )(func)
+    return click.option(
+        "--trusted-checkpoint",
+        "trusted",
+        multiple=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Checkpoint records kept earlier; the evidence must agree with each.",
+    )(func)
+
+
 @audit.command("verify")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @trusted_key_options
@@ -61,20 +80,7 @@ def pinned_key(pubkey: Path | None, fingerprint: str | None, offered: list[Any])
     is_flag=True,
     help="Check hashes and links only, without a key (signatures are NOT checked).",
 )
-@click.option(
-    "--trusted-checkpoint",
-    "trusted",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Checkpoint records kept earlier; the trail must contain or provably extend each.",
-)
-@click.option(
-    "--witness",
-    "witnesses",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="A witness's checkpoint file, or a folder of them; treated as trusted checkpoints.",
-)
+@kept_checkpoint_options
 @click.option("--since", help="Ledger mode: from the checkpoint at or before this time.")
 @click.option("--until", help="Ledger mode: to the first checkpoint at or after this time.")
 @config_option
@@ -113,7 +119,13 @@ def _verify_file(
 ) -> Any:
     """An exported trail, with its manifest when there is one."""
     from retention.audit.merkle import Frontier
-    from retention.audit.trailfile import file_sha256, iter_records, locator, read_manifest
+    from retention.audit.trailfile import (
+        file_sha256,
+        iter_records,
+        locator,
+        read_manifest,
+        transitions_in,
+    )
     from retention.audit.verifier import Anchors, Fault, Verdict, verify_records
     from retention.errors import InputError, UsageError
 
@@ -137,11 +149,16 @@ def _verify_file(
                 for name, c in chains.items()
                 if isinstance(c, dict) and "frontier" in c
             },
-            consistency={n: c["consistency"] for n, c in chains.items() if "consistency" in c},
+            consistency={
+                name: [c["consistency"], *_list(c.get("consistency_proofs"))]
+                for name, c in chains.items()
+                if "consistency" in c
+            },
             expected_heads={n: (c["last_seq"], c["last_hash"]) for n, c in chains.items()},
             checkpoints=kept,
+            transitions=[*transitions_in(file), *_list(manifest.get("key_transitions"))],
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{file}: the manifest is malformed: {exc!s:.200}") from None
     return verify_records(iter_records(file), anchors, located=locator(file))
 
@@ -159,7 +176,7 @@ def _verify_ledger(
     last checkpoint the ledger remembers of each chain must be in it unchanged."""
     from sqlalchemy import select
 
-    from retention.audit.checkpoint import remembered
+    from retention.audit.checkpoint import remembered, transitions
     from retention.audit.export import chain_bounds, consistency, frontiers, iter_lines
     from retention.audit.rotation import first_key
     from retention.audit.signing import load_public_or_none
@@ -181,12 +198,18 @@ def _verify_ledger(
             consistency=consistency(conn, bounds, kept),
             expected_heads={n: (s, h) for n, s, h in conn.execute(heads)} if to_the_end else {},
             checkpoints=[*kept, *(remembered(app.ledger) if to_the_end else [])],
+            transitions=transitions(conn),
         )
         records = (json.loads(line) for line in iter_lines(conn, bounds))
         verdict = verify_records(records, anchors, strict_ends=False)
     if key is None:
         verdict.warnings.append("no signing key is configured: signatures were not checked")
     return verdict
+
+
+def _list(value: Any) -> list[Any]:
+    """`value` when it is a list (a manifest's field), else nothing."""
+    return value if isinstance(value, list) else []
 
 
 def _show(verdict: Any, output: str) -> None:
