@@ -24,6 +24,7 @@ from retention.audit import writer
 from retention.audit.checkpoint_message import signed_message
 from retention.audit.merkle import Frontier, leaf_hash
 from retention.audit.signing import Signer, public_pem
+from retention.audit.verifier import as_dict
 from retention.config.settings import AuditSettings
 from retention.errors import AuditError
 from retention.ledger import store
@@ -142,7 +143,7 @@ def _check_extends(conn: Connection, chain: str, last: dict[str, Any], head: wri
         select(AuditEvent.line).where(AuditEvent.chain == chain, AuditEvent.seq == last["seq"])
     ).scalar()
     record = json.loads(line) if line else {}
-    details = record.get("details") if isinstance(record.get("details"), dict) else {}
+    details = as_dict(record.get("details"))
     if record.get("event") != EVENT or details.get("signature") != last["signature"]:
         raise AuditError(
             f"audit chain {chain}: the checkpoint at seq {last['seq']} is gone or changed; "

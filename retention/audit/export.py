@@ -91,7 +91,7 @@ def consistency(
     before the export's start to the export's leading checkpoint, oldest first."""
     proofs: dict[str, list[dict[str, Any]]] = {}
     leaves: dict[str, list[bytes]] = {}
-    for point in sorted(held, key=lambda p: p.get("seq") if type(p.get("seq")) is int else 0):
+    for point in sorted(held, key=_seq_or_zero):
         chain = str(point.get("chain"))
         first = bounds.get(chain, (1, 0))[0]
         old_size = (point.get("details") or {}).get("covers_seq")
@@ -105,6 +105,12 @@ def consistency(
             {"from_size": old_size, "to_size": first - 1, "proof": [h.hex() for h in proof]}
         )
     return proofs
+
+
+def _seq_or_zero(point: dict[str, Any]) -> int:
+    """A held checkpoint's seq, for ordering (0 when it has none that is an int)."""
+    seq = point.get("seq")
+    return seq if type(seq) is int else 0
 
 
 def render(lines: Iterator[str], fmt: str) -> Iterator[str]:

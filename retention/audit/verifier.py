@@ -425,7 +425,7 @@ class Verifier:
         """A kept checkpoint before the trail's start: one of the manifest's consistency proofs
         must lead from its signed root to the root the trail's leading checkpoint signed."""
         chain, seq = str(point.get("chain")), point.get("seq")
-        details = point.get("details") if isinstance(point.get("details"), dict) else {}
+        details = as_dict(point.get("details"))
         assert state.first_seq is not None
         old_root, new_root = details.get("root_hash"), state.first_root
         for proof in self.anchors.consistency.get(chain, []):
@@ -449,6 +449,11 @@ class Verifier:
             seq,
             "the trail starts after the kept checkpoint and does not prove it extends it",
         )
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (hostile input has any shape)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _handed_over(

@@ -47,9 +47,9 @@ def pinned_key(pubkey: Path | None, fingerprint: str | None, offered: list[Any])
     if fingerprint is None:
         return None
     for pem in offered:
-        key = load_public_or_none(pem)
-        if key is not None and fingerprint_of(key) == fingerprint:
-            return key
+        candidate = load_public_or_none(pem)
+        if candidate is not None and fingerprint_of(candidate) == fingerprint:
+            return candidate
     raise UsageError(f"no key with fingerprint {fingerprint} here; give it with --pubkey PEM")
 
 
@@ -126,7 +126,7 @@ def _verify_file(
         read_manifest,
         transitions_in,
     )
-    from retention.audit.verifier import Anchors, Fault, Verdict, verify_records
+    from retention.audit.verifier import Anchors, Fault, Verdict, as_dict, verify_records
     from retention.errors import InputError, UsageError
 
     manifest = read_manifest(file) or {}
@@ -140,7 +140,7 @@ def _verify_file(
         return Verdict(
             Fault("modified", None, None, "the file's SHA-256 differs from the manifest")
         )
-    chains = manifest.get("chains") if isinstance(manifest.get("chains"), dict) else {}
+    chains = as_dict(manifest.get("chains"))
     try:
         anchors = Anchors(
             key=key,
