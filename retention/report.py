@@ -1,5 +1,7 @@
-"""The compliance report: deletions on time and late, lag past the deadline, absent, failed,
-held; per policy and per provider. `summarise` is pure; `compliance_report` reads the ledger."""
+"""The compliance report: deletions on time, late, and late on arrival (already past their
+deadline when the ledger first saw them: no sweep could have been on time), lag past the
+deadline, absent, failed, held; per policy and per provider. `summarise` is pure;
+`compliance_report` reads the ledger."""
 
 from __future__ import annotations
 
@@ -28,27 +30,53 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def _bucket() -> dict[str, Any]:
     """An empty group of counts."""
-    return {"deleted": 0, "on_time": 0, "late": 0, "absent": 0, "failed": 0, "lags": []}
+    return {
+        "deleted": 0,
+        "on_time": 0,
+        "late": 0,
+        "late_on_arrival": 0,
+        "absent": 0,
+        "failed": 0,
+        "lags": [],
+    }
+
+
+def timeliness(
+    deadline: datetime, first_seen: datetime, closed: datetime, tolerance_s: float
+) -> str:
+    """`late_on_arrival` when the deadline had passed before the ledger first saw the ID,
+    else `on_time` or `late` by the lag past the deadline."""
+    if deadline < first_seen:
+        return "late_on_arrival"
+    return "on_time" if (closed - deadline).total_seconds() <= tolerance_s else "late"
+
+
+def lag_s(deadline: datetime, first_seen: datetime, closed: datetime) -> float:
+    """Seconds from when deletion was first both due and possible (the deadline, or the first
+    sighting when that came later) to the closing."""
+    return (closed - max(deadline, first_seen)).total_seconds()
 
 
 def summarise(
-    rows: Iterable[tuple[str, str, str, datetime, datetime]], *, tolerance_s: float
+    rows: Iterable[tuple[str, str, str, datetime, datetime, datetime]], *, tolerance_s: float
 ) -> dict[str, Any]:
-    """Group (provider, policy, state, deadline, closed_at) rows into the report's figures."""
+    """Group (provider, policy, state, deadline, closed_at, first_seen_at) rows into the
+    report's figures."""
     groups: dict[str, dict[str, dict[str, Any]]] = {
         "total": defaultdict(_bucket),
         "policy": defaultdict(_bucket),
         "provider": defaultdict(_bucket),
     }
-    for provider, policy, state, deadline, closed_at in rows:
-        lag = (closed_at - deadline).total_seconds()
+    for provider, policy, state, deadline, closed_at, first_seen in rows:
+        lag = lag_s(deadline, first_seen, closed_at)
+        kind_of = timeliness(deadline, first_seen, closed_at, tolerance_s)
         for kind, key in (("total", "all"), ("policy", policy), ("provider", provider)):
             bucket = groups[kind][key]
             bucket[state] += 1
             if state in ("deleted", "absent"):
                 bucket["lags"].append(lag)
             if state == "deleted":
-                bucket["on_time" if lag <= tolerance_s else "late"] += 1
+                bucket[kind_of] += 1
     return {
         kind: {key: _finish(b) for key, b in sorted(found.items())}
         for kind, found in groups.items()
@@ -74,7 +102,7 @@ def compliance_report(
 ) -> dict[str, Any]:
     """The report for records closed in [since, until), with what is held and overdue now."""
     r = store.R
-    query = select(r.provider, r.policy, r.state, r.deadline, r.closed_at).where(
+    query = select(r.provider, r.policy, r.state, r.deadline, r.closed_at, r.first_seen_at).where(
         r.state.in_(CLOSED), r.closed_at.is_not(None)
     )
     if since is not None:

@@ -17,9 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retention.errors import AuditError
 from retention.logs import get_logger
 
 BACKFILL_PAGE = 10_000  # lines read back from the ledger at a time
+
+# every other audit event is logged at info
+ALERT_EVENTS = frozenset({"response.failed"})
+ALERT_PREFIXES = ("provider.",)
 
 Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) -> lines
 
@@ -38,7 +43,13 @@ class AuditSink:
         if self.path is None:
             yield None
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:  # before the transaction: nothing is committed without its line
+            raise AuditError(
+                f"audit file {self.path}: cannot open for appending: {exc.strerror}; give this "
+                "user write access to it and its folder, or set audit.file"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
@@ -51,10 +62,22 @@ class AuditSink:
             try:
                 self._append(fd, sealed, backfill)
             except OSError as exc:
-                self._log.error("audit.file_write_failed", path=str(self.path), error=exc.strerror)
-        if self.log_events and self._log.is_enabled_for(logging.INFO):
+                self._log.error(
+                    "audit.file_write_failed",
+                    path=str(self.path),
+                    error=exc.strerror,
+                    hint="committed: the ledger holds these records, and the file catches up "
+                    "at the next write that succeeds",
+                )
+        if not self.log_events:
+            return
+        everything = self._log.is_enabled_for(logging.INFO)
+        if everything or (sealed.alerts and self._log.is_enabled_for(logging.ERROR)):
             for record in _records(sealed, backfill):
-                self._log.info(record["event"], **{k: v for k, v in record.items() if k != "event"})
+                alert = is_alert(record["event"])
+                if alert or everything:
+                    log = self._log.error if alert else self._log.info
+                    log(record["event"], **{k: v for k, v in record.items() if k != "event"})
 
     def _append(self, fd: int, sealed: Sealed, backfill: Backfill) -> None:
         """Write the lines the file lacks up to the transaction's, read back from the ledger in
@@ -76,6 +99,11 @@ class AuditSink:
         os.fsync(fd)
 
 
+def is_alert(event: str) -> bool:
+    """Whether an audit event is a fault an operator must see: logged at error level."""
+    return event in ALERT_EVENTS or event.startswith(ALERT_PREFIXES)
+
+
 @dataclass
 class Sealed:
     """What one transaction added to a chain: its seq range, and the records and lines of its
@@ -86,9 +114,11 @@ class Sealed:
     last: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    alerts: bool = False  # whether any record is one `is_alert` names (worth a read-back)
 
     def add(self, batch: list[tuple[dict[str, Any], str]]) -> None:
         """Take a newly sealed batch, dropping the one before it."""
+        self.alerts = self.alerts or any(is_alert(record["event"]) for record, _ in batch)
         self.records = [record for record, _ in batch]
         self.lines = [line for _, line in batch]
         self.last = self.records[-1]["seq"]

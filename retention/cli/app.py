@@ -15,6 +15,7 @@ from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, find_config, load_settings
 from retention.core.policies import PolicySet
 from retention.core.times import utcnow
+from retention.errors import UsageError
 
 if TYPE_CHECKING:
     from retention.ledger.ledger import Ledger
@@ -80,10 +81,19 @@ class App:
             self.extras["witnesses"].close()
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 def configure_logging(verbose: bool) -> None:
     """Info to stderr as JSON for machines; warnings only on a terminal, unless -v."""
     level = "info" if verbose or not sys.stderr.isatty() else "warning"
-    logs.configure(sys.stderr, level=os.environ.get("RETENTION_LOG_LEVEL", level))
+    chosen = os.environ.get("RETENTION_LOG_LEVEL", level).strip().lower() or level
+    if chosen not in LOG_LEVELS:
+        logs.configure(sys.stderr, level=level)
+        raise UsageError(
+            f"$RETENTION_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {chosen!r}"
+        )
+    logs.configure(sys.stderr, level=chosen)
 
 
 def app_of(ctx: click.Context) -> App:

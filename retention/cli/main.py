@@ -15,8 +15,10 @@ from retention.cli.commands import (
     audit_cmds,
     daemon_cmds,
     discover_cmd,
+    doctor_cmd,
     ledger_cmds,
     receipt_cmds,
+    retry_cmd,
     sweep_cmd,
     verify_cmds,
 )
@@ -78,6 +80,8 @@ for module in (
     audit_cmds,
     verify_cmds,
     receipt_cmds,
+    doctor_cmd,
+    retry_cmd,
     admin,
 ):
     for command in module.COMMANDS:

@@ -23,6 +23,7 @@ DEFAULT_BASE_URLS = {
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")  # CR, LF and other controls split a header
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class ProviderSettings:
     timeout_s: float = 10.0
     verify_after_delete: bool = False
     transport: str = "aiohttp"  # the connection pool under httpx: aiohttp | httpx
+    # how long the provider itself keeps a stored response; older IDs may be gone on their own,
+    # so the visibility probe only asks about younger ones
+    storage_period: timedelta = timedelta(days=30)
 
     def api_key(self) -> str:
         """Read the API key now; the error names where it was looked for, never a value."""
@@ -60,6 +64,12 @@ class ProviderSettings:
                 )
         if not key:
             raise ConfigError("the API key is empty", key=f"providers.{self.name}")
+        if _HEADER_UNSAFE.search(key):
+            raise ConfigError(
+                "the API key holds a line break or another control character; it cannot go "
+                "in an HTTP header (check the file or variable for stray text)",
+                key=f"providers.{self.name}",
+            )
         return key
 
 
@@ -237,6 +247,7 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         "timeout_s",
         "verify_after_delete",
         "transport",
+        "storage_period",
     )
     kind = r.get("kind", str, "fireworks")
     if kind not in PROVIDER_KINDS:
@@ -250,13 +261,31 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         base_url=r.convert("base_url", _base_url, DEFAULT_BASE_URLS[kind]),
         api_key_env=key_env,
         api_key_file=path_in(base, key_file),
-        account_id=r.get("account_id", str),
+        account_id=r.convert("account_id", _header_value, None),
         max_concurrency=r.convert("max_concurrency", _positive_int(1024), 32),
         rate_limit_per_s=r.convert("rate_limit_per_s", _positive_number, None),
         timeout_s=r.convert("timeout_s", _positive_number, 10.0),
         verify_after_delete=r.get("verify_after_delete", bool, False),
         transport=r.convert("transport", _one_of("aiohttp", "httpx"), "aiohttp"),
+        storage_period=r.convert("storage_period", _positive_duration, timedelta(days=30)),
     )
+
+
+def _header_value(value: Any) -> str:
+    """Text that may travel in an HTTP header: no line breaks or other control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    if _HEADER_UNSAFE.search(value):
+        raise ValueError("holds a line break or another control character")
+    return value.strip()
+
+
+def _positive_duration(value: Any) -> timedelta:
+    """A duration above zero."""
+    result = parse_duration(value)
+    if result <= timedelta(0):
+        raise ValueError(f"expected a duration above 0, got {value!r}")
+    return result
 
 
 def _one_of(*choices: str) -> Any:

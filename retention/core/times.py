@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from functools import lru_cache
 
 from retention.errors import InputError
 
 _MIN = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX = datetime(2200, 1, 1, tzinfo=UTC)
+_FORMS = "RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25, midnight UTC) or unix seconds"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def require_aware(moment: datetime) -> datetime:
@@ -21,15 +24,14 @@ def require_aware(moment: datetime) -> datetime:
 
 
 def parse_time(value: object, *, field: str = "time") -> datetime:
-    """Parse RFC 3339 (`2026-11-25T08:00:00Z`) or unix seconds into an aware UTC datetime."""
+    """Parse RFC 3339 (`2026-11-25T08:00:00Z`), a date (`2026-11-25`: midnight UTC) or unix
+    seconds into an aware UTC datetime."""
     if isinstance(value, bool) or value is None:
-        raise InputError(f"{field}: expected RFC 3339 or unix seconds, got {value!r}")
+        raise InputError(f"{field}: expected {_FORMS}, got {value!r}")
     try:
         moment = _parse(value)
     except (ValueError, OverflowError, OSError) as exc:
-        raise InputError(
-            f"{field}: expected RFC 3339 (2026-11-25T08:00:00Z) or unix seconds, got {value!r}"
-        ) from exc
+        raise InputError(f"{field}: expected {_FORMS}, got {value!r}") from exc
     if not _MIN <= moment < _MAX:
         raise InputError(f"{field}: {value!r} is outside 2000..2200")
     return moment
@@ -44,6 +46,8 @@ def _parse(value: object) -> datetime:
     text = value.strip()
     if text.replace(".", "", 1).isdigit():
         return datetime.fromtimestamp(float(text), tz=UTC)
+    if _DATE.fullmatch(text):  # a calendar day means its first moment in UTC
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
     moment = datetime.fromisoformat(text.replace("z", "Z"))
     if moment.tzinfo is None:
         raise ValueError("a time needs a zone: add Z or an offset")

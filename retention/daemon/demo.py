@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
 import sys
 import tempfile
 import time
@@ -183,5 +184,15 @@ def _summary(
         f"audit trail: {audit_file} ({records} records, hashes, Merkle roots and signatures "
         f"{'sound' if fault is None else 'BROKEN: ' + str(fault)})"
     )
-    echo(f"ledger: {workdir / 'retention.db'}; try: retention -c {workdir / 'retention.yaml'} ls")
+    config = shlex.quote(str(workdir / "retention.yaml"))
+    echo(f"ledger: {workdir / 'retention.db'}; try: {_this_command()} -c {config} ls")
     return 0 if gone >= EXPECTED_GONE and fault is None else 1
+
+
+def _this_command() -> str:
+    """How to run this same `retention` from any shell, activated venv or not: the console
+    script that started the demo, by its absolute path, else this interpreter with -m."""
+    script = Path(sys.argv[0])
+    if script.name == "retention" and script.is_file():
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(sys.executable)} -m retention"

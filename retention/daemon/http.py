@@ -53,14 +53,27 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and its schema is current."""
+    """Readiness: the database answers and its schema is current, and no provider failed its
+    last probe (each one failing is named with its reason)."""
     daemon = _daemon(request)
-    if daemon.stopping:
-        return web.json_response({"status": "stopping"}, status=503)
+    if daemon.stopping or not daemon.started:
+        status = "stopping" if daemon.stopping else "starting"
+        return web.json_response({"status": status}, status=503)
     try:
         await asyncio.to_thread(require_current, daemon.ledger.engine)
     except RetentionError as exc:
         return web.json_response({"status": "not ready", "error": exc.message}, status=503)
+    failing = daemon.failing_probes()
+    if failing:
+        names = ", ".join(sorted(failing))
+        return web.json_response(
+            {
+                "status": "not ready",
+                "error": f"provider {names} failed its last probe",
+                "providers": {name: r.as_dict() for name, r in sorted(failing.items())},
+            },
+            status=503,
+        )
     return web.json_response({"status": "ready"})
 
 

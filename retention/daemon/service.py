@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import signal
 import time
 from collections.abc import Callable
@@ -24,11 +26,14 @@ from retention.daemon import systemd
 from retention.daemon.http import make_app
 from retention.daemon.metrics import Metrics
 from retention.discover import discover
-from retention.errors import ConfigError, RetentionError
+from retention.errors import ConfigError, RetentionError, UsageError
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
 from retention.logs import get_logger
+from retention.provider.client import ProviderClient
+from retention.provider.probe import ProbeResult
 from retention.reconcile import DIGEST_KEY, sync_policies
+from retention.sweep.probing import probe_with_ledger
 from retention.sweep.report import SweepReport
 from retention.sweep.runner import exclusive, sweep_once
 
@@ -69,6 +74,8 @@ class Daemon:
         self._reloading: asyncio.Task[None] | None = None
         self.signer: Signer | None = None
         self._no_listing: set[str] = set()
+        self.started = False  # start-up done: /readyz is 503 until then
+        self.probes: dict[str, ProbeResult] = {}  # each provider's last probe: /readyz reads it
 
     def alive(self) -> bool:
         """The scheduler runs (what liveness means)."""
@@ -83,9 +90,8 @@ class Daemon:
             sync_policies(self.ledger, self.policies)
             self.signer = self._signer()
             runner = await self._serve_http()
-            self._start_scheduler()
             self._install_signals()
-            with self.ledger.write() as tx:
+            with self.ledger.write() as tx:  # first: the one start-up write that must succeed
                 tx.event(
                     "daemon.started",
                     details={
@@ -94,6 +100,9 @@ class Daemon:
                         "sweep_interval_s": int(self.settings.sweep.interval.total_seconds()),
                     },
                 )
+            await self.probe_providers(list(self.settings.providers))  # logs; never fatal
+            self._start_scheduler()
+            self.started = True
             systemd.notify("READY=1", "STATUS=serving")
             watchdog = self._start_watchdog()
             await self._stop.wait()
@@ -113,10 +122,63 @@ class Daemon:
         runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            what = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {what or exc} (server.listen in "
+                f"{self.settings.path}; is another daemon running?)"
+            ) from None
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("http.listening", host=host, port=self.port)
         return runner
+
+    async def probe_providers(self, names: list[str]) -> None:
+        """Probe `names` (at start, and before a sweep while one fails) and log each result;
+        a failing provider does not stop the daemon, /readyz names it."""
+        clients = {
+            name: ProviderClient(
+                self.settings.providers[name], self.settings.providers[name].api_key()
+            )
+            for name in names
+        }
+        try:
+            results = await probe_with_ledger(
+                self.ledger, self.settings.providers, clients, self.clock()
+            )
+        except RetentionError as exc:  # the ledger is away: probe without recorded IDs later
+            log.error("provider.probe_crashed", error=exc.message)
+            return
+        finally:
+            for client in clients.values():
+                await client.aclose()
+        for result in results.values():
+            self.probed(result)
+
+    def remember_probe(self, result: ProbeResult) -> None:
+        """Keep a sweep's probe result for /readyz (its fault is an audit event, logged as
+        such)."""
+        self.probes[result.provider] = result
+
+    def probed(self, result: ProbeResult) -> None:
+        """Keep a probe's result for /readyz, and log it (a fault at error level)."""
+        self.remember_probe(result)
+        if result.ok:
+            log.info("provider.probe_passed", provider=result.provider, detail=result.reason)
+        else:
+            log.error(
+                result.event,
+                provider=result.provider,
+                check=result.check,
+                http_status=result.http_status,
+                error=result.reason,
+            )
+
+    def failing_probes(self) -> dict[str, ProbeResult]:
+        """Providers whose last probe failed."""
+        return {name: r for name, r in self.probes.items() if not r.ok}
 
     def _start_scheduler(self) -> None:
         """Interval sweeps that never overlap, the first one now; signed checkpoints."""
@@ -223,13 +285,15 @@ class Daemon:
         started = time.monotonic()
         try:
             await asyncio.to_thread(self.follow_ledger_policies)
+            if self.failing_probes():  # an idle sweep probes nothing: /readyz must recover
+                await self.probe_providers(list(self.failing_probes()))
             self._sweep = asyncio.create_task(
                 sweep_once(
                     self.ledger,
                     self.settings,
                     lambda: self.policies,  # a reload mid-sweep applies at once
                     clock=self.clock,
-                    hooks=self.metrics.hooks(),
+                    hooks=dataclasses.replace(self.metrics.hooks(), probe=self.remember_probe),
                     stop=self._stop_sweeps,
                     lock=False,
                 )

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from retention.errors import LedgerError, SchemaOutdatedError
+from retention.ledger.diagnosis import describe, where
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -47,9 +48,13 @@ def make_engine(url: str) -> Engine:
     if path is None:
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     if not path.parent.is_dir():
-        raise LedgerError(f"the ledger's directory does not exist: {path.parent}")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+        raise LedgerError(
+            f"ledger {path}: the folder {path.parent} does not exist; create it or fix database_url"
+        )
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise LedgerError(describe(exc, url)) from None
     engine = create_engine(url, connect_args={"timeout": 30})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
@@ -92,6 +97,7 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine) -> None:
     """Apply every migration not yet applied."""
     from alembic import command
+    from alembic.util import CommandError
 
     cfg = alembic_config(engine)
     try:
@@ -99,15 +105,24 @@ def upgrade(engine: Engine) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
-        raise LedgerError(f"migration failed: {exc.__class__.__name__}: {exc.orig or exc}") from exc
+        raise LedgerError(describe(exc, engine.url, "migration failed")) from exc
+    except CommandError as exc:  # a revision we do not know: a newer release wrote the ledger
+        raise LedgerError(
+            f"ledger {where(engine.url)}: migration failed: {exc}; was it upgraded by a newer "
+            "release of retention?"
+        ) from None
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None when empty)."""
-    with engine.connect() as conn:
-        if not engine.dialect.has_table(conn, "alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    """The revision the database is at (None when empty); LedgerError, naming the ledger
+    and what to do, when it cannot be opened."""
+    try:
+        with engine.connect() as conn:
+            if not engine.dialect.has_table(conn, "alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError as exc:
+        raise LedgerError(describe(exc, engine.url)) from None
 
 
 def head_revision(engine: Engine) -> str | None:
@@ -119,16 +134,11 @@ def head_revision(engine: Engine) -> str | None:
 
 def require_current(engine: Engine) -> None:
     """Raise SchemaOutdatedError unless the schema is at this release's head."""
-    try:
-        current = current_revision(engine)
-    except SQLAlchemyError as exc:
-        raise LedgerError(
-            f"the ledger database cannot be reached: {exc.__class__.__name__}"
-        ) from exc
+    current = current_revision(engine)
     if current != HEAD_REVISION:
         raise SchemaOutdatedError(
-            f"the ledger schema is at {current or 'nothing'}, this release needs "
-            f"{HEAD_REVISION}; run `retention db upgrade`"
+            f"ledger {where(engine.url)}: the schema is at {current or 'nothing'}, this "
+            f"release needs {HEAD_REVISION}; run `retention db upgrade`"
         )
 
 

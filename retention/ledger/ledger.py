@@ -16,6 +16,7 @@ from retention.audit import writer
 from retention.audit.sink import AuditSink, Sealed
 from retention.core.times import format_time, utcnow
 from retention.errors import LedgerError
+from retention.ledger.diagnosis import describe
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Ledger:
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
                 yield conn
         except SQLAlchemyError as exc:
-            raise LedgerError(f"ledger read failed: {_describe(exc)}") from exc
+            raise LedgerError(describe(exc, self.engine.url, "read failed")) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -77,7 +78,7 @@ class Ledger:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
+            raise LedgerError(describe(exc, self.engine.url, "write failed")) from exc
 
     @contextmanager
     def write(self, chain: str | None = None) -> Iterator[Tx]:
@@ -92,7 +93,7 @@ class Ledger:
                     yield tx
                     tx.flush()
             except SQLAlchemyError as exc:
-                raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
+                raise LedgerError(describe(exc, self.engine.url, "write failed")) from exc
             if tx.sealed is not None:
                 self.sink.publish(fd, tx.sealed, self._backfill)
 
@@ -104,9 +105,3 @@ class Ledger:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
-
-
-def _describe(exc: SQLAlchemyError) -> str:
-    """A short description of a database error with no parameters (they may hold data)."""
-    orig = getattr(exc, "orig", None)
-    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:200]}"

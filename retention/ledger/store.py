@@ -334,3 +334,55 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
     """Store a value in the meta table."""
     if conn.execute(update(Meta).where(Meta.key == key).values(value=value)).rowcount == 0:
         conn.execute(insert(Meta).values(key=key, value=value))
+
+
+def failed_query(
+    *,
+    ids: Iterable[str] = (),
+    provider: str | None = None,
+    policy: str | None = None,
+    since: datetime | None = None,
+) -> Any:
+    """Failed records, oldest first by primary key: of these response IDs (all when none are
+    named), of one provider and policy, failed at or after `since`."""
+    query = select(Record.__table__).where(R.state == "failed").order_by(R.id)
+    ids = list(ids)
+    if ids:
+        query = query.where(R.response_id.in_(ids))
+    if provider is not None:
+        query = query.where(R.provider == provider)
+    if policy is not None:
+        query = query.where(R.policy == policy)
+    if since is not None:
+        query = query.where(R.closed_at >= since)
+    return query
+
+
+def iter_failed(conn: Connection, query: Any, batch: int = 1000) -> Iterator[list[Row[Any]]]:
+    """The rows of a `failed_query`, in batches by primary key (a batch may be changed before
+    the next is read: the next starts after the last ID seen)."""
+    last = 0
+    while True:
+        rows = list(conn.execute(query.where(R.id > last).limit(batch)).all())
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def requeue_failed(conn: Connection, record_id: int, **values: Any) -> int:
+    """Set columns of a record only while it is still failed; the count triggers move it from
+    `failed` to its new state. Returns the number of rows changed."""
+    return conn.execute(
+        update(Record.__table__).where(R.id == record_id, R.state == "failed").values(**values)
+    ).rowcount
+
+
+def rows_for_ids(conn: Connection, ids: Iterable[str]) -> list[Row[Any]]:
+    """Every record with one of these response IDs (one per provider)."""
+    found: list[Row[Any]] = []
+    ids = list(ids)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found += conn.execute(select(Record.__table__).where(R.response_id.in_(chunk))).all()
+    return found

@@ -56,6 +56,9 @@ class Answer:
     request_id: str | None = None
     retry_after: float | None = None
     error: str | None = None
+    # no answer because the connection failed (refused, reset before any answer, DNS, TLS):
+    # the provider's fault, not the ID's
+    connection_failed: bool = False
 
 
 class ProviderClient:
@@ -100,36 +103,47 @@ class ProviderClient:
         """GET one response (to confirm that it is gone)."""
         return await self._send("GET", self.url(response_id))
 
+    async def fetch(self, path: str) -> tuple[Answer, bytes]:
+        """GET `base_url` + `path` (a fixed path of ours, never an ID): the answer and its body,
+        for the probe."""
+        return await self._exchange("GET", f"{self.settings.base_url}{path}")
+
     async def _send(self, method: str, url: str) -> Answer:
         """Send one request and describe the answer."""
+        return (await self._exchange(method, url))[0]
+
+    async def _exchange(self, method: str, url: str) -> tuple[Answer, bytes]:
+        """Send one request: the answer described, and its body."""
         if isinstance(self._transport, AiohttpTransport):  # the sweep's hot path
             try:
                 status, headers, body = await self._transport.exchange(
                     method, url, self._header_items
                 )
             except httpx.HTTPError as exc:
-                return Answer(status=None, error=_describe_error(exc))
-            return answer_of(status, headers, body, utcnow())
+                return _unanswered(exc, before_answer=False), b""
+            return answer_of(status, headers, body, utcnow()), body
         request = httpx.Request(
             method, url, headers=self._headers, extensions={"timeout": self._timeout}
         )
         try:
             response = await self._transport.handle_async_request(request)
         except httpx.HTTPError as exc:
-            return Answer(status=None, error=_describe_error(exc))
+            return _unanswered(exc, before_answer=True), b""
         try:
             await response.aread()
         except httpx.HTTPError as exc:  # the status arrived, the body did not
-            return answer_of(
+            answer = answer_of(
                 response.status_code,
                 response.headers,
                 b"",
                 utcnow(),
                 body_error=_describe_error(exc),
             )
+            return answer, b""
         finally:
             await response.aclose()
-        return answer_of(response.status_code, response.headers, response.content, utcnow())
+        content = response.content
+        return answer_of(response.status_code, response.headers, content, utcnow()), content
 
     async def list_page(self, *, limit: int = 100, after: str | None = None) -> Page:
         """One page of the provider's listing of stored responses, newest first."""
@@ -174,6 +188,25 @@ def _default_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
         max_connections=settings.max_concurrency, max_keepalive_connections=settings.max_concurrency
     )
     return httpx.AsyncHTTPTransport(limits=limits, verify=True, trust_env=False)
+
+
+# errors that mean no answer came because the connection failed: refused, DNS, TLS (all
+# ConnectError), a connect timeout, the server closing before any answer, a reset while sending
+_CONNECTION_FAILURES = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.WriteError,
+)
+
+
+def _unanswered(exc: httpx.HTTPError, *, before_answer: bool) -> Answer:
+    """The Answer of a request that got no status; `before_answer` when no byte of an answer
+    can have arrived (httpx's transport raises before the head, aiohttp's after the body)."""
+    connection = isinstance(exc, _CONNECTION_FAILURES) or type(exc) is httpx.NetworkError
+    if before_answer and isinstance(exc, httpx.ReadError):
+        connection = True  # reset while waiting for the head
+    return Answer(status=None, error=_describe_error(exc), connection_failed=connection)
 
 
 def _describe_error(exc: Exception) -> str:

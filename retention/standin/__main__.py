@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     parser.add_argument("--api-key", default="test-key", help="the bearer key it accepts")
     parser.add_argument("--account", default=None, help="required x-fireworks-account-id")
+    parser.add_argument(
+        "--blind-key", default=None, help="a second key, accepted but seeing no response"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500")
     parser.add_argument("--rate-429", type=float, default=0.0, help="fraction answered 429")
@@ -38,7 +41,13 @@ def main(argv: list[str] | None = None) -> None:
         drop_rate=args.drop_rate,
         flavor=args.flavor,
     )
-    standin = StandIn(api_key=args.api_key, account=args.account, knobs=knobs, seed=args.seed)
+    standin = StandIn(
+        api_key=args.api_key,
+        account=args.account,
+        knobs=knobs,
+        seed=args.seed,
+        blind_key=args.blind_key,
+    )
     try:
         asyncio.run(_serve(standin, args.port))
     except KeyboardInterrupt:

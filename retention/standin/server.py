@@ -1,7 +1,9 @@
 """The stand-in HTTP server (aiohttp): the provider API on loopback, with fault knobs.
 
-Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`.
+Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`, GET `/models`.
 Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `reset`.
+A second key, `blind_key`, is accepted but sees nothing (like a key of another OpenAI project):
+its listing is empty and every ID answers 404.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ class StandIn:
         account: str | None = None,
         knobs: Knobs | None = None,
         seed: int | None = None,
+        blind_key: str | None = None,
     ) -> None:
-        self.api_key, self.account = api_key, account
+        self.api_key, self.account, self.blind_key = api_key, account, blind_key
         self.knobs = knobs or Knobs()
         self.store = ResponseStore()
         self._random = random.Random(seed)
@@ -70,6 +73,7 @@ class StandIn:
         app.router.add_get("/v1/responses", self._list)
         app.router.add_get("/v1/responses/{id}", self._get)
         app.router.add_delete("/v1/responses/{id}", self._delete)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_standin/requests", self._requests)
         app.router.add_post("/_standin/seed", self._seed)
         app.router.add_post("/_standin/knobs", self._set_knobs)
@@ -123,11 +127,19 @@ class StandIn:
         roll -= knobs.rate_429
         if roll < knobs.error_rate:
             return self._answer(request, 500, {"error": {"message": "stand-in fault"}})
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}" and not self._blind(
+            request
+        ):
             return self._answer(request, 401, {"error": {"message": "invalid API key"}})
         if self.account and request.headers.get("x-fireworks-account-id") != self.account:
             return self._answer(request, 403, {"error": {"message": "wrong account"}})
         return None
+
+    def _blind(self, request: web.Request) -> bool:
+        """Whether the request carries the key that is accepted but sees nothing."""
+        return bool(self.blind_key) and (
+            request.headers.get("Authorization") == f"Bearer {self.blind_key}"
+        )
 
     def _answer(
         self,
@@ -169,14 +181,24 @@ class StandIn:
             limit = max(1, min(100, int(request.query.get("limit", "20"))))
         except ValueError:
             return self._answer(request, 400, {"error": {"message": "bad limit"}})
+        if self._blind(request):
+            return self._answer(request, 200, {"object": "list", "data": [], "has_more": False})
         return self._answer(request, 200, self.store.page(limit, request.query.get("after")))
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/models: what every OpenAI-compatible server lists."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        model = {"id": "accounts/fireworks/models/llama-v3p1-8b-instruct", "object": "model"}
+        return self._answer(request, 200, {"object": "list", "data": [model]})
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses/{id}."""
         gated = await self._gate(request)
         if gated:
             return gated
-        item = self.store.responses.get(request.match_info["id"])
+        item = None if self._blind(request) else self.store.responses.get(request.match_info["id"])
         if item is None:
             return self._answer(request, 404, {"error": {"message": "not found"}})
         return self._answer(request, 200, item)
@@ -187,7 +209,7 @@ class StandIn:
         if gated:
             return gated
         rid = request.match_info["id"]
-        if self.store.responses.pop(rid, None) is None:
+        if self._blind(request) or self.store.responses.pop(rid, None) is None:
             return self._answer(request, 404, {"error": {"message": "not found"}})
         body: dict[str, Any] = (
             {"id": rid, "object": "response", "deleted": True}

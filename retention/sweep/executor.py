@@ -5,8 +5,8 @@ retry what may be retried, and write each outcome with its audit event in batche
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,10 @@ from retention.ledger.ledger import Ledger
 from retention.logs import get_logger
 from retention.provider.adaptive import AdaptiveLimit
 from retention.provider.client import Answer, ProviderClient
+from retention.provider.probe import UNREACHABLE
 from retention.provider.ratelimit import TokenBucket, Unlimited
+from retention.sweep.breaker import Breaker
+from retention.sweep.flight import Budget, Flight
 from retention.sweep.flusher import Flusher
 from retention.sweep.hooks import Hooks
 from retention.sweep.recheck import Recheck
@@ -32,65 +35,25 @@ LEASE = timedelta(minutes=5)  # renewed every LEASE / 3 while the sweep runs
 log = get_logger("retention.sweep")
 
 
-class Budget:
-    """The DELETE requests one sweep may still send (--limit, max_deletes_per_sweep)."""
-
-    def __init__(self, limit: int) -> None:
-        self.left = limit
-
-    def take(self, n: int = 1) -> int:
-        """Take up to `n`; returns how many were granted."""
-        granted = max(0, min(n, self.left))
-        self.left -= granted
-        return granted
-
-
 @dataclass
 class ProviderRun:
-    """One provider's part of a sweep."""
+    """One provider's part of a sweep; `halted` is set when it must send nothing more."""
 
     name: str
     client: ProviderClient
     limiter: TokenBucket | Unlimited
     semaphore: AdaptiveLimit
-    stopped: bool = False
+    breaker: Breaker = field(default_factory=Breaker)
+    halted: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether this provider's part of the sweep is over."""
+        return self.halted.is_set()
 
-class Flight:
-    """The delete tasks of one provider; waiting for "one done" costs O(1), not O(tasks)
-    as `asyncio.wait` over a large set does."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._done = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def start(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` as a tracked task."""
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self._done.set()
-
-    async def one_done(self) -> None:
-        """Return once at least one task finished since the last call."""
-        await self._done.wait()
-        self._done.clear()
-
-    def cancel(self) -> None:
-        """Cancel every task."""
-        for task in self.tasks:
-            task.cancel()
-
-    async def drain(self) -> None:
-        """Wait for every task to end."""
-        if self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+    def halt(self) -> None:
+        """Send nothing more; requests waiting to be retried give their records back."""
+        self.halted.set()
 
 
 class Sweep:
@@ -139,6 +102,7 @@ class Sweep:
         committed and this sweep's leases are given back."""
         self.flusher.start()
         renewer = asyncio.create_task(self._renew_leases())
+        watcher = asyncio.create_task(self._halt_on_stop())
         try:
             results = await asyncio.gather(
                 *(self._provider(run) for run in self.runs.values()), return_exceptions=True
@@ -148,12 +112,19 @@ class Sweep:
                     raise result
         finally:
             renewer.cancel()
+            watcher.cancel()
             try:
                 await self.flusher.close()
             finally:
                 await asyncio.to_thread(self._release)
         self.report.finished_at = self.clock()
         return self.report
+
+    async def _halt_on_stop(self) -> None:
+        """Halt every provider once the caller sets `stop`."""
+        await self.stop.wait()
+        for run in self.runs.values():
+            run.halt()
 
     def _release(self) -> None:
         """Give back this sweep's leases."""
@@ -187,7 +158,7 @@ class Sweep:
             raise
         except BaseException:
             for other in self.runs.values():  # this sweep stops; the caller's event is left
-                other.stopped = True  # alone, so the next sweep starts afresh
+                other.halt()  # alone, so the next sweep starts afresh
             raise
         finally:
             await flight.drain()
@@ -246,14 +217,18 @@ class Sweep:
 
         A 429 is the provider asking us to slow down, not a failed deletion: it is honoured
         but not counted towards `max_attempts` (a storm of them must not make an ID `failed`);
-        after `max_attempts` of them in one sweep the ID waits for the next sweep."""
+        after `max_attempts` of them in one sweep the ID waits for the next sweep. A failed
+        connection is the provider's fault, not the ID's: it is treated as a 429, and once
+        the breaker opens the record is given back as it was."""
         max_attempts = self.settings.sweep.max_attempts
         attempt, throttled = row.attempts, 0
         while True:
             kind, answer, verified = await self._attempt(run, row)
             if answer is None:  # stopped, or no longer due: nothing was sent
                 return self.flusher.put(Result(row, kind, attempt))
-            throttle = answer.status == 429
+            if answer.connection_failed and run.stopped:
+                return self.flusher.put(Result(row, "stopped", attempt))
+            throttle = answer.status == 429 or answer.connection_failed
             if throttle:
                 throttled += 1
             else:
@@ -270,13 +245,13 @@ class Sweep:
                 return self.flusher.put(Result(row, "deferred", attempt, answer, next_at))
             self.report.requests += 1
             self.flusher.put(Result(row, "retry", attempt, answer, next_at))
-            if await self._stopped_within(delay):
+            if await self._stopped_within(run, delay):
                 return self.flusher.put(Result(row, "stopped", attempt))
 
-    async def _stopped_within(self, seconds: float) -> bool:
-        """Wait `seconds`, or less if the sweep is told to stop; whether it was."""
+    async def _stopped_within(self, run: ProviderRun, seconds: float) -> bool:
+        """Wait `seconds`, or less if the provider's part of the sweep ends; whether it did."""
         try:
-            await asyncio.wait_for(self.stop.wait(), seconds)
+            await asyncio.wait_for(run.halted.wait(), seconds)
         except TimeoutError:
             return False
         return True
@@ -292,7 +267,7 @@ class Sweep:
     ) -> None:
         """Queue a final outcome; 401/403 stops this provider's sweep."""
         if kind == "auth" and not run.stopped:
-            run.stopped = True
+            run.halt()
             self.report.auth_failed.append(run.name)
             self.flusher.auth_failed(run.name, answer)
         self.flusher.put(Result(row, kind, attempt, answer, verified=verified))
@@ -304,7 +279,7 @@ class Sweep:
 
         Nothing is sent once the sweep stops or the provider refused our key, nor when the
         last look at the ledger says the record is no longer ours to delete now."""
-        if not await run.limiter.acquire(self.stop) or run.stopped or self.stop.is_set():
+        if not await run.limiter.acquire(run.halted) or run.stopped or self.stop.is_set():
             return "stopped", None, None
         async with run.semaphore:
             if run.stopped or self.stop.is_set():
@@ -313,11 +288,24 @@ class Sweep:
                 return "skipped", None, None  # held, changed or not due: never early
             answer = await run.client.delete(row.response_id)
         run.semaphore.feedback(answer.status)
-        self.hooks.on_request(run.name, answer.status)
+        self._observe(run, answer)
         outcome = classify(answer.status)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
             return await self._confirm(run, row.response_id, answer)
         return outcome.value, answer, None
+
+    def _observe(self, run: ProviderRun, answer: Answer) -> None:
+        """Tell the hooks and the breaker; pause the provider when the breaker opens."""
+        self.hooks.on_request(run.name, answer.status)
+        if not run.breaker.observe(answer) or run.stopped:
+            return
+        run.halt()
+        reason = (
+            f"{run.breaker.threshold} connections in a row failed ({answer.error}); paused for "
+            "this sweep with no attempt charged, the next sweep probes again"
+        )
+        self.report.fault(run.name, UNREACHABLE, reason)
+        self.flusher.fault(UNREACHABLE, run.name, error=reason, details={"check": "breaker"})
 
     async def _confirm(
         self, run: ProviderRun, response_id: str, deleted: Answer
@@ -326,7 +314,7 @@ class Sweep:
         await run.limiter.acquire(None)
         async with run.semaphore:
             check = await run.client.get(response_id)
-        self.hooks.on_request(run.name, check.status)
+        self._observe(run, check)
         if check.status == 404:
             return "deleted", deleted, True
         if check.status is not None and 200 <= check.status < 300:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime
+from typing import Any
 
 from retention.errors import LedgerError
 from retention.ledger.ledger import Ledger
@@ -30,7 +31,7 @@ class Flusher:
     def __init__(self, ledger: Ledger, report: SweepReport, hooks: Hooks, owner: str) -> None:
         self.ledger, self.report, self.hooks, self.owner = ledger, report, hooks, owner
         self._pending: list[Result] = []
-        self._auth: list[tuple[str, Answer]] = []
+        self._faults: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -48,8 +49,23 @@ class Flusher:
 
     def auth_failed(self, provider: str, answer: Answer) -> None:
         """Queue the alert that a provider refused our credentials."""
-        self._auth.append((provider, answer))
         log.error("provider.auth_failed", provider=provider, http_status=answer.status)
+        self.fault("provider.auth_failed", provider, http_status=answer.status, error=answer.error)
+
+    def fault(
+        self,
+        event: str,
+        provider: str,
+        *,
+        http_status: int | None = None,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue a `provider.*` event (written in the next batch, before its outcomes)."""
+        fields: dict[str, Any] = {"provider": provider, "http_status": http_status, "error": error}
+        if details:
+            fields["details"] = details
+        self._faults.append({"event": event, **fields})
         self._wake.set()
 
     async def close(self) -> None:
@@ -66,13 +82,13 @@ class Flusher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), MAX_WAIT_S)
             self._wake.clear()
-            batch, auth = self._pending, self._auth
-            self._pending, self._auth = [], []
-            if batch or auth:
+            batch, faults = self._pending, self._faults
+            self._pending, self._faults = [], []
+            if batch or faults:
                 try:
-                    now = await asyncio.to_thread(self._write, batch, auth)
+                    now = await asyncio.to_thread(self._write, batch, faults)
                 except LedgerError as exc:
-                    self._pending[:0], self._auth[:0] = batch, auth  # keep them, in order
+                    self._pending[:0], self._faults[:0] = batch, faults  # keep them, in order
                     failures += 1
                     log.error(
                         "sweep.flush_failed",
@@ -86,19 +102,14 @@ class Flusher:
                     continue
                 failures = 0
                 self._observe(batch, now)
-            if self._closing and not self._pending and not self._auth:
+            if self._closing and not self._pending and not self._faults:
                 return
 
-    def _write(self, batch: list[Result], auth: list[tuple[str, Answer]]) -> datetime:
+    def _write(self, batch: list[Result], faults: list[dict[str, Any]]) -> datetime:
         """Commit one batch in one transaction; returns its time."""
         with self.ledger.write() as tx:
-            for provider, answer in auth:
-                tx.event(
-                    "provider.auth_failed",
-                    provider=provider,
-                    http_status=answer.status,
-                    error=answer.error,
-                )
+            for fault in faults:
+                tx.event(fault["event"], **{k: v for k, v in fault.items() if k != "event"})
             apply_all(tx, batch, owner=self.owner)
         return tx.now
 

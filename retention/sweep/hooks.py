@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from retention.provider.probe import ProbeResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +17,7 @@ class Hooks:
     progress: Callable[[int], None] | None = None  # n terminal outcomes committed
     request: Callable[[str, int | None], None] | None = None  # provider, HTTP status or None
     outcome: Callable[[str, str, float | None], None] | None = None  # provider, kind, lag s
+    probe: Callable[[ProbeResult], None] | None = None  # a provider was probed
 
     def on_progress(self, n: int) -> None:
         """Terminal outcomes were committed."""
@@ -28,3 +33,8 @@ class Hooks:
         """A record's outcome was committed; `lag_s` past its deadline for deletions."""
         if self.outcome:
             self.outcome(provider, kind, lag_s)
+
+    def on_probe(self, result: ProbeResult) -> None:
+        """A provider was probed before the sweep's first DELETE."""
+        if self.probe:
+            self.probe(result)

@@ -1,4 +1,4 @@
-"""One sweep from start to finish: credentials, the sweeper lock, events, execution."""
+"""One sweep from start to finish: credentials, the sweeper lock, events, probes, execution."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from retention.ledger.locks import sweeper_lock
 from retention.provider.client import ProviderClient
 from retention.sweep.executor import Sweep
 from retention.sweep.hooks import Hooks
+from retention.sweep.probing import is_auth, probe_with_ledger, record_faults
 from retention.sweep.report import SweepReport
 
 LAST_SWEEP_KEY = "last_sweep"
@@ -83,19 +84,25 @@ async def sweep_once(
             for name, key in keys.items()
         }
         try:
-            sweep = Sweep(
+            report = await _probe_then_sweep(
                 ledger,
                 settings,
-                policies,
                 clients,
-                limit=limit,
-                owner=owner_name(),
                 clock=clock,
-                hooks=hooks,
-                stop=stop,
-                replicas=replicas,
+                hooks=hooks or Hooks(),
+                sweep=lambda healthy: Sweep(
+                    ledger,
+                    settings,
+                    policies,
+                    healthy,
+                    limit=limit,
+                    owner=owner_name(),
+                    clock=clock,
+                    hooks=hooks,
+                    stop=stop,
+                    replicas=replicas,
+                ),
             )
-            report = await sweep.run()
         finally:
             for client in clients.values():
                 await client.aclose()
@@ -104,6 +111,40 @@ async def sweep_once(
             tx.event("sweep.finished", details=summary)
             store.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
     return report
+
+
+async def _probe_then_sweep(
+    ledger: Ledger,
+    settings: Settings,
+    clients: dict[str, ProviderClient],
+    *,
+    clock: Callable[[], datetime],
+    hooks: Hooks,
+    sweep: Callable[[dict[str, ProviderClient]], Sweep],
+) -> SweepReport:
+    """Probe each provider with work due; sweep those that pass; a failed probe stops its
+    provider before any DELETE, with its event, and no record is touched."""
+    due = await asyncio.to_thread(_due_providers, ledger, list(clients), clock())
+    probes = await probe_with_ledger(
+        ledger, settings.providers, {n: clients[n] for n in due}, clock()
+    )
+    for result in probes.values():
+        hooks.on_probe(result)
+    await asyncio.to_thread(record_faults, ledger, settings.providers, list(probes.values()))
+    run = sweep({n: clients[n] for n in due if probes[n].ok})
+    for result in probes.values():
+        if not result.ok:
+            assert result.event is not None
+            run.report.fault(result.provider, result.event, result.reason)
+            if is_auth(result):
+                run.report.auth_failed.append(result.provider)
+    return await run.run()
+
+
+def _due_providers(ledger: Ledger, names: list[str], now: datetime) -> list[str]:
+    """The providers with records due at `now`."""
+    with ledger.read() as conn:
+        return [name for name in names if store.any_due(conn, now, name)]
 
 
 def _idle(ledger: Ledger, now: datetime) -> SweepReport:

@@ -76,7 +76,7 @@ def test_api_key_is_in_no_file_and_state_files_are_private(workdir: Path) -> Non
         _record_expired(workdir, [f"s{i}" for i in range(20)])
         cli("sweep", cwd=workdir, env={"FW_TEST_KEY": "wrong-" + key})
         assert cli("sweep", cwd=workdir, env={"FW_TEST_KEY": key}).returncode == 0
-        cli("audit", "export", "-o", "export.jsonl", cwd=workdir)
+        cli("audit", "export", "--out", "export.jsonl", cwd=workdir)
     finally:
         proc.terminate()
         proc.wait(10)

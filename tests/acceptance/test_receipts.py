@@ -71,7 +71,7 @@ def checkpoints(workdir: Path) -> list[dict]:  # type: ignore[type-arg]
 
 def receipt(workdir: Path, response_id: str, name: str) -> Path:
     """`audit receipt ID -o name`, which must succeed."""
-    result = cli("audit", "receipt", response_id, "-o", name, cwd=workdir)
+    result = cli("audit", "receipt", response_id, "--out", name, cwd=workdir)
     assert result.returncode == 0, result.stderr
     return workdir / name
 

@@ -49,7 +49,7 @@ def test_two_daemons_on_postgres(pg_url: str, workdir: Path, standin_process: st
         r["path"] for r in standin_requests(url) if r["method"] == "DELETE"
     )
     assert sum(n - 1 for n in counts.values()) <= N // 100
-    assert cli("audit", "export", "-o", "ex.jsonl", cwd=workdir, env=env).returncode == 0
+    assert cli("audit", "export", "--out", "ex.jsonl", cwd=workdir, env=env).returncode == 0
     terminal = collections.Counter(
         json.loads(line)["response_id"]
         for line in (workdir / "ex.jsonl").read_text().splitlines()

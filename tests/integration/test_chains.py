@@ -48,6 +48,7 @@ def test_without_the_option_each_turn_keeps_its_own_deadline(env: Env) -> None:
     """Chains change nothing unless a policy asks for it."""
     env.record("o1", age=timedelta(days=40))
     env.record("o2", age=timedelta(days=1), previous_response_id="o1")
+    env.standin.store.create({"id": "o2"})  # the sweep's probe looks up recent pending IDs
     assert env.sweep().total("absent") == 1
     assert _states(env) == {"o1": "absent", "o2": "pending"}
 

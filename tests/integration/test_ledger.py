@@ -157,6 +157,7 @@ def test_due_time_only_on_pending_records(env: Env) -> None:
 def test_kept_counts_match_the_ledger(env: Env) -> None:
     """Counts per state kept by triggers equal a real count after inserts and state changes."""
     env.standin.store.create({"id": "n1"})
+    env.standin.store.create({"id": "n4"})  # the sweep's probe looks up recent pending IDs
     env.record("n1", "n2", "n3")
     env.record("n4", age=timedelta(days=1))
     env.sweep()

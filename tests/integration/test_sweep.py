@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from retention.ledger import store
 from retention.standin.store import Seen
+from retention.sweep.hooks import Hooks
 from tests.helpers import auditor_verify
 from tests.integration.conftest import Env
 
@@ -31,9 +32,27 @@ def _events(env: Env, name: str) -> list[str]:
         )
 
 
+def _after_probe(env: Env, **knobs: float) -> Hooks:
+    """Hooks that turn the stand-in's knobs once the sweep's probe passed (a provider failing
+    the probe is never sent a DELETE)."""
+    return Hooks(probe=lambda result: env.standin.knobs.update(knobs))
+
+
+def _serving(handler):  # type: ignore[no-untyped-def]
+    """A MockTransport handler that answers the probe's listing as the API does."""
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/responses"):
+            return httpx.Response(200, json={"object": "list", "data": []})
+        return handler(request)  # type: ignore[no-any-return]
+
+    return serve
+
+
 def test_due_records_are_deleted_and_fresh_ones_kept(env: Env) -> None:
     """Only what is past its deadline is sent; 404 is absent, not an error."""
     env.standin.store.create({"id": "old"})
+    env.standin.store.create({"id": "young"})  # the probe looks it up
     env.record("old", "gone")
     env.record("young", age=timedelta(days=1))
     report = env.sweep()
@@ -82,7 +101,7 @@ def test_other_4xx_fails_the_id_with_the_reason(env: Env) -> None:
         return httpx.Response(400, json={"error": "bad id"})
 
     env.record("f1")
-    report = env.sweep(transport=httpx.MockTransport(handler))
+    report = env.sweep(transport=httpx.MockTransport(_serving(handler)))
     assert report.total("failed") == 1 and report.exit_code == 1
     with env.ledger.read() as conn:
         row = store.rows_for_id(conn, "f1")[0]
@@ -92,9 +111,8 @@ def test_other_4xx_fails_the_id_with_the_reason(env: Env) -> None:
 def test_max_attempts_then_failed(make_env) -> None:  # type: ignore[no-untyped-def]
     """A response that keeps failing with 500 is `failed` after max_attempts tries."""
     env = make_env(extra="sweep:\n  max_attempts: 3\n")
-    env.standin.knobs.update({"error_rate": 1.0})
     env.record("m1")
-    report = env.sweep()
+    report = env.sweep(hooks=_after_probe(env, error_rate=1.0))
     assert report.total("failed") == 1
     assert env.deletes() == ["m1"] * 3
     assert _events(env, "response.failed") == ["m1"]
@@ -103,9 +121,8 @@ def test_max_attempts_then_failed(make_env) -> None:  # type: ignore[no-untyped-
 def test_429s_do_not_count_towards_max_attempts(make_env) -> None:  # type: ignore[no-untyped-def]
     """A 429 storm never makes an ID `failed`: it waits for a later sweep, then goes."""
     env = make_env(extra="sweep:\n  max_attempts: 3\n")
-    env.standin.knobs.update({"rate_429": 1.0, "retry_after": 0})
     env.record("t1")
-    report = env.sweep()
+    report = env.sweep(hooks=_after_probe(env, rate_429=1.0, retry_after=0))
     assert report.total("failed") == 0 and report.total("deferred") == 1
     with env.ledger.read() as conn:
         row = store.rows_for_id(conn, "t1")[0]
@@ -118,9 +135,8 @@ def test_429s_do_not_count_towards_max_attempts(make_env) -> None:  # type: igno
 
 def test_long_retry_waits_are_deferred_to_the_next_sweep(env: Env) -> None:
     """A Retry-After beyond the in-sweep wait leaves the ID pending with a later due time."""
-    env.standin.knobs.update({"rate_429": 1.0, "retry_after": 120})
     env.record("d1")
-    report = env.sweep()
+    report = env.sweep(hooks=_after_probe(env, rate_429=1.0, retry_after=120))
     assert report.total("deferred") == 1 and report.exit_code == 1
     with env.ledger.read() as conn:
         row = store.rows_for_id(conn, "d1")[0]
@@ -142,12 +158,13 @@ def test_verify_after_delete_sends_a_get(make_env) -> None:  # type: ignore[no-u
     env.standin.store.create({"id": "v1"})
     env.record("v1")
     assert env.sweep().total("deleted") == 1
-    methods = [s.method for s in env.standin.store.seen]
-    assert methods == ["DELETE", "GET"]
+    methods = [s.method for s in env.standin.store.seen if s.path != "/v1/responses"]
+    assert methods == ["DELETE", "GET"], "the probe's listing aside"
 
 
 def test_never_deletes_early_even_if_the_ledger_says_due(env: Env) -> None:
     """The executor re-checks policies: a record wrongly marked due is not sent."""
+    env.standin.store.create({"id": "early"})  # the probe looks it up
     env.record("early", age=timedelta(hours=1))
     with env.ledger.engine.begin() as conn:
         conn.execute(text("UPDATE records SET due_at = '2000-01-01 00:00:00'"))
@@ -165,9 +182,12 @@ def test_sweep_trail_verifies(env: Env) -> None:
 
 
 def test_dropped_connections_are_retried(env: Env) -> None:
-    """A connection closed without an answer is a transport error, retried to completion."""
-    env.standin.knobs.update({"drop_rate": 0.3})
+    """A connection closed without an answer is retried to completion and charges no attempt
+    (the provider's fault, not the ID's)."""
     env.record(*(f"x{i}" for i in range(20)))
-    report = env.sweep()
+    report = env.sweep(hooks=_after_probe(env, drop_rate=0.2))
     assert report.total("absent") == 20
     assert isinstance(env.standin.store.seen[0], Seen)
+    with env.ledger.read() as conn:
+        attempts = set(conn.execute(text("SELECT attempts FROM records")).scalars())
+    assert attempts == {1}, "only the answered DELETE counts"

@@ -47,6 +47,8 @@ def test_a_body_error_after_the_status_still_counts(env: Env) -> None:
     """A 200 whose body cannot be decoded is still a deletion, recorded with its event."""
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the sweep's probe: the API's listing
+            return httpx.Response(200, json={"object": "list", "data": []})
         return httpx.Response(
             200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,52 @@ def parse_optional_time(value: str | None, name: str) -> Any:
     return parse_time(value, field=name) if value else None
 
 
+TIME_HELP = "RFC 3339, a date (midnight UTC) or unix seconds"
+
+
+def out_options(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--out/-O FILE`, and the deprecated `-o FILE` it replaced (across commands `-o` is
+    `--output`, the format): `-o` still names the file, with a warning."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        """Add both options to `func`."""
+        func = click.option(
+            "-o", "legacy_out", hidden=True, type=click.Path(dir_okay=False, path_type=Path)
+        )(func)
+        return click.option(
+            "--out",
+            "-O",
+            "out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=help_text + " (-o FILE still works, deprecated)",
+        )(func)
+
+    return wrap
+
+
+def chosen_out(command: str, out: Path | None, legacy: Path | None) -> Path | None:
+    """The file of `--out`, or of the deprecated `-o` with a warning; both is a usage error."""
+    from retention.errors import UsageError
+
+    if legacy is None:
+        return out
+    if out is not None:
+        raise UsageError(f"{command}: give --out FILE only (-o FILE is its deprecated spelling)")
+    click.echo(
+        f"retention: warning: `{command} -o FILE` is deprecated; use --out FILE (-O FILE): "
+        "across commands -o is --output, the format",
+        err=True,
+    )
+    return legacy
+
+
 @audit.command("export")
-@click.option("--since", help="Records from this time (RFC 3339 or unix seconds).")
+@click.option("--since", help=f"Records from this time ({TIME_HELP}).")
 @click.option("--until", help="Records up to this time.")
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here, with FILE.manifest.json beside it (default: stdout, no manifest).",
-)
+@out_options("Write here, with FILE.manifest.json beside it (default: stdout, no manifest).")
 @click.option(
     "--since-checkpoint",
     "held",
@@ -53,6 +87,7 @@ def export(
     until: str | None,
     fmt: str,
     out: Path | None,
+    legacy_out: Path | None,
     held: tuple[Path, ...],
 ) -> None:
     """The records of a time range with the checkpoints that anchor them, and a manifest."""
@@ -68,13 +103,14 @@ def export(
     from retention.audit.trailfile import manifest_path, read_checkpoints
 
     app = app_of(ctx)
+    out = chosen_out("audit export", out, legacy_out)
     start = parse_optional_time(since, "--since")
     end = parse_optional_time(until, "--until")
     kept = [r for path in held for r in read_checkpoints(path)]
     signer = signer_of(app)
     _cover_tails(app, signer)
     manifest = ManifestBuilder()
-    handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
+    handle = _open_out(out)
     try:
         with app.ledger.read() as conn:
             bounds = chain_bounds(conn, start, end)
@@ -87,7 +123,7 @@ def export(
         if out:
             handle.close()
     if out is None:
-        click.echo("retention: note: no manifest is written without -o FILE", err=True)
+        click.echo("retention: note: no manifest is written without --out FILE", err=True)
         return
     data = manifest.build(
         fmt=fmt,
@@ -106,6 +142,19 @@ def export(
         f"{out}; manifest {manifest_path(out)}",
         err=True,
     )
+
+
+def _open_out(out: Path | None) -> Any:
+    """The export's file opened for writing (UsageError naming it when it cannot be), or
+    stdout."""
+    from retention.errors import UsageError
+
+    if out is None:
+        return sys.stdout
+    try:
+        return open(out, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write: {exc.strerror}") from None
 
 
 def _cover_tails(app: App, signer: Any) -> None:
@@ -178,11 +227,11 @@ def rotate_key(ctx: click.Context, output: str) -> None:
     click.echo(data["public_key"], nl=False)
 
 
-COMMANDS = [audit]
+COMMANDS: list[click.Command] = [audit]
 
 
 @click.command()
-@click.option("--since", help="Deletions from this time (RFC 3339 or unix seconds).")
+@click.option("--since", help=f"Deletions from this time ({TIME_HELP}).")
 @click.option("--until", help="Deletions before this time.")
 @click.option(
     "--tolerance",
@@ -203,7 +252,8 @@ COMMANDS = [audit]
 def report(
     ctx: click.Context, since: str | None, until: str | None, tolerance: str | None, output: str
 ) -> None:
-    """Compliance summary: on time and late (lag p50/p99/max), absent, failed, held."""
+    """Compliance summary: on time, late and late on arrival (lag p50/p99/max), absent,
+    failed, held."""
     from retention.cli.report_view import render_report
     from retention.core.durations import parse_duration
     from retention.errors import UsageError

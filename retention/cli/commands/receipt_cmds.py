@@ -15,7 +15,7 @@ import click
 
 from retention.cli.app import app_of
 from retention.cli.commands import config_option
-from retention.cli.commands.audit_cmds import audit, signer_of
+from retention.cli.commands.audit_cmds import audit, chosen_out, out_options, signer_of
 from retention.cli.commands.verify_cmds import (
     kept_checkpoint_options,
     pinned_key,
@@ -28,16 +28,12 @@ FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 
 @audit.command("receipt", short_help="Issue the deletion receipt of one response ID.")
 @click.argument("response_id", metavar="ID")
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the receipt here (created 0600; default: stdout).",
-)
+@out_options("Write the receipt here (created 0600; default: stdout).")
 @config_option
 @click.pass_context
-def receipt(ctx: click.Context, response_id: str, out: Path | None) -> None:
+def receipt(
+    ctx: click.Context, response_id: str, out: Path | None, legacy_out: Path | None
+) -> None:
     """A deletion receipt for ID: its latest response.deleted or response.absent record, a
     signed checkpoint that covers it (written first when none does yet) and the Merkle proof
     between them. Anyone holding the public key checks it with `audit verify-receipt`."""
@@ -45,6 +41,7 @@ def receipt(ctx: click.Context, response_id: str, out: Path | None) -> None:
     from retention.audit.receipts import issue_receipt
 
     app = app_of(ctx)
+    out = chosen_out("audit receipt", out, legacy_out)
     data = issue_receipt(
         app.ledger,
         response_id,

@@ -94,10 +94,18 @@ def _print_report(report: SweepReport, output: str) -> None:
         f"deleted {data['deleted']}, absent {data['absent']}, failed {data['failed']}, "
         f"retry later {data['deferred']}"
     )
-    for name in report.auth_failed:
+    for name, fault in sorted(report.faults.items()):
         click.echo(
-            f"provider {name}: credentials refused (401/403); nothing was deleted for it", err=True
+            f"provider {name}: {fault['event']}: {fault['reason']}; "
+            "no ID was charged an attempt, they stay pending",
+            err=True,
         )
+    for name in report.auth_failed:
+        if name not in report.faults:
+            click.echo(
+                f"provider {name}: credentials refused (401/403); nothing was deleted for it",
+                err=True,
+            )
     if report.brake:
         click.echo("safety brake: the sweep stopped at its DELETE limit; more is due", err=True)
 

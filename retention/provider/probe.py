@@ -1,0 +1,199 @@
+"""Prove that a provider's base URL serves the API, with our credentials, before any DELETE.
+
+A 404 to DELETE means "no such response" only when the Responses API itself says it: a base URL
+missing `/v1`, a proxy's HTML page and a FastAPI router all answer 404 too, and the last one in
+JSON, so no body shape proves anything. The probe asks instead for what the API must serve
+(`GET /responses?limit=1` on Fireworks, `GET /models` on OpenAI-compatible servers) and wants
+200 with a JSON `data` list; then GETs a few recently recorded IDs, because a key of another
+project or principal is accepted but answers 404 to every ID of ours.
+
+The verdicts are pure functions of the answers; `probe` only sends the requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+from retention.core.durations import format_duration
+from retention.core.outcomes import backoff
+from retention.provider.client import Answer, ProviderClient
+
+ENDPOINTS = {"fireworks": "/responses?limit=1", "openai": "/models"}
+APIS = {"fireworks": "the Fireworks Responses API", "openai": "an OpenAI-compatible API"}
+SAMPLE = 3  # recent IDs looked up
+TRIES = 4  # a transient answer (no connection, 429, 5xx) is asked again, this many times in all
+MAX_WAIT_S = 5.0  # the longest Retry-After the probe honours before asking again
+MISCONFIGURED, UNREACHABLE, AUTH_FAILED = (
+    "provider.misconfigured",
+    "provider.unreachable",
+    "provider.auth_failed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One provider's probe: `event` is None when it passed, else the fault to record."""
+
+    provider: str
+    event: str | None
+    reason: str
+    check: str = "endpoint"  # what decided it: endpoint | visibility
+    http_status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether DELETEs may be sent to this provider."""
+        return self.event is None
+
+    def as_dict(self) -> dict[str, str | int | bool | None]:
+        """JSON-ready (for /readyz, doctor and logs)."""
+        return {
+            "provider": self.provider,
+            "ok": self.ok,
+            "event": self.event,
+            "check": self.check,
+            "reason": self.reason,
+            "http_status": self.http_status,
+        }
+
+
+async def probe(
+    client: ProviderClient,
+    recent_ids: list[str],
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> ProbeResult:
+    """Probe one provider: its API endpoint, then up to SAMPLE of `recent_ids`."""
+    settings = client.settings
+    path = ENDPOINTS[settings.kind]
+    answer, body = await _patiently(partial(client.fetch, path), sleep)
+    verdict = endpoint_verdict(
+        settings.name, settings.kind, f"{settings.base_url}{path}", answer, body
+    )
+    if not verdict.ok or not recent_ids:
+        return verdict
+    sample = recent_ids[:SAMPLE]
+    answers = await asyncio.gather(
+        *(_patiently(partial(_get, client, rid), sleep) for rid in sample)
+    )
+    return visibility_verdict(
+        settings.name, [a for a, _ in answers], format_duration(settings.storage_period)
+    )
+
+
+async def _get(client: ProviderClient, response_id: str) -> tuple[Answer, bytes]:
+    """GET one response, in the shape `_patiently` wants."""
+    return await client.get(response_id), b""
+
+
+async def _patiently(
+    send: Callable[[], Awaitable[tuple[Answer, bytes]]],
+    sleep: Callable[[float], Awaitable[None]],
+) -> tuple[Answer, bytes]:
+    """Send, asking again after a short wait while the answer is transient."""
+    for attempt in range(1, TRIES + 1):
+        answer, body = await send()
+        if not transient(answer) or attempt == TRIES:
+            return answer, body
+        retry_after = min(answer.retry_after, MAX_WAIT_S) if answer.retry_after else None
+        await sleep(backoff(attempt, retry_after=retry_after))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def transient(answer: Answer) -> bool:
+    """An answer that may differ if asked again: no answer, 429, 5xx."""
+    return answer.status is None or answer.status == 429 or answer.status >= 500
+
+
+def endpoint_verdict(
+    provider: str, kind: str, url: str, answer: Answer, body: bytes
+) -> ProbeResult:
+    """What the answer to the API endpoint's GET says about the base URL and the key."""
+    status, api = answer.status, APIS[kind]
+    if status is None:
+        return ProbeResult(provider, UNREACHABLE, f"cannot reach {url}: {_hinted(answer.error)}")
+    if status in (401, 403):
+        hint = " (or account_id)" if kind == "fireworks" and status == 403 else ""
+        reason = f"GET {url} answered {status}: the provider refused our credentials{hint}"
+        return ProbeResult(provider, AUTH_FAILED, reason, http_status=status)
+    if status == 429 or status >= 500:
+        reason = f"GET {url} answered {status} {TRIES} times in a row: the provider is not serving"
+        return ProbeResult(provider, UNREACHABLE, reason, http_status=status)
+    if status == 404:
+        reason = (
+            f"GET {url} answered 404: this base URL does not serve {api} "
+            "(is `/v1` missing from base_url, or is another server or a proxy answering?)"
+        )
+        return ProbeResult(provider, MISCONFIGURED, reason, http_status=status)
+    if not 200 <= status < 300:
+        reason = f"GET {url} answered {status}, not 200: this base URL does not serve {api}"
+        return ProbeResult(provider, MISCONFIGURED, reason, http_status=status)
+    if not _has_data_list(body):
+        reason = f"GET {url} answered 200 without a JSON `data` list: this is not {api}"
+        return ProbeResult(provider, MISCONFIGURED, reason, http_status=status)
+    return ProbeResult(
+        provider, None, f"GET {url} answered 200 with a `data` list", http_status=200
+    )
+
+
+def visibility_verdict(provider: str, answers: list[Answer], period: str) -> ProbeResult:
+    """What the GETs of recently recorded IDs say: one visible is enough; all 404 means the
+    key sees another project's data (or none)."""
+    statuses = [a.status for a in answers]
+    seen = sum(1 for s in statuses if s is not None and 200 <= s < 300)
+    if seen:
+        reason = f"serves the API; {seen} of {len(answers)} recent IDs visible"
+        return ProbeResult(provider, None, reason, "visibility", 200)
+    refused = next((s for s in statuses if s in (401, 403)), None)
+    if refused is not None:
+        reason = f"GET of a recorded ID answered {refused}: the provider refused our credentials"
+        return ProbeResult(provider, AUTH_FAILED, reason, "visibility", refused)
+    if all(s == 404 for s in statuses):
+        reason = (
+            "the key cannot see the recorded responses: GET answered 404 for each of the "
+            f"{len(answers)} pending IDs recorded last that were created within the storage "
+            f"period ({period}) (a key of another project, account or principal?)"
+        )
+        return ProbeResult(provider, MISCONFIGURED, reason, "visibility", 404)
+    odd = next(a for a in answers if a.status != 404)
+    if transient(odd):
+        what = odd.status if odd.status is not None else _hinted(odd.error)
+        reason = f"GET of a recorded ID failed {TRIES} times in a row: {what}"
+        return ProbeResult(provider, UNREACHABLE, reason, "visibility", odd.status)
+    reason = f"GET of a recorded ID answered {odd.status}, neither 200 nor 404"
+    return ProbeResult(provider, MISCONFIGURED, reason, "visibility", odd.status)
+
+
+def _has_data_list(body: bytes) -> bool:
+    """Whether `body` is a JSON object holding a `data` list."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("data"), list)
+
+
+_HINTS = (  # (markers in the error text, hint), the first match wins
+    (("Connect call failed", "Connection refused"), "is the port right and the server up?"),
+    (
+        ("DNSError", "Name or service not known", "nodename nor servname", "name resolution"),
+        "is the host name right?",
+    ),
+    (
+        ("SSLError", "[SSL", "CertificateError", "CERTIFICATE_VERIFY_FAILED"),
+        "TLS failed: is the server plain http, or its certificate wrong?",
+    ),
+)
+
+
+def _hinted(error: str | None) -> str:
+    """A transport error with a hint at its usual cause."""
+    text = error or "no answer"
+    for markers, hint in _HINTS:
+        if any(marker in text for marker in markers):
+            return f"{text} ({hint})"
+    return text
