@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
+from retention import chains
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.times import format_time
@@ -140,6 +141,7 @@ def requeue(
     """Requeue the selected failed records, each with its `response.requeued` event, in one
     transaction."""
     done: list[dict[str, Any]] = []
+    chains_touched: set[tuple[str, str]] = set()
     with ledger.write() as tx:
         for rows in _failed(tx.conn, selection):
             for row in rows:
@@ -147,6 +149,8 @@ def requeue(
                 if not store.requeue_failed(tx.conn, row.id, updated_at=tx.now, **columns):
                     continue
                 done.append(item(row, columns))
+                if row.chain_root is not None:
+                    chains_touched.add((row.provider, row.chain_root))
                 tx.event(
                     EVENT,
                     response_id=row.response_id,
@@ -157,6 +161,10 @@ def requeue(
                     details=_details(row, columns, reason),
                 )
             tx.flush()  # one batch of events in memory at a time
+        # a failed turn's deadline was left behind while its conversation went on: reopened,
+        # it takes its chain's deadline again (keep_chains_intact), never an earlier one
+        for provider, root in sorted(chains_touched):
+            chains.refresh(tx, provider, root, policies)
     return done
 
 

@@ -308,6 +308,8 @@ def _base_url(value: Any) -> str:
         raise ValueError(f"expected an https:// URL, got {value!r}")
     if parts.query or parts.fragment:
         raise ValueError("a base URL has no query or fragment")
+    if parts.username or parts.password:  # it would be logged, signed into the trail, shown
+        raise ValueError("credentials do not go in the URL; use api_key_env or api_key_file")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ValueError(
             "http:// is allowed only to loopback; the API key must not travel in clear"

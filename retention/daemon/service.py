@@ -100,12 +100,15 @@ class Daemon:
                         "sweep_interval_s": int(self.settings.sweep.interval.total_seconds()),
                     },
                 )
-            await self.probe_providers(list(self.settings.providers))  # logs; never fatal
             self._start_scheduler()
+            # in the background: a silent provider must not hold back liveness or READY; its
+            # result reaches /readyz when it comes (and each sweep probes before deleting)
+            probing = asyncio.create_task(self._probe_at_start())
             self.started = True
             systemd.notify("READY=1", "STATUS=serving")
             watchdog = self._start_watchdog()
             await self._stop.wait()
+            probing.cancel()
             await self._shutdown(runner, watchdog)
         return 0
 
@@ -156,6 +159,13 @@ class Daemon:
                 await client.aclose()
         for result in results.values():
             self.probed(result)
+
+    async def _probe_at_start(self) -> None:
+        """The start-up probe of every provider; whatever it meets is logged, never fatal."""
+        try:
+            await self.probe_providers(list(self.settings.providers))
+        except Exception as exc:
+            log.error("provider.probe_crashed", error=f"{type(exc).__name__}: {exc}")
 
     def remember_probe(self, result: ProbeResult) -> None:
         """Keep a sweep's probe result for /readyz (its fault is an audit event, logged as

@@ -19,7 +19,9 @@ def where(url: URL | str) -> str:
     url = make_url(url) if isinstance(url, str) else url
     if url.get_backend_name() == "sqlite":
         return str(url.database or url)
-    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+    # no query: libpq takes `?password=` and `sslpassword=` there, which must never be shown
+    shown = url.set(drivername=url.get_backend_name(), query={})
+    return shown.render_as_string(hide_password=True)
 
 
 def describe(exc: BaseException, url: URL | str, doing: str = "") -> str:

@@ -15,6 +15,8 @@ import aiohttp
 import httpx
 
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    # no connection within sock_connect: the provider's fault (the breaker), not the ID's
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
     (asyncio.TimeoutError, httpx.ReadTimeout),
     (aiohttp.ClientConnectorError, httpx.ConnectError),
@@ -37,7 +39,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                # the socket's connect times out first, so a silent host is told from a slow
+                # answer (a wait for a pooled connection is neither)
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout_s, sock_connect=self.timeout_s * 0.8
+                ),
                 auto_decompress=False,
                 trust_env=False,
             )

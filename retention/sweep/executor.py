@@ -286,6 +286,8 @@ class Sweep:
                 return "stopped", None, None
             if not await self.recheck.may_send(row):
                 return "skipped", None, None  # held, changed or not due: never early
+            if run.stopped or self.stop.is_set():  # halted while the last look ran
+                return "stopped", None, None
             answer = await run.client.delete(row.response_id)
         run.semaphore.feedback(answer.status)
         self._observe(run, answer)

@@ -44,3 +44,32 @@ def test_account_with_a_line_break_is_refused(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("account_id: acme", 'account_id: "ac\\r\\nme"'))
     with pytest.raises(ConfigError, match="account_id"):
         load_settings(config)
+
+
+def test_credentials_in_the_base_url_are_refused(tmp_path: Path) -> None:
+    """`https://user:pw@host/v1` would reach logs, probe faults and the signed trail: refused,
+    without echoing the password in the error."""
+    config = write_config(tmp_path, "https://proxyuser:proxypass@gw.test/v1")
+    with pytest.raises(ConfigError, match="credentials") as caught:
+        load_settings(config)
+    assert "proxypass" not in caught.value.message
+
+
+def test_a_ledger_url_is_named_without_password_or_query() -> None:
+    """Errors name a PostgreSQL ledger with neither its password nor `?password=` in sight."""
+    from retention.ledger.diagnosis import where
+
+    shown = where("postgresql+psycopg://app:pw@127.0.0.1:1/retention?password=hunter2")
+    assert shown == "postgresql://app:***@127.0.0.1:1/retention"
+
+
+def test_a_silent_host_is_a_connection_failure_on_the_aiohttp_transport() -> None:
+    """A connect that times out maps to httpx.ConnectTimeout (the breaker's), not a read timeout
+    (which would charge the ID)."""
+    import aiohttp
+    import httpx
+
+    from retention.provider.transport import _ERRORS
+
+    mapped = next(t for e, t in _ERRORS if isinstance(aiohttp.ConnectionTimeoutError(), e))
+    assert mapped is httpx.ConnectTimeout
