@@ -9,6 +9,7 @@ from retention.config.yamlfile import Reader, load_yaml, parse_yaml
 from retention.core.durations import parse_duration
 from retention.core.ids import is_valid_id
 from retention.core.policies import Hold, Match, Policy, PolicySet
+from retention.core.quoting import quote
 from retention.errors import ConfigError
 
 
@@ -64,7 +65,7 @@ def _policies(top: Reader) -> list[Policy]:
         item.only("name", "match", "ttl", "keep_chains_intact")
         name = item.get("name", str, required=True)
         if name in seen:
-            raise item.error("name", f"policy name {name!r} is used twice (or is 'default')")
+            raise item.error("name", f"policy name {quote(name)} is used twice (or is 'default')")
         seen.add(name)
         result.append(
             Policy(
@@ -86,14 +87,14 @@ def _holds(top: Reader) -> list[Hold]:
         item.only("name", "ids", "match")
         name = item.get("name", str, required=True)
         if name in seen:
-            raise item.error("name", f"hold name {name!r} is used twice")
+            raise item.error("name", f"hold name {quote(name)} is used twice")
         seen.add(name)
         ids = item.get("ids", list, default=[])
         for index, value in enumerate(ids):
             if not is_valid_id(value):
                 line = getattr(ids, "item_lines", [item.line_of("ids")] * len(ids))[index]
                 raise ConfigError(
-                    f"invalid response ID {value!r}",
+                    f"invalid response ID {quote(value)}",
                     file=top.file,
                     line=line,
                     key=item.key(f"ids[{index}]"),
@@ -111,7 +112,8 @@ def _match(reader: Reader) -> Match:
     meta = reader.child("metadata")
     for key, value in meta.node.items():
         if not isinstance(value, str):  # YAML would turn 0113 into 75 and 12:30 into 750
-            raise meta.error(key, f'expected a string, got {value!r}; quote it: "{value}"')
+            hint = "" if isinstance(value, dict | list) else f'; quote it: "{quote(value)}"'
+            raise meta.error(key, f"expected a string, got {quote(value)}{hint}")
     return Match(
         provider=reader.get("provider", str),
         account=reader.get("account", str),

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import parse_duration
+from retention.core.quoting import quote
 from retention.errors import ConfigError
 
 PROVIDER_KINDS = ("fireworks", "openai")
@@ -155,7 +156,7 @@ class Settings:
             return self.providers[name]
         except KeyError:
             raise ConfigError(
-                f"unknown provider {name!r}; configured: {', '.join(self.providers)}",
+                f"unknown provider {quote(name)}; configured: {', '.join(self.providers)}",
                 file=str(self.path),
             ) from None
 
@@ -219,7 +220,9 @@ def normalise_database_url(url: str, base: Path) -> str:
         return "postgresql+psycopg:" + url.split(":", 1)[1]
     if scheme.startswith("postgresql+"):
         return url
-    raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:/// or postgresql://")
+    raise ValueError(
+        f"unsupported database URL scheme {quote(scheme)}; use sqlite:/// or postgresql://"
+    )
 
 
 def _providers(reader: Reader, base: Path) -> dict[str, ProviderSettings]:
@@ -251,7 +254,7 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
     )
     kind = r.get("kind", str, "fireworks")
     if kind not in PROVIDER_KINDS:
-        raise r.error("kind", f"expected one of {', '.join(PROVIDER_KINDS)}, got {kind!r}")
+        raise r.error("kind", f"expected one of {', '.join(PROVIDER_KINDS)}, got {quote(kind)}")
     key_env, key_file = r.get("api_key_env", str), r.get("api_key_file", str)
     if bool(key_env) == bool(key_file):
         raise r.error("api_key_env", "give exactly one of api_key_env and api_key_file")
@@ -274,7 +277,7 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
 def _header_value(value: Any) -> str:
     """Text that may travel in an HTTP header: no line breaks or other control characters."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+        raise ValueError(f"expected a non-empty string, got {quote(value)}")
     if _HEADER_UNSAFE.search(value):
         raise ValueError("holds a line break or another control character")
     return value.strip()
@@ -284,7 +287,7 @@ def _positive_duration(value: Any) -> timedelta:
     """A duration above zero."""
     result = parse_duration(value)
     if result <= timedelta(0):
-        raise ValueError(f"expected a duration above 0, got {value!r}")
+        raise ValueError(f"expected a duration above 0, got {quote(value)}")
     return result
 
 
@@ -293,7 +296,7 @@ def _one_of(*choices: str) -> Any:
 
     def parse(value: Any) -> str:
         if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+            raise ValueError(f"expected one of {', '.join(choices)}, got {quote(value)}")
         return str(value)
 
     return parse
@@ -302,10 +305,10 @@ def _one_of(*choices: str) -> Any:
 def _base_url(value: Any) -> str:
     """An https URL, or http only to a loopback address (the stand-in); never a plain-text key."""
     if not isinstance(value, str):
-        raise ValueError(f"expected a URL, got {value!r}")
+        raise ValueError(f"expected a URL, got {quote(value)}")
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"expected an https:// URL, got {value!r}")
+        raise ValueError(f"expected an https:// URL, got {quote(value)}")
     if parts.query or parts.fragment:
         raise ValueError("a base URL has no query or fragment")
     if parts.username or parts.password:  # it would be logged, signed into the trail, shown
@@ -332,7 +335,7 @@ def _positive_int(maximum: int) -> Any:
 
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-            raise ValueError(f"expected an integer from 1 to {maximum}, got {value!r}")
+            raise ValueError(f"expected an integer from 1 to {maximum}, got {quote(value)}")
         return value
 
     return parse
@@ -341,7 +344,7 @@ def _positive_int(maximum: int) -> Any:
 def _positive_number(value: Any) -> float:
     """A number above zero."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"expected a number above 0, got {value!r}")
+        raise ValueError(f"expected a number above 0, got {quote(value)}")
     return float(value)
 
 

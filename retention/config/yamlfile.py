@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from retention.core.quoting import quote
 from retention.errors import ConfigError
 
 
@@ -37,7 +38,9 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> Node:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, str):
-            raise ConfigError(f"keys must be strings, got {key!r}", file=loader.name, line=line)
+            raise ConfigError(
+                f"keys must be strings, got {quote(key)}", file=loader.name, line=line
+            )
         if key in result:
             raise ConfigError("key given twice", file=loader.name, line=line, key=key)
         result[key] = loader.construct_object(value_node, deep=True)
@@ -138,9 +141,9 @@ class Reader:
             return default
         value = self.node[name]
         if isinstance(value, bool) and bool not in _as_tuple(kind):
-            raise self.error(name, f"expected {_kind_name(kind)}, got {value!r}")
+            raise self.error(name, f"expected {_kind_name(kind)}, got {quote(value)}")
         if not isinstance(value, kind):
-            raise self.error(name, f"expected {_kind_name(kind)}, got {value!r}")
+            raise self.error(name, f"expected {_kind_name(kind)}, got {quote(value)}")
         return value
 
     def convert(self, name: str, parse: Any, default: Any = None, *, required: bool = False) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from retention.core.quoting import quote
+
 _SHORT = re.compile(r"(\d{1,9})\s*(s|m|h|d|w)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _ISO = re.compile(
@@ -17,7 +19,9 @@ MAX_DURATION = timedelta(days=3650)
 def parse_duration(text: object) -> timedelta:
     """Parse a duration, raising ValueError with a message fit for `file:line: key: ...`."""
     if isinstance(text, bool) or not isinstance(text, str | int):
-        raise ValueError(f"expected a duration like 90s, 15m, 24h, 7d, 2w or P7D, got {text!r}")
+        raise ValueError(
+            f"expected a duration like 90s, 15m, 24h, 7d, 2w or P7D, got {quote(text)}"
+        )
     value = str(text).strip()
     if value == "0":
         return timedelta(0)
@@ -28,9 +32,9 @@ def parse_duration(text: object) -> timedelta:
         else:
             result = _parse_iso(value)
     except OverflowError:
-        raise ValueError(f"duration {value!r} is longer than ten years") from None
+        raise ValueError(f"duration {quote(value)} is longer than ten years") from None
     if result > MAX_DURATION:
-        raise ValueError(f"duration {value!r} is longer than ten years")
+        raise ValueError(f"duration {quote(value)} is longer than ten years")
     return result
 
 
@@ -39,7 +43,7 @@ def _parse_iso(value: str) -> timedelta:
     iso = _ISO.fullmatch(value.upper())
     if iso is None or value.upper() in ("P", "PT") or value.upper().endswith("T"):
         raise ValueError(
-            f"invalid duration {value!r}: use a number and a unit (90s, 15m, 24h, 7d, 2w) "
+            f"invalid duration {quote(value)}: use a number and a unit (90s, 15m, 24h, 7d, 2w) "
             "or ISO 8601 (P7D, PT12H)"
         )
     return timedelta(**{k: int(v) for k, v in iso.groupdict().items() if v})
