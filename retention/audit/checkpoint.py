@@ -171,12 +171,19 @@ def _check_extends(conn: Connection, chain: str, last: dict[str, Any], head: wri
 def remembered(ledger: Ledger) -> list[dict[str, Any]]:
     """The last checkpoint of each chain as the ledger remembers it apart from the trail
     (chain, seq, hash), for `audit verify` to find unchanged in the trail."""
-    points = []
-    for chain in chains(ledger):
-        last = last_checkpoint(ledger, chain)
-        if last and "hash" in last:
-            points.append({"chain": chain, "seq": last["seq"], "hash": last["hash"]})
-    return points
+    return [
+        {"chain": chain, "seq": last["seq"], "hash": last["hash"]}
+        for chain, (_, last) in _heads_and_last_checkpoints(ledger).items()
+        if last and "hash" in last
+    ]
+
+
+def _heads_and_last_checkpoints(ledger: Ledger) -> dict[str, tuple[int, dict[str, Any] | None]]:
+    """Per chain, its head seq and its last checkpoint as remembered, in one read."""
+    with ledger.read() as conn:
+        heads = conn.execute(select(AuditChain.name, AuditChain.head_seq)).all()
+        kept = {name: store.get_meta(conn, _meta_key(name)) for name, _ in heads}
+    return {name: (seq, json.loads(kept[name]) if kept[name] else None) for name, seq in heads}
 
 
 def transitions(conn: Connection) -> list[dict[str, Any]]:
@@ -192,13 +199,10 @@ def chains(ledger: Ledger) -> list[str]:
 
 def uncovered_chains(ledger: Ledger) -> list[str]:
     """The chains whose last record is not a checkpoint."""
-    with ledger.read() as conn:
-        heads = conn.execute(select(AuditChain.name, AuditChain.head_seq)).all()
-        remembered = {name: store.get_meta(conn, _meta_key(name)) for name, _ in heads}
     return sorted(
-        name
-        for name, seq in heads
-        if remembered[name] is None or json.loads(remembered[name] or "{}").get("seq") != seq
+        chain
+        for chain, (seq, last) in _heads_and_last_checkpoints(ledger).items()
+        if last is None or last.get("seq") != seq
     )
 
 

@@ -16,11 +16,6 @@ from retention.errors import InputError
 csv.field_size_limit(sys.maxsize)
 
 
-def read_records(path: Path) -> list[Any]:
-    """The records of a trail file; a line that is not JSON becomes None (a fault)."""
-    return list(iter_records(path))
-
-
 # the CSV export's columns; the last holds the exact record, the others show parts of it
 CSV_COLUMNS = (
     "chain",

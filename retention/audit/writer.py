@@ -79,8 +79,13 @@ def lock_head(conn: Connection, chain: str) -> Head:
     ).first()
     if row is None:
         return Head(0, GENESIS, Frontier(), exists=False)
-    if row.head_frontier is None:  # written before migration 0007: computed once, here
+    if row.head_frontier is None:  # written before migration 0007: computed once, here, and kept
         frontier = rebuild_frontier(conn, chain, row.head_seq)
+        conn.execute(
+            update(AuditChain)
+            .where(AuditChain.name == chain)
+            .values(head_frontier=json.dumps(frontier.to_hex()))
+        )
     else:
         frontier = Frontier.from_hex(row.head_seq, json.loads(row.head_frontier))
     return Head(row.head_seq, row.head_hash, frontier, exists=True)
