@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import signal
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
+from pathlib import Path
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -38,6 +40,14 @@ from retention.sweep.report import SweepReport
 from retention.sweep.runner import exclusive, sweep_once
 
 log = get_logger("retention.daemon")
+
+
+def file_fingerprint(path: Path) -> str:
+    """The SHA-256 of a file's bytes, or why it cannot be read (a missing file is one state)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -76,6 +86,7 @@ class Daemon:
         self._no_listing: set[str] = set()
         self.started = False  # start-up done: /readyz is 503 until then
         self.probes: dict[str, ProbeResult] = {}  # each provider's last probe: /readyz reads it
+        self._rejected: tuple[str, str] | None = None  # the bad policies file last refused
 
     def alive(self) -> bool:
         """The scheduler runs (what liveness means)."""
@@ -338,7 +349,8 @@ class Daemon:
             systemd.notify("READY=1", "STATUS=serving")
 
     def _load_policies(self) -> None:
-        """Read, apply and adopt the policies file, or refuse it with `policy.rejected`."""
+        """Read, apply and adopt the policies file, or refuse it with `policy.rejected`: once
+        per distinct bad file, however often ingest, sweeps or SIGHUP read it again."""
         path = self.settings.policies_file
         try:
             fresh = load_policies(path)
@@ -347,6 +359,11 @@ class Daemon:
             message = (
                 exc.message if isinstance(exc, RetentionError) else (f"{type(exc).__name__}: {exc}")
             )
+            seen = (file_fingerprint(path), message)
+            if seen == self._rejected:
+                log.debug("policy.still_rejected", source=str(path))
+                return
+            self._rejected = seen
             log.error("policy.rejected", source=str(path), error=message)
             with self.ledger.write() as tx:
                 tx.event(
@@ -355,7 +372,7 @@ class Daemon:
                     details={"source": str(path), "kept_digest": self.policies.digest()},
                 )
             return
-        self.policies = fresh
+        self.policies, self._rejected = fresh, None
         log.info("policy.reloaded", source=str(path), digest=fresh.digest())
 
     def follow_ledger_policies(self) -> None:
