@@ -1,8 +1,11 @@
 """Publish committed audit records: append them to `audit.file` and log them through structlog.
 
-The database is the source of truth. The file is appended under an exclusive lock after each
-commit, and any records a crash kept out of it are written first, so the file always holds the
-chain in order.
+The database is the source of truth. After each commit the file is appended under an
+exclusive lock, held only for the append: each writer writes the chain's lines the file lacks,
+from the file's last seq up to its transaction's, read back from the ledger when another
+process committed them (or a crash kept them out). A writer that finds its lines already there
+(a later transaction appended them first) writes nothing, so the file holds each seq once, in
+chain order, however the appends of several processes interleave.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from retention.errors import AuditError
+from retention.files import make_private
 from retention.logs import get_logger
 
 BACKFILL_PAGE = 10_000  # lines read back from the ledger at a time
@@ -38,8 +42,9 @@ class AuditSink:
         self._log = get_logger("retention.audit")
 
     @contextmanager
-    def locked(self) -> Iterator[int | None]:
-        """Hold the file's exclusive lock (serialises commit-then-append across processes)."""
+    def opened(self) -> Iterator[int | None]:
+        """The file, open for appending (before the transaction: an unwritable file fails it);
+        `publish` takes the lock."""
         if self.path is None:
             yield None
             return
@@ -51,16 +56,21 @@ class AuditSink:
                 "user write access to it and its folder, or set audit.file"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            make_private(fd, self.path)  # a file found 0644 is made 0600, with a warning
             yield fd
         finally:
             os.close(fd)
 
     def publish(self, fd: int | None, sealed: Sealed, backfill: Backfill) -> None:
-        """Append the transaction's lines to the file, after any gap, then log each event."""
+        """Append the transaction's lines to the file under its lock, after any gap, unless they
+        are there already; then log each event."""
         if fd is not None:
             try:
-                self._append(fd, sealed, backfill)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    self._append(fd, sealed, backfill)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
                 self._log.error(
                     "audit.file_write_failed",
@@ -80,12 +90,15 @@ class AuditSink:
                     log(record["event"], **{k: v for k, v in record.items() if k != "event"})
 
     def _append(self, fd: int, sealed: Sealed, backfill: Backfill) -> None:
-        """Write the lines the file lacks up to the transaction's, read back from the ledger in
-        pages (a crash's gap, and the transaction's earlier chunks), then the lines held."""
+        """Write the lines the file lacks up to the transaction's: those after the file's last
+        seq, read back from the ledger in pages (another process's, a crash's gap, the
+        transaction's earlier chunks), then the lines held. Lines already in the file (a later
+        transaction appended first) are skipped, once the file's last line is found to be the
+        ledger's."""
         assert self.path is not None
         _cut_torn_tail(fd, self.path)
-        last = last_seq_in_file(self.path, sealed.chain) or 0
-        if last >= sealed.first:
+        last, raw = last_line_in_file(self.path, sealed.chain) or (0, b"")
+        if last >= sealed.first and raw != _ledger_line(sealed, last, backfill):
             self._log.error(
                 "audit.file_diverged",
                 path=str(self.path),
@@ -93,9 +106,11 @@ class AuditSink:
                 file_seq=last,
                 ledger_seq=sealed.first,
             )
+        if last >= sealed.last:
+            return
         for lines in _read_back(sealed, last + 1, backfill):
             _write_all(fd, lines)
-        _write_all(fd, sealed.lines)
+        _write_all(fd, sealed.lines[max(0, last + 1 - sealed.held_from) :])
         os.fsync(fd)
 
 
@@ -127,6 +142,14 @@ class Sealed:
     def held_from(self) -> int:
         """The first seq whose line is held in memory."""
         return self.last - len(self.lines) + 1
+
+
+def _ledger_line(sealed: Sealed, seq: int, backfill: Backfill) -> bytes | None:
+    """The ledger's line of `seq` on the transaction's chain (None when it has none)."""
+    if sealed.held_from <= seq <= sealed.last:
+        return sealed.lines[seq - sealed.held_from].encode()
+    lines = backfill(sealed.chain, seq, seq)
+    return lines[0].encode() if lines else None
 
 
 def _records(sealed: Sealed, backfill: Backfill) -> Iterator[dict[str, Any]]:
@@ -168,8 +191,8 @@ def _cut_torn_tail(fd: int, path: Path, block: int = 65536) -> None:
     os.truncate(path, 0)  # a single torn line and nothing before it
 
 
-def last_seq_in_file(path: Path, chain: str, block: int = 65536) -> int | None:
-    """The last seq of `chain` in the file, reading backwards from its end."""
+def last_line_in_file(path: Path, chain: str, block: int = 65536) -> tuple[int, bytes] | None:
+    """The last line of `chain` in the file, and its seq, reading backwards from its end."""
     with open(path, "rb") as handle:
         end = handle.seek(0, os.SEEK_END)
         tail = b""
@@ -183,7 +206,7 @@ def last_seq_in_file(path: Path, chain: str, block: int = 65536) -> int | None:
             for raw in reversed(complete):
                 seq = _seq_if_chain(raw, chain)
                 if seq is not None:
-                    return seq
+                    return seq, raw
             tail = lines[0] if start else b""
     return None
 

@@ -146,7 +146,7 @@ async def _watch(ledger: Ledger, ids: list[str], timeout: int, echo: Callable[[s
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = _rows(ledger, ids)
+        rows = await asyncio.to_thread(_rows, ledger, ids)
         for row in rows:
             if seen.get(row.response_id) != row.state:
                 seen[row.response_id] = row.state

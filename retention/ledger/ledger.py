@@ -1,4 +1,8 @@
-"""The ledger's unit of work: state changes and their audit events commit together."""
+"""The ledger's unit of work: state changes and their audit events commit together.
+
+Every call blocks (SQLite may wait 30 s for its write lock): async code makes them through
+`loopguard.off_loop`, and each one checks that it is not on the event loop's thread.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from retention.audit import writer
 from retention.audit.sink import AuditSink, Sealed
 from retention.core.times import format_time, utcnow
 from retention.errors import LedgerError
+from retention.ledger import loopguard
 from retention.ledger.diagnosis import describe
 
 
@@ -64,6 +69,7 @@ class Ledger:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only connection that does not take SQLite's write lock."""
+        loopguard.check("read")
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
@@ -74,6 +80,7 @@ class Ledger:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction with no audit events (leases and bookkeeping only)."""
+        loopguard.check("transaction")
         try:
             with self.engine.begin() as conn:
                 yield conn
@@ -83,8 +90,10 @@ class Ledger:
     @contextmanager
     def write(self, chain: str | None = None) -> Iterator[Tx]:
         """A write transaction; its events are chained in it (on this writer's chain, or on
-        `chain`) and published after commit."""
-        with self.sink.locked() as fd:
+        `chain`) and published after commit: the audit file is opened first (an unwritable one
+        fails before anything is committed), and locked only to append."""
+        loopguard.check("write")
+        with self.sink.opened() as fd:
             try:
                 with self.engine.begin() as conn:
                     tx = Tx(

@@ -17,6 +17,7 @@ from retention.core.outcomes import Outcome, backoff, classify
 from retention.core.policies import PolicySet
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
+from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.adaptive import AdaptiveLimit
 from retention.provider.client import Answer, ProviderClient
@@ -116,7 +117,7 @@ class Sweep:
             try:
                 await self.flusher.close()
             finally:
-                await asyncio.to_thread(self._release)
+                await off_loop(self._release)
         self.report.finished_at = self.clock()
         return self.report
 
@@ -137,7 +138,7 @@ class Sweep:
         while True:
             await asyncio.sleep(period)
             try:
-                await asyncio.to_thread(self._extend)
+                await off_loop(self._extend)
             except Exception as exc:
                 log.error("sweep.lease_renewal_failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -162,7 +163,7 @@ class Sweep:
             raise
         finally:
             await flight.drain()
-        if self.budget.left <= 0 and await asyncio.to_thread(self._more_due, run.name):
+        if self.budget.left <= 0 and await off_loop(self._more_due, run.name):
             self.report.brake = True
 
     async def _claim_loop(self, run: ProviderRun, flight: Flight) -> None:
@@ -170,7 +171,7 @@ class Sweep:
         batch = self.settings.sweep.batch_size
         while not run.stopped and not self.stop.is_set():
             if len(flight) < max(1, batch // 2) and self.budget.left:
-                rows = await asyncio.to_thread(self._claim, run.name, batch - len(flight))
+                rows = await off_loop(self._claim, run.name, batch - len(flight))
                 for row in rows:
                     flight.start(self._delete(run, row))
                 if rows:

@@ -13,6 +13,7 @@ from typing import Any
 
 from retention.errors import LedgerError
 from retention.ledger.ledger import Ledger
+from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import Answer
 from retention.sweep.hooks import Hooks
@@ -86,7 +87,7 @@ class Flusher:
             self._pending, self._faults = [], []
             if batch or faults:
                 try:
-                    now = await asyncio.to_thread(self._write, batch, faults)
+                    now = await off_loop(self._write, batch, faults)
                 except LedgerError as exc:
                     self._pending[:0], self._faults[:0] = batch, faults  # keep them, in order
                     failures += 1

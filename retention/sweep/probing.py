@@ -11,6 +11,7 @@ from sqlalchemy import select
 from retention.config.settings import ProviderSettings
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
+from retention.ledger.loopguard import off_loop
 from retention.provider.client import ProviderClient
 from retention.provider.probe import AUTH_FAILED, SAMPLE, ProbeResult, probe
 
@@ -49,7 +50,7 @@ async def probe_with_ledger(
     now: datetime,
 ) -> dict[str, ProbeResult]:
     """Probe `clients`, looking up each provider's recent IDs in the ledger first."""
-    ids = await asyncio.to_thread(
+    ids = await off_loop(
         lambda: {name: recent_ids(ledger, providers[name], now) for name in clients}
     )
     return await probe_all(clients, ids)

@@ -1,4 +1,8 @@
-"""One sweep from start to finish: credentials, the sweeper lock, events, probes, execution."""
+"""One sweep from start to finish: credentials, the sweeper lock, events, probes, execution.
+
+Every ledger call is made in a worker thread (`off_loop`): a write may wait up to 30 s for
+SQLite's write lock, and the event loop must go on answering meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from retention.ledger import store
 from retention.ledger.db import is_sqlite
 from retention.ledger.ledger import Ledger
 from retention.ledger.locks import sweeper_lock
+from retention.ledger.loopguard import off_loop
 from retention.provider.client import ProviderClient
 from retention.sweep.executor import Sweep
 from retention.sweep.hooks import Hooks
@@ -66,19 +71,14 @@ async def sweep_once(
     """Run one sweep over every provider; `sweep.started`/`sweep.finished` frame it when
     anything is due (an idle sweep writes no events, only the time of the last sweep)."""
     keys = {name: p.api_key() for name, p in settings.providers.items()}
-    with exclusive(ledger) if lock else nullcontext():
-        with ledger.read() as conn:
-            due = store.count_due(conn, clock())
+    with ExitStack() as stack:
+        if lock:
+            await off_loop(stack.enter_context, exclusive(ledger))
+        due = await off_loop(_count_due, ledger, clock())
         if due == 0:
-            return _idle(ledger, clock())
-        with ledger.write() as tx:
-            tx.event("sweep.started", details={"due": due, "limit": limit})
-            replicas = store.heartbeat(
-                tx.conn,
-                replica_name(),
-                clock(),
-                live_for=3 * settings.sweep.interval.total_seconds() + 60,
-            )
+            return await off_loop(_idle, ledger, clock())
+        live_for = 3 * settings.sweep.interval.total_seconds() + 60
+        replicas = await off_loop(_started, ledger, due, limit, clock, live_for)
         clients = {
             name: ProviderClient(settings.providers[name], key, transport=transport)
             for name, key in keys.items()
@@ -106,11 +106,30 @@ async def sweep_once(
         finally:
             for client in clients.values():
                 await client.aclose()
-        summary = report.as_dict()
-        with ledger.write() as tx:
-            tx.event("sweep.finished", details=summary)
-            store.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
+        await off_loop(_finished, ledger, report.as_dict())
     return report
+
+
+def _count_due(ledger: Ledger, now: datetime) -> int:
+    """How many records are due at `now`."""
+    with ledger.read() as conn:
+        return store.count_due(conn, now)
+
+
+def _started(
+    ledger: Ledger, due: int, limit: int | None, clock: Callable[[], datetime], live_for: float
+) -> int:
+    """Write `sweep.started` and this replica's heartbeat; how many replicas are live."""
+    with ledger.write() as tx:
+        tx.event("sweep.started", details={"due": due, "limit": limit})
+        return store.heartbeat(tx.conn, replica_name(), clock(), live_for=live_for)
+
+
+def _finished(ledger: Ledger, summary: dict[str, object]) -> None:
+    """Write `sweep.finished` with the sweep's summary, and keep the summary."""
+    with ledger.write() as tx:
+        tx.event("sweep.finished", details=summary)
+        store.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
 
 
 async def _probe_then_sweep(
@@ -124,13 +143,13 @@ async def _probe_then_sweep(
 ) -> SweepReport:
     """Probe each provider with work due; sweep those that pass; a failed probe stops its
     provider before any DELETE, with its event, and no record is touched."""
-    due = await asyncio.to_thread(_due_providers, ledger, list(clients), clock())
+    due = await off_loop(_due_providers, ledger, list(clients), clock())
     probes = await probe_with_ledger(
         ledger, settings.providers, {n: clients[n] for n in due}, clock()
     )
     for result in probes.values():
         hooks.on_probe(result)
-    await asyncio.to_thread(record_faults, ledger, settings.providers, list(probes.values()))
+    await off_loop(record_faults, ledger, settings.providers, list(probes.values()))
     run = sweep({n: clients[n] for n in due if probes[n].ok})
     for result in probes.values():
         if not result.ok:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from retention.audit.sink import AuditSink, Sealed
@@ -31,7 +32,7 @@ def backfill(chain: str, first: int, last: int) -> list[str]:
 def publish(path: Path, tx: Sealed) -> list[dict[str, object]]:
     """Publish `tx` through a sink on `path`; the log entries it made."""
     sink = AuditSink(path)
-    with capture_logs() as logs, sink.locked() as fd:
+    with capture_logs() as logs, sink.opened() as fd:
         sink.publish(fd, tx, backfill)
     return logs
 
@@ -54,3 +55,32 @@ def test_divergence_inside_a_long_transaction_is_reported(tmp_path: Path) -> Non
     logs = publish(path, sealed(12, 12_011, held=11))
     diverged = [entry for entry in logs if entry["event"] == "audit.file_diverged"]
     assert diverged and diverged[0]["file_seq"] == 31 and diverged[0]["ledger_seq"] == 12
+
+
+def seqs_in(path: Path) -> list[int]:
+    """The seqs of the file's lines, in order."""
+    return [json.loads(raw)["seq"] for raw in path.read_text().splitlines()]
+
+
+def test_a_later_transaction_appended_first_leaves_the_earlier_nothing_to_write(
+    tmp_path: Path,
+) -> None:
+    """Seq 6 committed after seq 5 but appended first: it writes 5 from the ledger, then the
+    transaction of 5 finds its line there and writes nothing; no divergence is reported."""
+    path = tmp_path / "audit.jsonl"
+    path.write_text("".join(line(s) + "\n" for s in range(1, 5)))
+    logs = publish(path, sealed(6, 6, held=1)) + publish(path, sealed(5, 5, held=1))
+    assert seqs_in(path) == [1, 2, 3, 4, 5, 6]
+    assert not [entry for entry in logs if entry["event"] == "audit.file_diverged"]
+
+
+@pytest.mark.parametrize("in_file", [2, 12, 10_500, 11_950, 12_000, 12_010])
+def test_lines_already_in_the_file_are_written_once(tmp_path: Path, in_file: int) -> None:
+    """A transaction of seqs 3..12,000 (the last 100 held) adds only the seqs after the file's
+    last one, whether that lies before it, in a read-back page, among the lines held, or past
+    its end."""
+    path = tmp_path / "audit.jsonl"
+    path.write_text("".join(line(s) + "\n" for s in range(1, in_file + 1)))
+    logs = publish(path, sealed(3, 12_000, held=100))
+    assert seqs_in(path) == list(range(1, max(in_file, 12_000) + 1))
+    assert not [entry for entry in logs if entry["event"] == "audit.file_diverged"]
