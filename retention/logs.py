@@ -8,27 +8,15 @@ from typing import Any, TextIO
 
 import structlog
 
-_SECRETS: set[str] = set()
-REDACTED = "[redacted]"
+from retention.redaction import REDACTED, redact, register_secret
 
-
-def register_secret(value: str | None) -> None:
-    """Never let `value` reach a log line, whatever field it hides in."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def redact(text: str) -> str:
-    """`text` with every registered secret replaced."""
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+__all__ = ["REDACTED", "configure", "get_logger", "redact", "redacting", "register_secret"]
 
 
 def redacting(renderer: Any) -> Any:
     """Wrap the final renderer: the rendered line is redacted, the last guard before output
-    (one string search per secret, whatever the event's shape)."""
+    (one string search per form of each secret: raw, and as JSON or repr escape it, so a key
+    holding `"` or `\\` is caught in the line as rendered)."""
 
     def render(logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
         return redact(renderer(logger, method, event_dict))

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from retention.errors import AuditError, UsageError
+from retention.files import SecretFileError, read_secret_file
 
 
 def fingerprint(public: Ed25519PublicKey) -> str:
@@ -90,27 +91,21 @@ class Signer:
             if not create:
                 raise AuditError(f"no signing key at {path}; `retention run` creates it")
             _create(path)
-        refuse_shared(path)
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
+            pem = read_secret_file(path)
+        except SecretFileError as exc:
+            if not exc.exposed:
+                raise AuditError(f"the signing key {path} {exc}") from None
+            raise UsageError(
+                f"the signing key {path} {exc}, and check who could have read it"
+            ) from None
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except ValueError as exc:
             raise AuditError(f"cannot read the signing key {path}: {type(exc).__name__}") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise AuditError(f"the signing key {path} is not an Ed25519 key")
         return cls(key)
-
-
-def refuse_shared(path: Path) -> None:
-    """A private key readable or writable by group or others may be someone else's: refuse it."""
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError as exc:
-        raise AuditError(f"cannot read the signing key {path}: {exc.strerror}") from None
-    if mode & 0o077:
-        raise UsageError(
-            f"{path}: the signing key is open to group or others (mode {mode:04o}); "
-            f"run `chmod 600 {path}` (or 400) and check who could have read it"
-        )
 
 
 def generate(path: Path) -> Signer:

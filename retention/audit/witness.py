@@ -26,8 +26,9 @@ import httpx
 from retention.audit.chain import canonical
 from retention.config.settings import WitnessSettings
 from retention.errors import AuditError, ConfigError
-from retention.files import fsync_folder
-from retention.logs import get_logger, redact, register_secret
+from retention.files import fsync_folder, make_private, make_private_if_present
+from retention.logs import get_logger
+from retention.redaction import redact, register_secret
 
 __all__ = ["MAX_SPOOLED", "TIMEOUT_S", "WitnessSettings", "Witnesses"]
 
@@ -137,7 +138,9 @@ class _Spool:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            make_private(fd, f"{self.path}.lock")
             fcntl.flock(fd, fcntl.LOCK_EX)
+            make_private_if_present(self.path)  # found 0644: made 0600, with a warning
             yield
         finally:
             os.close(fd)
@@ -224,6 +227,8 @@ class _UrlWitness(_Witness):
             settings.name, _Spool(settings.spool_file, name=settings.name, limit=limit)
         )
         self.url, self.token_env, self.http = str(settings.url), settings.token_env, http
+        if self.token_env:  # known from the start, so no log line or error can show it
+            register_secret(os.environ.get(self.token_env, "").strip())
 
     def send(self, line: str) -> None:
         """POST one line, with the bearer token when its variable is set."""

@@ -13,9 +13,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from retention.config.yamlfile import Reader, load_yaml
-from retention.core.durations import parse_duration
+from retention.core.durations import format_duration, parse_duration
 from retention.core.quoting import quote
 from retention.errors import ConfigError
+from retention.files import SecretFileError, read_secret_file
+from retention.redaction import register_secret
 
 PROVIDER_KINDS = ("fireworks", "openai")
 DEFAULT_BASE_URLS = {
@@ -47,31 +49,55 @@ class ProviderSettings:
     storage_period: timedelta = timedelta(days=30)
 
     def api_key(self) -> str:
-        """Read the API key now; the error names where it was looked for, never a value."""
+        """Read the API key now (and register it for redaction); the error names where it was
+        looked for and what is wrong, never a value."""
+        where = f"providers.{self.name}"
         if self.api_key_file is not None:
-            try:
-                key = self.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot read api_key_file {self.api_key_file}: {exc.strerror}",
-                    key=f"providers.{self.name}",
-                ) from None
+            key = read_secret(self.api_key_file, f"{where}.api_key_file", "the API key file")
         else:
             key = os.environ.get(self.api_key_env or "", "").strip()
             if not key:
                 raise ConfigError(
                     f"environment variable {self.api_key_env} is not set",
-                    key=f"providers.{self.name}.api_key_env",
+                    key=f"{where}.api_key_env",
                 )
         if not key:
-            raise ConfigError("the API key is empty", key=f"providers.{self.name}")
-        if _HEADER_UNSAFE.search(key):
-            raise ConfigError(
-                "the API key holds a line break or another control character; it cannot go "
-                "in an HTTP header (check the file or variable for stray text)",
-                key=f"providers.{self.name}",
-            )
-        return key
+            raise ConfigError("the API key is empty", key=where)
+        return header_safe_secret(key, where, "the API key")
+
+
+def read_secret(path: Path, key: str, what: str) -> str:
+    """A key or token file's text, stripped; ConfigError (exit 2) naming `key` and the file
+    when it cannot be read, is open to group or others, or is not a key at all."""
+    try:
+        data = read_secret_file(path)
+    except SecretFileError as exc:
+        raise ConfigError(f"{what} {path} {exc}", key=key) from None
+    try:
+        return data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} holds {_NOT_ASCII}", key=key) from None
+
+
+def header_safe_secret(value: str, key: str, what: str) -> str:
+    """`value` registered for redaction and returned, when it can travel in an HTTP header:
+    printable ASCII only (ConfigError naming `key`, never the value, otherwise)."""
+    register_secret(value)
+    if _HEADER_UNSAFE.search(value):
+        raise ConfigError(
+            f"{what} holds a line break or another control character; it cannot go in an "
+            "HTTP header (check the file or variable for stray text)",
+            key=key,
+        )
+    if not value.isascii():
+        raise ConfigError(f"{what} holds {_NOT_ASCII}", key=key)
+    return value
+
+
+_NOT_ASCII = (
+    "a character that is not ASCII (a byte-order mark, a typographic quote or a non-breaking "
+    "space?); it cannot go in an HTTP header"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,17 +148,28 @@ class ServerSettings:
     listen: str = "127.0.0.1:8787"
     ingest_token_env: str | None = "RETENTION_INGEST_TOKEN"  # noqa: S105 - a variable's name
     ingest_token_file: Path | None = None
+    header_timeout: timedelta = timedelta(seconds=10)  # a request head (and TLS handshake)
+    body_timeout: timedelta = timedelta(seconds=30)  # a request body, from its head on
+    keepalive_timeout: timedelta = timedelta(seconds=15)  # an idle connection between requests
+    max_connections: int = 256  # open at once; lowered to what the fd limit leaves room for
+    tls_cert_file: Path | None = None  # both or neither: https instead of http
+    tls_key_file: Path | None = None
+    # the line of each key given, for errors only found at start (a TLS file that won't load)
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def ingest_token(self) -> str | None:
-        """The ingest token (file first, then environment); None turns ingest off."""
+        """The ingest token (file first, then environment), registered for redaction; None
+        (or an empty file or variable) turns ingest off. A file that cannot be read or is open
+        to group or others, or a token that cannot be a header value, is a ConfigError."""
         if self.ingest_token_file is not None:
-            try:
-                return self.ingest_token_file.read_text(encoding="utf-8").strip() or None
-            except OSError:
-                return None
-        if self.ingest_token_env:
-            return os.environ.get(self.ingest_token_env, "").strip() or None
-        return None
+            key = "server.ingest_token_file"
+            token = read_secret(self.ingest_token_file, key, "the ingest token file")
+        elif self.ingest_token_env:
+            key = "server.ingest_token_env"
+            token = os.environ.get(self.ingest_token_env, "").strip()
+        else:
+            return None
+        return header_safe_secret(token, key, "the ingest token") if token else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,13 +468,64 @@ def _witness_url(value: Any) -> str:
 
 def _server(r: Reader, base: Path) -> ServerSettings:
     """The `server` section."""
-    r.only("listen", "ingest_token_env", "ingest_token_file")
+    r.only(
+        "listen",
+        "ingest_token_env",
+        "ingest_token_file",
+        "header_timeout",
+        "body_timeout",
+        "keepalive_timeout",
+        "max_connections",
+        "tls_cert_file",
+        "tls_key_file",
+    )
     token_file = r.get("ingest_token_file", str)
+    cert, key = r.get("tls_cert_file", str), r.get("tls_key_file", str)
+    if bool(cert) != bool(key):
+        missing = "tls_key_file" if cert else "tls_cert_file"
+        raise r.error(missing, "give both tls_cert_file and tls_key_file, or neither")
+    timeout = _duration_up_to(timedelta(hours=1))
     return ServerSettings(
-        listen=r.get("listen", str, "127.0.0.1:8787"),
+        listen=r.convert("listen", _listen, "127.0.0.1:8787"),
         ingest_token_env=r.get("ingest_token_env", str, "RETENTION_INGEST_TOKEN"),
         ingest_token_file=path_in(base, token_file),
+        header_timeout=r.convert("header_timeout", timeout, timedelta(seconds=10)),
+        body_timeout=r.convert("body_timeout", timeout, timedelta(seconds=30)),
+        keepalive_timeout=r.convert("keepalive_timeout", timeout, timedelta(seconds=15)),
+        max_connections=r.convert("max_connections", _positive_int(65536), 256),
+        tls_cert_file=path_in(base, cert),
+        tls_key_file=path_in(base, key),
+        key_lines={name: r.line_of(name) or 0 for name in r.node},
     )
+
+
+def split_listen(listen: Any) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) into its parts; ValueError saying what is wrong. Port 0
+    asks the system for any free port (what tests use)."""
+    host, sep, port = listen.rpartition(":") if isinstance(listen, str) else ("", "", "")
+    if not sep or not port.isascii() or not port.isdigit() or len(port) > 5:
+        raise ValueError(f"expected host:port, got {quote(listen)}")
+    if int(port) > 65535:
+        raise ValueError(f"the port must be from 1 to 65535 (0: any free one), got {port}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _listen(value: Any) -> str:
+    """A valid `server.listen`, as given."""
+    split_listen(value)
+    return str(value)
+
+
+def _duration_up_to(maximum: timedelta) -> Any:
+    """A parser for durations above zero and at most `maximum`."""
+
+    def parse(value: Any) -> timedelta:
+        result = _positive_duration(value)
+        if result > maximum:
+            raise ValueError(f"at most {format_duration(maximum)}, got {quote(value)}")
+        return result
+
+    return parse
 
 
 def path_in(base: Path, value: str | None) -> Path | None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from retention.errors import LedgerError, SchemaOutdatedError
+from retention.files import make_private, make_private_if_present
 from retention.ledger.diagnosis import describe, where
 
 if TYPE_CHECKING:
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 # The newest migration in migrations/versions (a test keeps the two equal). Knowing it here
 # lets every command check the schema without importing Alembic.
 HEAD_REVISION = "0007"
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
+# files beside a SQLite ledger, made private with it: SQLite's own, and our sweeper lock
+COMPANIONS = ("-wal", "-shm", "-journal", ".lock")
 
 
 def migrations_dir() -> Path:
@@ -43,7 +47,9 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; a new SQLite file is created 0600 first."""
+    """An engine for `url`; a new SQLite file is created 0600 first, and one found open to
+    group or others is made 0600 with a warning, and so are its -wal, -shm and -journal (SQLite
+    copies their mode from it) and its sweeper lock."""
     path = sqlite_path(url)
     if path is None:
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
@@ -52,9 +58,19 @@ def make_engine(url: str) -> Engine:
             f"ledger {path}: the folder {path.parent} does not exist; create it or fix database_url"
         )
     try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise LedgerError(describe(exc, url)) from None
+    try:
+        ours = os.pread(fd, len(SQLITE_HEADER), 0) in (b"", SQLITE_HEADER)  # never another file
+        if ours:
+            make_private(fd, path)
+    except OSError as exc:
+        raise LedgerError(describe(exc, url)) from None
+    finally:
+        os.close(fd)
+    for suffix in COMPANIONS if ours else ():
+        make_private_if_present(f"{path}{suffix}")
     engine = create_engine(url, connect_args={"timeout": 30})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
@@ -118,6 +134,7 @@ def current_revision(engine: Engine) -> str | None:
     and what to do, when it cannot be opened."""
     try:
         with engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="DEFERRED")  # a reader: no write lock
             if not engine.dialect.has_table(conn, "alembic_version"):
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

@@ -1,7 +1,10 @@
 """The provider client on httpx: DELETE and GET one response, nothing raised for HTTP status.
 
 Every transport problem becomes an Answer with `status=None`; the sweep decides what it means.
-An ID reaches a URL only through `validate_id`.
+An ID reaches a URL only through `validate_id`. Every value the provider sends that we keep
+(a request ID header, error text, listing items) passes `scrub` or `redact_tree` here, before
+it can reach the ledger, the trail, a log line or an error: a provider echoing our key (raw,
+JSON-escaped or in a header) leaves `[redacted]`.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from retention.core.ids import validate_id
 from retention.core.outcomes import parse_retry_after
 from retention.core.times import utcnow
 from retention.errors import DiscoveryUnsupported, ProviderAuthError, ProviderError
-from retention.logs import redact, register_secret
 from retention.provider.transport import AiohttpTransport
+from retention.redaction import redact_tree, register_secret, scrub
 
 REQUEST_ID_HEADERS = ("x-request-id", "fireworks-request-id", "request-id")
+MAX_REQUEST_ID = 128  # characters of a request ID header kept (in the ledger and the trail)
+MAX_ERROR = 300  # characters of error text kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +158,7 @@ class ProviderClient:
         try:
             response = await self._http.get(f"{self.settings.base_url}/responses", params=params)
         except httpx.TransportError as exc:
-            raise ProviderError(redact(f"listing failed: {type(exc).__name__}: {exc}")) from None
+            raise ProviderError(f"listing failed: {_describe_error(exc)}") from None
         if response.status_code in (401, 403):
             raise ProviderAuthError(
                 f"provider {self.settings.name} refused our credentials "
@@ -168,8 +173,8 @@ class ProviderClient:
         if not response.is_success:
             raise ProviderError(f"listing failed: HTTP {response.status_code}")
         try:
-            body = response.json()
-        except ValueError:
+            body = redact_tree(response.json())
+        except (ValueError, RecursionError):
             raise ProviderError("listing answered with something that is not JSON") from None
         return Page.from_json(body)
 
@@ -211,7 +216,7 @@ def _unanswered(exc: httpx.HTTPError, *, before_answer: bool) -> Answer:
 
 def _describe_error(exc: Exception) -> str:
     """A transport error as text, secrets removed before it is shortened."""
-    return redact(f"{type(exc).__name__}: {exc}")[:300]
+    return scrub(f"{type(exc).__name__}: {exc}", MAX_ERROR) or ""
 
 
 def answer_of(
@@ -222,15 +227,16 @@ def answer_of(
     *,
     body_error: str | None = None,
 ) -> Answer:
-    """An Answer: status, request ID, Retry-After, and error text (secrets removed, then cut)."""
+    """An Answer: status, request ID, Retry-After, and error text, each scrubbed (controls
+    removed, secrets redacted, then cut)."""
     request_id = next((headers[h] for h in REQUEST_ID_HEADERS if h in headers), None)
     error = body_error
     if error is None and not 200 <= status < 300 and status != 404:
         text = body[:65536].decode("utf-8", "replace")
-        error = redact(f"HTTP {status}: {text}")[:300]
+        error = scrub(f"HTTP {status}: {text}", MAX_ERROR)
     return Answer(
         status=status,
-        request_id=request_id,
+        request_id=scrub(request_id, MAX_REQUEST_ID) or None,
         retry_after=parse_retry_after(headers.get("retry-after"), now),
         error=error,
     )

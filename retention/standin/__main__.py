@@ -31,6 +31,18 @@ def main(argv: list[str] | None = None) -> None:
         help="fraction of connections dropped without an answer",
     )
     parser.add_argument("--flavor", choices=("fireworks", "openai"), default="fireworks")
+    parser.add_argument(
+        "--deny-delete-rate",
+        type=float,
+        default=0.0,
+        help="fraction of DELETEs answered 401 (a key allowed to read, not to delete)",
+    )
+    parser.add_argument(
+        "--echo-key",
+        action="store_true",
+        help="play a careless provider: echo the Authorization header received in x-request-id, "
+        "raw in 401 bodies, JSON-escaped in other error bodies and listed metadata",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed for the faults")
     args = parser.parse_args(argv)
     knobs = Knobs(
@@ -40,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         retry_after=args.retry_after,
         drop_rate=args.drop_rate,
         flavor=args.flavor,
+        deny_delete_rate=args.deny_delete_rate,
     )
     standin = StandIn(
         api_key=args.api_key,
@@ -47,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         knobs=knobs,
         seed=args.seed,
         blind_key=args.blind_key,
+        echo_key=args.echo_key,
     )
     try:
         asyncio.run(_serve(standin, args.port))

@@ -3,7 +3,9 @@
 Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`, GET `/models`.
 Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `reset`.
 A second key, `blind_key`, is accepted but sees nothing (like a key of another OpenAI project):
-its listing is empty and every ID answers 404.
+its listing is empty and every ID answers 404. With `echo_key` it plays a careless provider that
+echoes the Authorization header it received: in `x-request-id`, raw in a 401's text body,
+JSON-escaped in every other error body and in each listed response's metadata.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Knobs:
     retry_after: int = 1
     drop_rate: float = 0.0  # fraction whose connection is closed without an answer
     flavor: str = "fireworks"  # the DELETE body style: fireworks | openai
+    deny_delete_rate: float = 0.0  # fraction of DELETEs answered 401 (a key that may only read)
 
     def update(self, values: dict[str, Any]) -> None:
         """Change the named knobs."""
@@ -51,8 +54,10 @@ class StandIn:
         knobs: Knobs | None = None,
         seed: int | None = None,
         blind_key: str | None = None,
+        echo_key: bool = False,
     ) -> None:
         self.api_key, self.account, self.blind_key = api_key, account, blind_key
+        self.echo_key = echo_key
         self.knobs = knobs or Knobs()
         self.store = ResponseStore()
         self._random = random.Random(seed)
@@ -154,6 +159,8 @@ class StandIn:
                 request.method, request.path, request.headers.get("x-fireworks-account-id"), status
             )
         )
+        if self.echo_key:
+            return _echoing(request, status, body, headers or {})
         return web.json_response(body, status=status, headers=headers)
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
@@ -183,7 +190,13 @@ class StandIn:
             return self._answer(request, 400, {"error": {"message": "bad limit"}})
         if self._blind(request):
             return self._answer(request, 200, {"object": "list", "data": [], "has_more": False})
-        return self._answer(request, 200, self.store.page(limit, request.query.get("after")))
+        page = self.store.page(limit, request.query.get("after"))
+        if self.echo_key:
+            echo = request.headers.get("Authorization", "")
+            page["data"] = [
+                {**item, "metadata": {**item["metadata"], "echo": echo}} for item in page["data"]
+            ]
+        return self._answer(request, 200, page)
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/models: what every OpenAI-compatible server lists."""
@@ -209,6 +222,9 @@ class StandIn:
         if gated:
             return gated
         rid = request.match_info["id"]
+        denied = self.knobs.deny_delete_rate  # drawn only when set: seeded faults stay as they were
+        if denied and self._random.random() < denied:
+            return self._answer(request, 401, {"error": {"message": "this key may not delete"}})
         if self._blind(request) or self.store.responses.pop(rid, None) is None:
             return self._answer(request, 404, {"error": {"message": "not found"}})
         body: dict[str, Any] = (
@@ -237,6 +253,21 @@ class StandIn:
         except (KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": f"bad knob: {exc}"}, status=400)
         return web.json_response(asdict(self.knobs))
+
+
+def _echoing(
+    request: web.Request, status: int, body: dict[str, Any], headers: dict[str, str]
+) -> web.Response:
+    """A careless provider's answer: the Authorization header received, in `x-request-id`, raw
+    in a 401's text body, JSON-escaped in any other error's message."""
+    received = request.headers.get("Authorization", "")
+    headers = {**headers, "x-request-id": f"req_standin {received}"}
+    if status == 401:
+        return web.Response(status=401, text=f"invalid API key: {received}", headers=headers)
+    error = body.get("error")
+    if status >= 400 and isinstance(error, dict):
+        body = {**body, "error": {**error, "message": f"{error.get('message')}: {received}"}}
+    return web.json_response(body, status=status, headers=headers)
 
 
 async def _stream(request: web.Request, item: dict[str, Any]) -> web.StreamResponse:

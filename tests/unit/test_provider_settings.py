@@ -30,6 +30,7 @@ def test_storage_period_is_a_duration(tmp_path: Path) -> None:
 def test_key_with_a_line_break_is_refused(tmp_path: Path) -> None:
     """A key file holding two lines cannot go in a header: a ConfigError naming the provider."""
     (tmp_path / "key").write_text("sk-one\nsk-two\n")
+    (tmp_path / "key").chmod(0o600)
     config = write_config(tmp_path, "https://fw.test/v1")
     config.write_text(config.read_text().replace("api_key_env: FW_TEST_KEY", "api_key_file: key"))
     provider = load_settings(config).providers["fireworks"]
