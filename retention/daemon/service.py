@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -22,15 +23,20 @@ from retention.audit.checkpoint import write_checkpoint
 from retention.audit.signing import Signer
 from retention.audit.witness import Witnesses
 from retention.config.policyfile import load_policies
-from retention.config.settings import Settings
+from retention.config.settings import Settings, split_listen
 from retention.core.policies import PolicySet
-from retention.daemon import systemd
+from retention.daemon import fdlimit, systemd
+from retention.daemon.connections import ConnectionLimits, ConnectionTable, watch
 from retention.daemon.http import make_app
+from retention.daemon.listener import GuardedRunner, Listener, is_loopback, open_sockets
 from retention.daemon.metrics import Metrics
+from retention.daemon.throttled_log import ThrottledLog
+from retention.daemon.tls import server_context
 from retention.discover import discover
 from retention.errors import ConfigError, RetentionError, UsageError
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
+from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import ProviderClient
 from retention.provider.probe import ProbeResult
@@ -51,11 +57,12 @@ def file_fingerprint(path: Path) -> str:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) into its parts."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"server.listen: expected host:port, got {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    """`host:port` (or `[v6]:port`) into its parts (checked when the settings load; this
+    guards a value built in code)."""
+    try:
+        return split_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="server.listen") from None
 
 
 class Daemon:
@@ -96,21 +103,14 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or `stop()`), then drain and return 0."""
         for provider in self.settings.providers.values():
             provider.api_key()  # a missing key stops start-up, not every sweep
-        with ExitStack() as stack:
-            stack.enter_context(exclusive(self.ledger))
-            sync_policies(self.ledger, self.policies)
+        self.settings.server.ingest_token()  # so does a token file open to others (exit 2)
+        with ExitStack() as stack:  # every ledger call in a worker thread, start-up's too
+            await off_loop(stack.enter_context, exclusive(self.ledger))
+            await off_loop(sync_policies, self.ledger, self.policies)
             self.signer = self._signer()
             runner = await self._serve_http()
             self._install_signals()
-            with self.ledger.write() as tx:  # first: the one start-up write that must succeed
-                tx.event(
-                    "daemon.started",
-                    details={
-                        "version": __version__,
-                        "port": self.port,
-                        "sweep_interval_s": int(self.settings.sweep.interval.total_seconds()),
-                    },
-                )
+            await off_loop(self._write_started)  # first: the one start-up write that must succeed
             self._start_scheduler()
             # in the background: a silent provider must not hold back liveness or READY; its
             # result reaches /readyz when it comes (and each sweep probes before deleting)
@@ -123,6 +123,18 @@ class Daemon:
             await self._shutdown(runner, watchdog)
         return 0
 
+    def _write_started(self) -> None:
+        """Write `daemon.started`."""
+        with self.ledger.write() as tx:
+            tx.event(
+                "daemon.started",
+                details={
+                    "version": __version__,
+                    "port": self.port,
+                    "sweep_interval_s": int(self.settings.sweep.interval.total_seconds()),
+                },
+            )
+
     def stop(self) -> None:
         """Begin a graceful stop (what SIGTERM does)."""
         if not self.stopping:
@@ -131,23 +143,84 @@ class Daemon:
             self._stop.set()
 
     async def _serve_http(self) -> web.AppRunner:
-        """Start the HTTP server on `server.listen`."""
+        """Start the HTTP surface on `server.listen`: header, body and keep-alive timeouts, a
+        connection cap under the descriptor limit, accept errors logged at most once a minute,
+        https when a certificate is configured (see daemon/connections.py, listener.py)."""
         host, port = parse_listen(self.settings.server.listen)
-        runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        tls = server_context(self.settings)  # a file that does not load: exit 2 naming it
+        limits = self._connection_limits()
+        noise = ThrottledLog(log)
+        asyncio.get_running_loop().set_exception_handler(noise.loop_handler)
+        table = ConnectionTable(limits, shed=lambda why: noise.note("http.connections_shed", why))
+        app = make_app(self)
+        app.middlewares.append(watch(table))
         try:
-            await site.start()
+            sockets = open_sockets(host, port)
         except OSError as exc:
-            await runner.cleanup()
             what = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise UsageError(
                 f"cannot listen on {host}:{port}: {what or exc} (server.listen in "
                 f"{self.settings.path}; is another daemon running?)"
             ) from None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        log.info("http.listening", host=host, port=self.port)
+        runner = GuardedRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=limits.keepalive_timeout
+        )
+        await runner.setup()
+        assert runner.server is not None
+        runner.listener = Listener(sockets, table, runner.server, tls=tls, noise=noise)
+        runner.listener.start()
+        self.port = runner.listener.port
+        log.info(
+            "http.listening",
+            host=host,
+            port=self.port,
+            scheme="https" if tls else "http",
+            max_connections=limits.cap,
+        )
+        if tls is None and not is_loopback(host) and self._ingest_on():
+            log.warning(
+                "http.ingest_in_clear",
+                host=host,
+                hint="the ingest token and records travel unencrypted: set server.tls_cert_file "
+                "and server.tls_key_file, or put a TLS proxy in front and listen on loopback",
+            )
         return runner
+
+    def _connection_limits(self) -> ConnectionLimits:
+        """`server`'s limits, the connection cap lowered to what the descriptor limit leaves
+        room for (after raising its soft limit towards the hard one)."""
+        server = self.settings.server
+        before, after = fdlimit.raise_soft_limit()
+        if after != before:
+            log.info("process.fd_limit_raised", soft_limit_before=before, soft_limit=after)
+        reserve = fdlimit.RESERVE + sum(p.max_concurrency for p in self.settings.providers.values())
+        limit = fdlimit.soft_limit()
+        cap, spare = fdlimit.connection_cap(
+            server.max_connections, limit, fdlimit.open_count(), reserve
+        )
+        if cap < server.max_connections:
+            log.warning(
+                "http.max_connections_lowered",
+                max_connections=server.max_connections,
+                cap=cap,
+                fd_limit=limit,
+                hint="raise the descriptor limit (LimitNOFILE=, ulimit -n) or lower "
+                "server.max_connections",
+            )
+        return ConnectionLimits(
+            header_timeout=server.header_timeout.total_seconds(),
+            body_timeout=server.body_timeout.total_seconds(),
+            keepalive_timeout=server.keepalive_timeout.total_seconds(),
+            cap=cap,
+            spare=spare,
+        )
+
+    def _ingest_on(self) -> bool:
+        """Whether an ingest token is configured (a token file that fails to read counts)."""
+        try:
+            return self.settings.server.ingest_token() is not None
+        except ConfigError:
+            return True
 
     async def probe_providers(self, names: list[str]) -> None:
         """Probe `names` (at start, and before a sweep while one fails) and log each result;
@@ -203,6 +276,9 @@ class Daemon:
 
     def _start_scheduler(self) -> None:
         """Interval sweeps that never overlap, the first one now; signed checkpoints."""
+        # a run skipped because the last one still runs is the design (max_instances=1), not
+        # news: while a long import holds the ledger, APScheduler would warn once per interval
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         common = {
             "max_instances": 1,
             "coalesce": True,
@@ -271,7 +347,7 @@ class Daemon:
         if self.stopping or self.signer is None:
             return
         try:
-            await asyncio.to_thread(self._checkpoint)
+            await off_loop(self._checkpoint)
         except Exception as exc:
             log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
 
@@ -305,7 +381,7 @@ class Daemon:
             return
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.follow_ledger_policies)
+            await off_loop(self.follow_ledger_policies)
             if self.failing_probes():  # an idle sweep probes nothing: /readyz must recover
                 await self.probe_providers(list(self.failing_probes()))
             self._sweep = asyncio.create_task(
@@ -392,16 +468,20 @@ class Daemon:
         self.scheduler.shutdown(wait=False)  # after the drain: it cancels running jobs
         if watchdog:
             watchdog.cancel()
-        with self.ledger.write() as tx:
-            tx.event("daemon.stopped", details={"drained": drained})
+        await off_loop(self._write_stopped, drained)  # /healthz still answers meanwhile
         if self.signer is not None:  # the trail ends on a signed head
             try:
-                self._checkpoint()
+                await off_loop(self._checkpoint)
             except Exception as exc:
                 log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
         self.witnesses.close()
         await runner.cleanup()
         log.info("daemon.stopped", drained=drained)
+
+    def _write_stopped(self, drained: bool) -> None:
+        """Write `daemon.stopped`."""
+        with self.ledger.write() as tx:
+            tx.event("daemon.stopped", details={"drained": drained})
 
     async def _drain(self, grace: float) -> bool:
         """Wait for the running sweep; cancel it after `grace` seconds (leases are returned)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.http_router import free_port, html_404, json_404
+from tests.certificates import write_certificate
 from tests.helpers import ago, cli, seed, write_config
 
 BLIND_KEY = "blind-key"
@@ -98,6 +99,7 @@ def test_each_broken_base_url_or_key_fails_the_probe(
 def test_key_with_a_line_break_fails_the_key_check(workdir: Path, standin_url: str) -> None:
     """A key file of two lines is named as not header-safe; the probe is skipped, not run."""
     (workdir / "key").write_text("test-key\nsecond line\n")
+    (workdir / "key").chmod(0o600)
     config = write_config(workdir, standin_url)
     config.write_text(config.read_text().replace("api_key_env: FW_TEST_KEY", "api_key_file: key"))
     code, checks = _doctor(workdir)
@@ -171,3 +173,15 @@ def test_provider_option_checks_one_provider(workdir: Path, standin_url: str) ->
     assert code == 0 and "probe fireworks" in checks
     assert cli("doctor", "--provider", "fireworks", cwd=workdir).returncode == 0
     assert cli("doctor", "--provider", "nope", cwd=workdir).returncode == 2
+
+
+def test_tls_key_open_to_others_fails_the_tls_check(workdir: Path, standin_url: str) -> None:
+    """A TLS key readable by its group fails doctor's `tls` check, naming the file and the fix,
+    before `run` would refuse to start."""
+    cert, key = write_certificate(workdir)
+    key.chmod(0o640)
+    extra = f"server:\n  tls_cert_file: {cert}\n  tls_key_file: {key}\n"
+    write_config(workdir, standin_url, extra=extra)
+    code, checks = _doctor(workdir)
+    assert code == 1 and set(_failed(checks)) == {"tls"}
+    assert str(key) in checks["tls"] and "chmod 600" in checks["tls"]

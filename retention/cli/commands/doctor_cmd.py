@@ -69,7 +69,7 @@ async def _all_checks(settings: Settings, names: list[str], now: datetime) -> li
     checks = [Check("config", OK, f"{settings.path} loaded"), _policies(settings)]
     ledger_check, ledger = _ledger(settings)
     checks += [ledger_check, _clock(ledger, now), _audit_file(settings.audit.file)]
-    checks += [_signing_key(settings.audit.signing_key_file)]
+    checks += [_signing_key(settings.audit.signing_key_file), _tls(settings)]
     checks += [_witness(w) for w in settings.audit.witness]
     try:
         for name in names:
@@ -78,6 +78,19 @@ async def _all_checks(settings: Settings, names: list[str], now: datetime) -> li
         if ledger is not None:
             ledger.close()
     return checks
+
+
+def _tls(settings: Settings) -> Check:
+    """The HTTP surface's certificate and key load (only `run` reads them otherwise)."""
+    from retention.daemon.tls import server_context
+
+    try:
+        context = server_context(settings)
+    except RetentionError as exc:
+        return Check("tls", FAIL, exc.message)
+    if context is None:
+        return Check("tls", OK, "none configured: the daemon serves plain http")
+    return Check("tls", OK, f"{settings.server.tls_cert_file}: certificate and key load")
 
 
 def _policies(settings: Settings) -> Check:
