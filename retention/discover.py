@@ -3,7 +3,8 @@
 The listing is newest first. A crawl reads pages until it meets responses older than the newest
 one the last complete crawl saw (the high-water mark), or the end. Its cursor is saved with each
 page's enrolments in one transaction, so an interrupted crawl resumes where it stopped, and the
-high-water mark moves only when a crawl completes: no hole is left behind.
+high-water mark moves only when a crawl completes: no hole is left behind. Its ledger reads and
+writes run in a worker thread, so the daemon's event loop never waits on them.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import httpx
 from retention.config.settings import Settings
 from retention.core.ids import is_valid_id
 from retention.core.policies import PolicySet
-from retention.core.times import format_time, parse_time
+from retention.core.text import name_flaw
+from retention.core.times import FUTURE_SKEW, format_time, parse_time
 from retention.enrol import enrol_in
 from retention.errors import DiscoveryUnsupported, RetentionError
-from retention.ingest import NewRecord, metadata_of
+from retention.ingest import MAX_NAME, NewRecord, metadata_of
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
+from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import ProviderClient
 
@@ -75,22 +78,34 @@ def load_state(ledger: Ledger, provider: str) -> CrawlState:
     return CrawlState(**json.loads(value)) if value else CrawlState()
 
 
-def to_record(item: Any, provider: str) -> NewRecord | None:
-    """A listing item as a record; None for an item that is not stored; ValueError if bad."""
+def to_record(item: Any, provider: str, now: datetime | None = None) -> NewRecord | None:
+    """A listing item as a record; None for an item that is not stored; ValueError (or
+    InputError) if bad. A model the ledger cannot store is left out, and so is a creation
+    time later than `now` (plus skew): the response is then counted from when it was seen,
+    and that time never moves the high-water mark."""
     if not isinstance(item, dict) or not is_valid_id(item.get("id")):
         raise ValueError("invalid item or response ID")
     if item.get("store") is False:
         return None
     created = item.get("created_at")
+    created_at = parse_time(created, field="created_at") if created is not None else None
+    if created_at is not None and now is not None and created_at > now + FUTURE_SKEW:
+        created_at = None
+    model = item.get("model")
     previous = item.get("previous_response_id")
     return NewRecord(
         response_id=item["id"],
         provider=provider,
-        created_at=parse_time(created, field="created_at") if created is not None else None,
-        model=item["model"] if isinstance(item.get("model"), str) else None,
+        created_at=created_at,
+        model=model if _storable_name(model) else None,
         metadata=metadata_of(item.get("metadata") or {}),
         previous_response_id=previous if is_valid_id(previous) else None,
     )
+
+
+def _storable_name(value: Any) -> bool:
+    """Whether `value` is a name the ledger can store."""
+    return isinstance(value, str) and len(value) <= MAX_NAME and name_flaw(value) is None
 
 
 async def discover(
@@ -104,9 +119,10 @@ async def discover(
 ) -> DiscoverReport:
     """Crawl `provider`'s listing until complete; errors end the run with the cursor saved."""
     config = settings.providers[provider]
-    client = ProviderClient(config, config.api_key(), transport=transport)
+    key = config.api_key()
     report = DiscoverReport(provider=provider)
-    state = load_state(ledger, provider)
+    state = await off_loop(load_state, ledger, provider)
+    client = ProviderClient(config, key, transport=transport)
     try:
         while not report.complete:
             try:
@@ -122,9 +138,11 @@ async def discover(
                 # restarts from the newest, still down to the old high-water mark, so no hole
                 state.after = None
                 continue
-            records, reached = _read_page(page.items, state, report, provider)
+            records, reached = _read_page(page.items, state, report, provider, clock())
             report.complete = reached or not page.has_more or page.last_id is None
-            _commit(ledger, settings, policies, state, records, page.last_id, report, clock())
+            await off_loop(
+                _commit, ledger, settings, policies, state, records, page.last_id, report, clock()
+            )
     except RetentionError as exc:
         report.error = exc.message
         report.unsupported = isinstance(exc, DiscoveryUnsupported)
@@ -135,13 +153,17 @@ async def discover(
 
 
 def _read_page(
-    items: list[Any], state: CrawlState, report: DiscoverReport, provider: str
+    items: list[Any],
+    state: CrawlState,
+    report: DiscoverReport,
+    provider: str,
+    now: datetime | None = None,
 ) -> tuple[list[NewRecord], bool]:
     """The page's records down to the high-water mark, and whether it was reached."""
     records = []
     for item in items:
         try:
-            record = to_record(item, provider)
+            record = to_record(item, provider, now)
         except (ValueError, RetentionError):
             report.invalid += 1
             continue

@@ -1,4 +1,7 @@
-"""Enrol response IDs in the ledger: each gets its policy, deadline and state, and an event."""
+"""Enrol response IDs in the ledger: each gets its policy, deadline and state, and an event.
+
+An ID already tracked is left as it was, except that an earlier `created_at` tightens its open
+deadline (tightening.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from retention import chains
+from retention import chains, tightening
 from retention.config.settings import Settings
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
@@ -23,10 +26,12 @@ CHUNK = 5_000  # records enrolled, and audit events sealed, at a time within one
 
 @dataclass(frozen=True, slots=True)
 class EnrolResult:
-    """How many records were new, and how many the ledger already had."""
+    """How many records were new, how many the ledger already had, and how many of those got
+    an earlier deadline from an earlier `created_at`."""
 
     accepted: int
     duplicates: int
+    tightened: int = 0
 
 
 def enrol(
@@ -38,22 +43,25 @@ def enrol(
     source: str | None = None,
     verdict: Callable[[], Exception | None] | None = None,
 ) -> EnrolResult:
-    """Track `records`; an ID already tracked for its provider is left exactly as it was.
+    """Track `records`; an ID already tracked for its provider is left as it was, but for a
+    deadline that an earlier `created_at` tightens.
 
     One transaction, written a chunk at a time, so memory stays flat however many records
     stream in. When the stream ends, `verdict()` may return an error: it is raised and
     nothing is written (how an import stays all or nothing when a late line is bad)."""
-    accepted = seen = 0
+    accepted = seen = tightened = 0
     with ledger.write() as tx:
         iterator = iter(records)
         while chunk := list(islice(iterator, CHUNK)):
-            accepted += enrol_in(tx, settings, policies, chunk, source=source)
+            new, moved = _enrol_chunk(tx, settings, policies, chunk, source=source)
+            accepted += new
+            tightened += moved
             seen += len(chunk)
             tx.flush()
         error = verdict() if verdict is not None else None
         if error is not None:
             raise error
-    return EnrolResult(accepted=accepted, duplicates=seen - accepted)
+    return EnrolResult(accepted=accepted, duplicates=seen - accepted, tightened=tightened)
 
 
 def enrol_in(
@@ -65,11 +73,26 @@ def enrol_in(
     source: str | None = None,
 ) -> int:
     """Enrol within the caller's transaction; returns how many were new."""
+    return _enrol_chunk(tx, settings, policies, records, source=source)[0]
+
+
+def _enrol_chunk(
+    tx: Tx,
+    settings: Settings,
+    policies: PolicySet,
+    records: list[NewRecord],
+    *,
+    source: str | None = None,
+) -> tuple[int, int]:
+    """Enrol one chunk: how many were new, and how many deadlines of tracked IDs tightened."""
     by_provider: dict[str, dict[str, NewRecord]] = defaultdict(dict)
+    repeats: dict[str, list[NewRecord]] = defaultdict(list)  # an ID again, with a created_at
     for record in records:
         name = settings.provider(record.provider).name
-        by_provider[name].setdefault(record.response_id, record)
-    accepted = 0
+        first = by_provider[name].setdefault(record.response_id, record)
+        if first is not record and record.created_at is not None:
+            repeats[name].append(record)
+    accepted = tightened = 0
     for provider, items in by_provider.items():
         known = store.existing_ids(tx.conn, provider, items)
         fresh = [r for rid, r in items.items() if rid not in known]
@@ -81,7 +104,12 @@ def enrol_in(
         if policies.keeps_chains:
             for root in touched:
                 chains.refresh(tx, provider, root, policies)
-    return accepted
+        later = [r for rid, r in items.items() if rid in known and r.created_at is not None]
+        if later or repeats[provider]:
+            tightened += tightening.tighten(
+                tx, policies, provider, later + repeats[provider], source=source
+            )
+    return accepted, tightened
 
 
 def _row(

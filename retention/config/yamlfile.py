@@ -1,13 +1,19 @@
-"""Read YAML keeping the line of every key, so that errors can say `file:line: key: ...`."""
+"""Read YAML keeping the line of every key, so that errors can say `file:line: key: ...`.
+
+Only values every later step can use get through: a string holding a lone surrogate or a
+control character other than tab and newline (which YAML escapes such as `"\\ud800"` and
+`"\\0"` can write) and a non-finite number (`.nan`, `.inf`) are refused at their line."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from retention.core.quoting import quote
+from retention.core.text import text_flaw
 from retention.errors import ConfigError
 
 
@@ -56,8 +62,34 @@ def _sequence(loader: _Loader, node: yaml.SequenceNode) -> Seq:
     return result
 
 
+def _string(loader: _Loader, node: yaml.ScalarNode) -> str:
+    """A string, refused when it cannot be stored or printed."""
+    value = loader.construct_yaml_str(node)
+    flaw = text_flaw(value)
+    if flaw is not None:
+        raise ConfigError(f"{quote(value)} {flaw}", file=loader.name, line=_line(node))
+    return value
+
+
+def _float(loader: _Loader, node: yaml.ScalarNode) -> float:
+    """A number, refused when it is not finite."""
+    value = loader.construct_yaml_float(node)
+    if not math.isfinite(value):
+        raise ConfigError(
+            f"{quote(node.value)} is not a finite number", file=loader.name, line=_line(node)
+        )
+    return value
+
+
+def _line(node: yaml.Node) -> int:
+    """The 1-based line of `node`."""
+    return node.start_mark.line + 1
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+_Loader.add_constructor("tag:yaml.org,2002:str", _string)
+_Loader.add_constructor("tag:yaml.org,2002:float", _float)
 
 
 def load_yaml(path: Path) -> Any:
@@ -73,7 +105,13 @@ def load_yaml(path: Path) -> Any:
 
 def parse_yaml(text: str, name: str) -> Any:
     """Parse YAML text named `name` (for messages)."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # checks every character of `text` first
+    except yaml.reader.ReaderError as exc:  # one YAML does not allow (NUL, most controls)
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"invalid YAML: unacceptable character U+{exc.character:04X}", file=name, line=line
+        ) from None
     loader.name = name
     try:
         return loader.get_single_data()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from retention.core.quoting import quote
 from retention.errors import InvalidIdError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
@@ -15,7 +16,7 @@ def validate_id(value: object) -> str:
         raise InvalidIdError(f"response ID must be a string, got {type(value).__name__}")
     if ID_PATTERN.fullmatch(value) is None:
         raise InvalidIdError(
-            f"invalid response ID {value!r}: must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,199}}$"
+            f"invalid response ID {quote(value)}: must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,199}}$"
         )
     return value
 

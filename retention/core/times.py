@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
+from retention.core.quoting import quote
 from retention.errors import InputError
 
 _MIN = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX = datetime(2200, 1, 1, tzinfo=UTC)
 _FORMS = "RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25, midnight UTC) or unix seconds"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# how far ahead of our clock a creation time may be: clocks disagree by seconds, not by more
+FUTURE_SKEW = timedelta(minutes=5)
 
 
 def require_aware(moment: datetime) -> datetime:
@@ -27,13 +30,24 @@ def parse_time(value: object, *, field: str = "time") -> datetime:
     """Parse RFC 3339 (`2026-11-25T08:00:00Z`), a date (`2026-11-25`: midnight UTC) or unix
     seconds into an aware UTC datetime."""
     if isinstance(value, bool) or value is None:
-        raise InputError(f"{field}: expected {_FORMS}, got {value!r}")
+        raise InputError(f"{field}: expected {_FORMS}, got {quote(value)}")
     try:
         moment = _parse(value)
     except (ValueError, OverflowError, OSError) as exc:
-        raise InputError(f"{field}: expected {_FORMS}, got {value!r}") from exc
+        raise InputError(f"{field}: expected {_FORMS}, got {quote(value)}") from exc
     if not _MIN <= moment < _MAX:
-        raise InputError(f"{field}: {value!r} is outside 2000..2200")
+        raise InputError(f"{field}: {quote(value)} is outside 2000..2200")
+    return moment
+
+
+def refuse_future(moment: datetime, now: datetime, *, field: str = "created_at") -> datetime:
+    """Return `moment` unless it is later than `now` plus FUTURE_SKEW: a response cannot have
+    been created in the future, and a deadline counted from such a time would be too late."""
+    if moment > require_aware(now) + FUTURE_SKEW:
+        raise InputError(
+            f"{field}: {format_time(moment)} is in the future (now is {format_time(now)}; "
+            f"at most {int(FUTURE_SKEW.total_seconds() // 60)} minutes of clock skew allowed)"
+        )
     return moment
 
 

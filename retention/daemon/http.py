@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -14,7 +13,7 @@ from retention.audit.receipt import receipt_text
 from retention.audit.receipts import issue_receipt
 from retention.enrol import enrol
 from retention.errors import InvalidIdError, RetentionError, UsageError
-from retention.ingest import validate_rows
+from retention.ingest import json_error, loads, validate_rows
 from retention.ledger.db import require_current
 from retention.logs import get_logger, register_secret
 
@@ -93,15 +92,17 @@ async def ingest(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     try:
-        body = json.loads(await request.read())
-    except (ValueError, RecursionError):
-        return _error(400, "the body is not JSON (or is nested too deeply)")
+        body = loads(await request.read())
+    except (ValueError, RecursionError) as exc:
+        return _error(400, f"the body is not JSON: {json_error(exc)}")
     items = body.get("records") if isinstance(body, dict) else None
     if not isinstance(items, list):
         return _error(400, 'expected {"records": [...]}')
     if len(items) > MAX_ITEMS:
         return _error(413, f"at most {MAX_ITEMS} records a request")
-    valid, rejects = validate_rows(enumerate(items), providers=set(daemon.settings.providers))
+    valid, rejects = validate_rows(
+        enumerate(items), providers=set(daemon.settings.providers), now=daemon.clock()
+    )
     if rejects:
         return web.json_response(
             {
@@ -150,7 +151,11 @@ async def receipt(request: web.Request) -> web.Response:
 
 def _refuse_unauthorized(request: web.Request) -> web.Response | None:
     """None when the request carries the ingest token, else its 404 (no token) or 401."""
-    token = _daemon(request).settings.server.ingest_token()
+    try:
+        token = _daemon(request).settings.server.ingest_token()
+    except RetentionError as exc:  # the token file went bad since start-up (mode, gone)
+        log.error("ingest.token_unusable", error=exc.message)
+        return _error(503, "the ingest token cannot be read; the daemon's log says why")
     if token is None:
         return _error(404, "ingest is off: no token is configured")
     register_secret(token)

@@ -69,6 +69,57 @@ def existing_ids(conn: Connection, provider: str, ids: Iterable[str]) -> set[str
     return found
 
 
+def open_created_at(
+    conn: Connection, provider: str, ids: Iterable[str]
+) -> dict[str, datetime | None]:
+    """The stored `created_at` of each pending or held record of `provider` among `ids` (a
+    later record with an earlier one may tighten its deadline)."""
+    found: dict[str, datetime | None] = {}
+    ids = list(ids)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found.update(
+            conn.execute(
+                select(R.response_id, R.created_at).where(
+                    R.provider == provider, R.response_id.in_(chunk), R.state.in_(OPEN_STATES)
+                )
+            ).all()
+        )
+    return found
+
+
+def open_rows(conn: Connection, provider: str, ids: Iterable[str]) -> list[Row[Any]]:
+    """The pending or held records of `provider` among `ids`, whole."""
+    found: list[Row[Any]] = []
+    ids = list(ids)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found += conn.execute(
+            select(Record.__table__).where(
+                R.provider == provider, R.response_id.in_(chunk), R.state.in_(OPEN_STATES)
+            )
+        ).all()
+    return found
+
+
+def tighten_deadline(conn: Connection, row: Row[Any], now: datetime, **values: Any) -> bool:
+    """Set a record's deadline columns only while it is as `row` read it (same state and
+    deadline) and no sweep holds a live lease on it; whether it was changed."""
+    return (
+        conn.execute(
+            update(Record.__table__)
+            .where(
+                R.id == row.id,
+                R.state == row.state,
+                R.deadline == row.deadline,
+                or_(R.lease_until.is_(None), R.lease_until < now),
+            )
+            .values(**values)
+        ).rowcount
+        == 1
+    )
+
+
 # a record's facts, as enrolment writes them and a sweep reads them back
 FACT_COLUMNS = (
     "provider",

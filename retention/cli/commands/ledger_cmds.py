@@ -19,11 +19,13 @@ from retention.cli.commands import config_option
 from retention.cli.output import OUTPUT, emit, progress
 from retention.core.ids import is_valid_id, validate_id
 from retention.core.records import STATES
-from retention.core.times import format_time, parse_time
+from retention.core.text import printable
+from retention.core.times import format_time, parse_time, refuse_future
 from retention.errors import InputError, InvalidIdError
 from retention.ingest import (
     NewRecord,
     Reject,
+    checked_name,
     csv_rows,
     jsonl_rows,
     parse_meta_args,
@@ -54,14 +56,21 @@ def record(
     meta: tuple[str, ...],
     output: str,
 ) -> None:
-    """Track response IDs; recording an ID twice changes nothing."""
+    """Track response IDs; recording an ID again changes nothing, except that an earlier
+    --created-at tightens its deadline."""
     bad = [i for i in ids if not is_valid_id(i)]
     if bad:
         for item in bad[:-1]:
             click.echo(f"retention: error: {_id_error(item)}", err=True)
         raise InvalidIdError(_id_error(bad[-1]) + ("; nothing was recorded" if ids else ""))
-    app_of(ctx).settings.provider(provider)  # an unknown provider is a usage error
+    app = app_of(ctx)
+    if provider is not None:
+        checked_name(provider, "--provider")
+    app.settings.provider(provider)  # an unknown provider is a usage error
+    model = checked_name(model, "--model") if model else None
     when = parse_time(created_at, field="--created-at") if created_at else None
+    if when is not None:
+        refuse_future(when, app.now(), field="--created-at")
     metadata = parse_meta_args(meta)
     records = [
         NewRecord(response_id=i, provider=provider, created_at=when, model=model, metadata=metadata)
@@ -121,7 +130,11 @@ def import_(
         counted = _counted(lines, advance)
         rows = csv_rows(counted) if fmt == "csv" else jsonl_rows(counted)
         records = valid_records(
-            rows, rejects.add, providers=set(app.settings.providers), after_reject=skip_invalid
+            rows,
+            rejects.add,
+            providers=set(app.settings.providers),
+            after_reject=skip_invalid,
+            now=app.now(),
         )
         result = _enrol(ctx, records, verdict)
     _report(result, output, rejected=rejects.count)  # after the progress bar is gone
@@ -211,6 +224,7 @@ def _report(result: EnrolResult, output: str, rejected: int = 0) -> None:
     else:
         click.echo(
             f"recorded {result.accepted}, already tracked {result.duplicates}"
+            + (f" ({result.tightened} deadline(s) tightened)" if result.tightened else "")
             + (f", rejected {rejected}" if rejected else "")
         )
 
@@ -255,8 +269,9 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "hold": row.hold,
         "attempts": row.attempts,
         "created_at": format_time(row.created_at),
-        "model": row.model,
-        "metadata": row.meta or {},
+        # printable: rows stored before unencodable text was refused at the door
+        "model": printable(row.model) if row.model else row.model,
+        "metadata": {printable(k): printable(v) for k, v in (row.meta or {}).items()},
         "last_status": row.last_status,
         "last_error": row.last_error,
         "closed_at": format_time(row.closed_at),
