@@ -6,13 +6,16 @@
 Works on `openai.OpenAI`, `openai.AsyncOpenAI`, `httpx.Client` and `httpx.AsyncClient`,
 streamed or not. A response hook wraps the body of each `POST .../responses` so the ID is read
 as the app reads the body (nothing is read ahead, nothing waits on the daemon); records of
-stored responses go to a background shipper. Nothing here raises into the app.
+stored responses go to a background shipper. `instrument` itself raises at set-up on a
+misconfiguration (a client it cannot hook, an `ingest_url` that would send the token in clear,
+an unusable token); after that nothing here raises into the app.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import ssl
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +24,12 @@ from typing import Any, TypeVar
 
 import httpx
 
+from retention.capture import target
 from retention.capture.shipper import Shipper, default_spool
 from retention.capture.sniff import Sniffer, is_create
+from retention.capture.spool import MAX_BYTES
+from retention.core.quoting import quote
+from retention.errors import ConfigError
 
 __all__ = ["instrument"]
 log = logging.getLogger("retention.capture")
@@ -39,13 +46,14 @@ def instrument(
     token: str,
     provider: str | None = None,
     spool_path: str | Path | None = None,
+    spool_max_bytes: int = MAX_BYTES,
+    ca_file: str | Path | None = None,
 ) -> C:
-    """Record the ID of every stored response `client` creates; returns `client` itself."""
-    spool = Path(spool_path) if spool_path else default_spool()
-    with _lock:
-        shipper = _shippers.get((ingest_url, spool))
-        if shipper is None:
-            shipper = _shippers[(ingest_url, spool)] = Shipper(ingest_url, token, spool)
+    """Record the ID of every stored response `client` creates; returns `client` itself.
+
+    `ingest_url` must be https, or http only to loopback (the token travels with every
+    request): anything else raises `retention.errors.ConfigError` here, at set-up. `ca_file`
+    names the CA (PEM) that signed the daemon's certificate when it is not a public one."""
     http = getattr(client, "_client", client)  # the OpenAI SDK keeps its HTTP client here
     hooks = getattr(http, "event_hooks", None)
     if not isinstance(hooks, dict) or not isinstance(hooks.get("response"), list):
@@ -53,10 +61,29 @@ def instrument(
             f"cannot instrument {type(client).__name__}: expected an OpenAI, "
             "AsyncOpenAI, httpx.Client or httpx.AsyncClient"
         )
+    target.ingest_url(ingest_url), target.token(token)  # refused here, at set-up
+    spool = Path(spool_path) if spool_path else default_spool()
+    with _lock:
+        shipper = _shippers.get((ingest_url, spool))
+        if shipper is None:
+            shipper = _shippers[(ingest_url, spool)] = Shipper(
+                ingest_url, token, spool, spool_max_bytes=spool_max_bytes, verify=_trust(ca_file)
+            )
     is_async = inspect.iscoroutinefunction(getattr(http, "send", None))
     hooks["response"].append((_async_hook if is_async else _sync_hook)(shipper, provider))
     http.event_hooks = hooks  # httpx re-reads hooks through this setter
     return client
+
+
+def _trust(ca_file: str | Path | None) -> ssl.SSLContext | bool:
+    """What the shipper verifies the daemon's certificate with: the system's CAs, or `ca_file`."""
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or "not PEM"
+        raise ConfigError(f"cannot load {quote(str(ca_file))}: {why}", key="ca_file") from None
 
 
 def _tee_class(response: Any, kind: str) -> Any:

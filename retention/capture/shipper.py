@@ -1,29 +1,42 @@
 """Ship captured IDs to the daemon's ingest endpoint from a background thread.
 
-The app only ever appends to an in-memory queue. The thread sends batches; when the daemon
-cannot be reached the records go to a spool file (0600, under an exclusive lock), which is
-sent, oldest first, as soon as the daemon answers again, in this process or the next.
+The app only ever appends to a bounded in-memory queue. The thread sends batches; a 400 that
+names bad items drops those alone (each logged once with the daemon's reason) and the rest
+are sent again. When the daemon cannot take them (no answer, 5xx, 429, a refused token,
+ingest off) the records go to the spool file and the thread waits, doubling from
+`backoff_first` up to `backoff_cap` seconds with jitter, before it sends the spool again,
+oldest first, in this process or the next.
 """
 
 from __future__ import annotations
 
 import atexit
-import fcntl
+import contextlib
 import json
 import logging
 import os
 import queue
+import random
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from retention.capture import target
+from retention.capture.answers import Verdict, backoff, judge, retry_after
+from retention.capture.spool import MAX_BYTES, Spool
+from retention.core.quoting import quote
+
 log = logging.getLogger("retention.capture")
 BATCH = 500
 LINGER_S = 0.05
-RETRY_S = (0.5, 1, 2, 5, 10, 30)
+QUEUE_MAX = 100_000  # records in memory while the thread is busy; past it they are dropped
+IDLE_CHECK_S = 30.0  # how often an idle shipper looks for records another process spooled
+TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 1.0  # per request while the process exits
 
 
 def default_spool() -> Path:
@@ -35,45 +48,100 @@ def default_spool() -> Path:
 class Shipper:
     """One background sender per (ingest URL, spool file)."""
 
-    def __init__(self, ingest_url: str, token: str, spool: Path) -> None:
-        self.url = ingest_url.rstrip("/") + "/v1/records"
-        self.headers = {"Authorization": f"Bearer {token}"}
-        self.spool = spool
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    def __init__(
+        self,
+        ingest_url: str,
+        token: str,
+        spool: Path,
+        *,
+        spool_max_bytes: int = MAX_BYTES,
+        backoff_first: float = 1.0,
+        backoff_cap: float = 60.0,
+        verify: Any = True,
+    ) -> None:
+        self.url = target.ingest_url(ingest_url) + "/v1/records"
+        self.headers = {
+            "Authorization": f"Bearer {target.token(token)}",
+            "Content-Type": "application/json",
+        }
+        self.spool = Spool(spool, spool_max_bytes)
+        self.first, self.cap = backoff_first, backoff_cap
+        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(QUEUE_MAX)
+        self.counts = {"sent": 0, "dropped_bad": 0, "dropped_queue_full": 0}
+        self._verify = verify
         self._failures = 0
+        self._next_try = 0.0  # time.monotonic() before which nothing is sent
+        self._trouble: str | None = None  # the trouble last warned about
+        self._rand = random.Random()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retention-capture", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
     def put(self, record: dict[str, Any]) -> None:
         """Queue one record; never blocks, never raises."""
-        self.queue.put_nowait(record)
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            if not self.counts["dropped_queue_full"]:
+                log.warning(
+                    "retention capture: %d IDs wait in memory; new ones are dropped", QUEUE_MAX
+                )
+            self.counts["dropped_queue_full"] += 1
 
     def close(self, timeout: float = 2.0) -> None:
         """Send what is queued (or spool it) before the process exits."""
-        self.queue.put_nowait(None)
+        self._stopping.set()
+        with contextlib.suppress(queue.Full):  # when full, the thread is busy and sees the flag
+            self.queue.put_nowait(None)
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        """Drain the spool, then send batches as they come, spooling on failure."""
-        with httpx.Client(timeout=5.0, trust_env=False) as http:
-            self._drain_spool(http)
-            while True:
-                batch, stop = self._next_batch()
-                if batch and not self._send(http, batch):
-                    self._append_spool(batch)
-                else:  # sent, or idle: a good moment to send what waits on disk
-                    self._drain_spool(http)
-                if stop:
-                    return
+        """Send batches as they come and the spool when it is time; never dies."""
+        with httpx.Client(timeout=TIMEOUT_S, trust_env=False, verify=self._verify) as http:
+            stop = False
+            while not stop:
+                try:
+                    stop = self._step(http)
+                except Exception:
+                    log.warning("retention capture: the shipper failed", exc_info=True)
+                    self._failed("the shipper failed", 0.0)
 
-    def _next_batch(self) -> tuple[list[dict[str, Any]], bool]:
-        """Up to BATCH records; waits while idle, retrying the spool now and then."""
-        wait = RETRY_S[min(self._failures, len(RETRY_S) - 1)] if self._spooled() else None
+    def _step(self, http: httpx.Client) -> bool:
+        """One turn: take a batch, send what is due or spool it; True once closing is done."""
+        batch, stop = self._next_batch(self._wait())
+        if stop:
+            self._final(http, batch)
+            return True
+        if time.monotonic() < self._next_try:  # backing off: the batch waits on disk
+            if batch:
+                self.spool.append(batch)
+            return False
+        if not self.spool.drain(lambda records: self._deliver(http, records)):
+            if time.monotonic() >= self._next_try:  # not the daemon: the file failed
+                self._failed(f"cannot read the spool {self.spool.path}", 0.0)
+            if batch:
+                self.spool.append(batch)
+            return False
+        if batch:
+            left = self._deliver(http, batch)
+            if left:
+                self.spool.append(left)
+        return False
+
+    def _wait(self) -> float:
+        """How long to wait for the app's next record before looking at the spool."""
+        pause = self._next_try - time.monotonic()
+        if pause > 0:
+            return pause
+        return 0.0 if self.spool.size() else IDLE_CHECK_S
+
+    def _next_batch(self, wait: float) -> tuple[list[dict[str, Any]], bool]:
+        """Up to BATCH records, after waiting at most `wait` seconds for the first."""
         try:
-            first = self.queue.get(timeout=wait)
+            first = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
         except queue.Empty:
-            return [], False
+            return [], self._stopping.is_set()
         if first is None:
             return [], True
         batch = [first]
@@ -86,59 +154,85 @@ class Shipper:
             if item is None:
                 return batch, True
             batch.append(item)
-        return batch, False
+        return batch, self._stopping.is_set() and self.queue.empty()
 
-    def _send(self, http: httpx.Client, batch: list[dict[str, Any]]) -> bool:
-        """POST one batch; a 400 drops it (it would never succeed), others keep it."""
+    def _final(self, http: httpx.Client, batch: list[dict[str, Any]]) -> None:
+        """At exit: one quick try unless backing off; what is not taken is spooled."""
+        left = batch
+        if batch and time.monotonic() >= self._next_try:
+            left = self._deliver(http, batch, CLOSE_TIMEOUT_S)
+        if left:
+            self.spool.append(left)
+
+    def _deliver(
+        self, http: httpx.Client, batch: list[dict[str, Any]], timeout: float = TIMEOUT_S
+    ) -> list[dict[str, Any]]:
+        """Send `batch`, dropping only what the daemon names as bad (a 400 naming none, or a
+        413, halves the batch until it does); returns what is left to send later."""
+        parts = deque([batch])
+        while parts:
+            part = parts.popleft()
+            verdict, wait = self._post(http, part, timeout)
+            if verdict.kind == "sent":
+                self.counts["sent"] += len(part)
+            elif verdict.kind == "drop":
+                for index, reason in sorted(verdict.bad.items()):
+                    self._drop(part[index], reason)
+                rest = [r for i, r in enumerate(part) if i not in verdict.bad]
+                if rest:
+                    parts.appendleft(rest)
+            elif verdict.kind == "split" and len(part) == 1:
+                self._drop(part[0], "refused by the daemon, naming no item")
+            elif verdict.kind == "split":
+                parts.extendleft([part[len(part) // 2 :], part[: len(part) // 2]])
+            else:
+                self._failed(verdict.reason, wait)
+                return part + [record for rest in parts for record in rest]
+        self._succeeded()
+        return []
+
+    def _post(
+        self, http: httpx.Client, part: list[dict[str, Any]], timeout: float
+    ) -> tuple[Verdict, float]:
+        """POST one batch; the verdict on the answer and its Retry-After (seconds)."""
+        body = json.dumps({"records": part}).encode()  # \u escapes: any str can be sent
         try:
-            answer = http.post(self.url, json={"records": batch}, headers=self.headers)
-        except httpx.HTTPError:
-            self._failures += 1
-            return False
-        if answer.status_code == 400:
+            answer = http.post(self.url, content=body, headers=self.headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            log.debug("retention capture: %s", type(exc).__name__)
+            return Verdict("retry", reason=f"cannot reach the daemon at {self.url}"), 0.0
+        try:
+            payload = answer.json()
+        except ValueError:
+            payload = None
+        wait = retry_after(answer.headers.get("retry-after"), self.cap)
+        return judge(answer.status_code, payload, len(part)), wait
+
+    def _drop(self, record: dict[str, Any], reason: str) -> None:
+        """Give up on one record the daemon will never take, saying why (once: it is gone)."""
+        self.counts["dropped_bad"] += 1
+        log.warning(
+            "retention capture: the daemon refused record %s (%s); it is dropped",
+            quote(record.get("id") if isinstance(record, dict) else record),
+            reason,
+        )
+
+    def _failed(self, trouble: str, at_least: float) -> None:
+        """Wait before the next try: doubling, capped, jittered (longer if the daemon asked)."""
+        self._failures += 1
+        pause = max(backoff(self._failures, self.first, self.cap, self._rand), at_least)
+        self._next_try = time.monotonic() + pause
+        if trouble != self._trouble:  # one warning per trouble, not one per try
+            self._trouble = trouble
             log.warning(
-                "retention capture: the daemon refused %d records: %s",
-                len(batch),
-                answer.text[:200],
+                "retention capture: %s; IDs wait in %s and are sent again (every %gs at most)",
+                trouble,
+                self.spool.path,
+                self.cap,
             )
-            return True
-        ok = answer.status_code < 300
-        self._failures = 0 if ok else self._failures + 1
-        return ok
 
-    def _spooled(self) -> bool:
-        """Whether the spool holds anything."""
-        try:
-            return self.spool.stat().st_size > 0
-        except OSError:
-            return False
-
-    def _append_spool(self, batch: list[dict[str, Any]]) -> None:
-        """Keep records on disk until the daemon answers."""
-        try:
-            self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                handle.write("".join(json.dumps(r) + "\n" for r in batch))
-        except OSError as exc:
-            log.warning("retention capture: cannot spool %d IDs: %s", len(batch), exc)
-
-    def _drain_spool(self, http: httpx.Client) -> None:
-        """Send the spool's records; truncate it once all were accepted."""
-        if not self._spooled():
-            return
-        try:
-            with open(self.spool, "r+", encoding="utf-8") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                records = [json.loads(line) for line in handle if line.strip()]
-                for start in range(0, len(records), BATCH):
-                    if not self._send(http, records[start : start + BATCH]):
-                        handle.seek(0)
-                        handle.truncate()
-                        handle.write("".join(json.dumps(r) + "\n" for r in records[start:]))
-                        return
-                handle.seek(0)
-                handle.truncate()
-        except (OSError, ValueError) as exc:
-            log.warning("retention capture: cannot read the spool: %s", exc)
+    def _succeeded(self) -> None:
+        """The daemon takes records again."""
+        if self._trouble is not None:
+            log.info("retention capture: the daemon takes IDs again")
+        self._failures, self._next_try, self._trouble = 0, 0.0, None

@@ -9,13 +9,21 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+import retention.capture
+from retention.capture.shipper import Shipper
+from retention.errors import ConfigError
 from tests.acceptance.daemon_helpers import DaemonProcess
+from tests.certificates import self_signed_pem
 from tests.helpers import cli, write_config
 
 pytest.importorskip("openai")
 TOKEN = "capture-token"
+KUBERNETES_CONFIG = Path(__file__).resolve().parents[2] / "deploy/kubernetes/common/config"
 
 APP = """
 import asyncio, json, sys, time
@@ -126,3 +134,106 @@ def test_app_works_without_the_daemon_and_ids_arrive_later(setup: tuple[Path, st
         assert (workdir / "spool.jsonl").stat().st_size == 0
     finally:
         daemon.stop()
+
+
+def test_the_daemons_400_costs_only_the_bad_records(setup: tuple[Path, str, int]) -> None:
+    """Against the real daemon, a bad ID and a bad time among 20 good records are dropped
+    alone; the 20 reach the ledger."""
+    workdir, _, port = setup
+    daemon = DaemonProcess(workdir, {"RETENTION_INGEST_TOKEN": TOKEN})
+    try:
+        shipper = Shipper(f"http://127.0.0.1:{port}", TOKEN, workdir / "spool.jsonl")
+        good = [f"resp_good_{i}" for i in range(20)]
+        for i, rid in enumerate(good):
+            shipper.put({"id": rid, "provider": "fireworks", "model": "m"})
+            if i == 5:
+                shipper.put({"id": "bad id", "provider": "fireworks"})
+            if i == 15:
+                shipper.put({"id": "resp_bad_time", "created_at": "not a time"})
+        for _ in range(100):
+            if shipper.counts["sent"] + shipper.counts["dropped_bad"] >= 22:
+                break
+            time.sleep(0.05)
+        assert shipper.counts["sent"] == 20 and shipper.counts["dropped_bad"] == 2
+        assert _ledger_ids(workdir) == set(good)
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://retention.default.svc:8787", "http://10.0.0.7:8787", "http://user:pw@127.0.0.1"],
+)
+def test_instrument_refuses_to_send_the_token_in_clear(url: str, tmp_path: Path) -> None:
+    """http:// beyond loopback (or credentials in the URL) fails at set-up, naming ingest_url."""
+    with pytest.raises(ConfigError, match=r"^ingest_url: "):
+        retention.capture.instrument(
+            httpx.Client(), ingest_url=url, token=TOKEN, spool_path=tmp_path / "spool.jsonl"
+        )
+
+
+def test_an_app_reaches_the_kubernetes_daemon_over_https(
+    workdir: Path, standin_process: str
+) -> None:
+    """The ConfigMap's retention.yaml as shipped, its paths moved under a temporary folder:
+    the daemon starts with 0400 key, token and TLS files; an app instrumented with
+    `ca_file=` sends its ID over https and it reaches the ledger."""
+    keys, data = workdir / "keys", workdir / "data"
+    keys.mkdir()
+    data.mkdir()
+    cert, key = self_signed_pem()
+    secrets = {
+        "fireworks-api-key": "test-key",
+        "ingest-token": TOKEN,
+        "audit-signing.key": _ed25519_pem(),
+        "tls.crt": cert,
+        "tls.key": key,
+    }
+    for name, text in secrets.items():
+        (keys / name).write_text(text)
+        (keys / name).chmod(0o400)  # what the pod's init container makes of the Secrets
+    config = (KUBERNETES_CONFIG / "retention.yaml").read_text()
+    for old, new in (
+        ("/run/retention/keys", str(keys)),
+        ("/var/lib/retention", str(data)),
+        ("0.0.0.0:8787", "127.0.0.1:0"),
+        ("https://api.fireworks.ai/inference/v1", standin_process),
+        ("my-account", "acme"),
+    ):
+        assert old in config
+        config = config.replace(old, new)
+    (workdir / "retention.yaml").write_text(config)
+    (workdir / "policies.yaml").write_text((KUBERNETES_CONFIG / "policies.yaml").read_text())
+    daemon = DaemonProcess(workdir, {})
+    try:
+        app = retention.capture.instrument(
+            httpx.Client(
+                headers={"Authorization": "Bearer test-key", "x-fireworks-account-id": "acme"}
+            ),
+            ingest_url=f"https://localhost:{daemon.port}",
+            token=TOKEN,
+            spool_path=workdir / "spool.jsonl",
+            ca_file=keys / "tls.crt",
+        )
+        rid = app.post(f"{standin_process}/responses", json={"model": "m", "input": "hi"}).json()
+        for _ in range(50):
+            if rid["id"] in _ledger_ids(workdir):
+                break
+            time.sleep(0.2)
+        assert _ledger_ids(workdir) == {rid["id"]}
+        assert not (workdir / "spool.jsonl").exists() or not (workdir / "spool.jsonl").read_text()
+    finally:
+        daemon.stop()
+
+
+def _ed25519_pem() -> str:
+    """A fresh checkpoint signing key, PEM."""
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from retention.config.policyfile import load_policies
 from retention.config.settings import load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "systemd" / "retention.service"
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
 HARDENING = (
     "NoNewPrivileges=yes",
     "ProtectSystem=strict",
@@ -80,6 +88,12 @@ def test_systemd_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _kustomize(name: str) -> list[dict]:  # type: ignore[type-arg]
     """`kubectl kustomize` of one kustomization, as documents."""
+    return [doc for doc in yaml.safe_load_all(_kustomized(name)) if doc]
+
+
+@functools.cache
+def _kustomized(name: str) -> str:
+    """`kubectl kustomize` output (built once per test session)."""
     result = subprocess.run(
         ["kubectl", "kustomize", str(DEPLOY / "kubernetes" / name)],
         capture_output=True,
@@ -87,7 +101,7 @@ def _kustomize(name: str) -> list[dict]:  # type: ignore[type-arg]
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
 
 
 def _pod_spec(doc: dict) -> dict:  # type: ignore[type-arg]
@@ -160,17 +174,162 @@ def test_dockerfile_is_slim_and_non_root() -> None:
 
 @kubectl
 @pytest.mark.parametrize("name", ["daemon", "cronjob"])
-def test_signing_key_comes_from_a_secret_not_the_ledger_volume(name: str) -> None:
-    """The signing key is copied 0600 from its own Secret into a memory volume; the ledger's
-    volume never holds it."""
+def test_no_secret_travels_in_the_environment(name: str) -> None:
+    """No container (init included) has an env variable named like a secret or fed from a
+    Secret, nor envFrom a Secret."""
+    assert "secretKeyRef" not in _kustomized(name)
     workload = next(d for d in _kustomize(name) if d["kind"] in ("Deployment", "CronJob"))
     spec = _pod_spec(workload)
+    for container in spec["containers"] + spec.get("initContainers", []):
+        for env in container.get("env", []):
+            assert not SECRET_NAME.search(env["name"]), env["name"]
+            assert "secretKeyRef" not in env.get("valueFrom", {}), env["name"]
+        assert not any("secretRef" in source for source in container.get("envFrom", []))
+
+
+@kubectl
+@pytest.mark.parametrize("name", ["daemon", "cronjob"])
+def test_secrets_are_private_files_the_config_points_at(name: str, tmp_path: Path) -> None:
+    """Every key and token the ConfigMap names is copied 0400 by the init container from the
+    listed items of a Secret into a memory volume, never on the ledger's volume; the signing
+    key has a Secret of its own."""
+    docs = _kustomize(name)
+    spec = _pod_spec(next(d for d in docs if d["kind"] in ("Deployment", "CronJob")))
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["signing-key-secret"]["secret"]["secretName"] == "retention-signing-key"
-    assert volumes["signing-key"]["emptyDir"]["medium"] == "Memory"
+    assert volumes["keys"]["emptyDir"]["medium"] == "Memory"
+    items = {
+        item["path"]: source["secret"]["name"]
+        for source in volumes["secrets"]["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+    assert items["audit-signing.key"] == "retention-signing-key"
     init = spec["initContainers"][0]
-    assert init["command"][:3] == ["install", "-m", "0600"]
-    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
-    settings = load_settings(DEPLOY / "kubernetes" / "common" / "config" / "retention.yaml")
-    assert str(settings.audit.signing_key_file).startswith(mounts["signing-key"])
-    assert not str(settings.audit.signing_key_file).startswith(mounts["data"])
+    assert init["command"][:5] == ["install", "-m", "0400", "-t", "/run/retention/keys"]
+    copied = {Path(src).name for src in init["command"][5:]}
+    assert copied == set(items)
+    assert all(Path(src).parent == Path("/run/retention/secret") for src in init["command"][5:])
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert "secrets" not in mounts  # the Secret's own files: the init container's alone
+    if name == "cronjob":  # the daemon's stays writable: `audit rotate-key` stages the new key
+        assert mounts["keys"]["readOnly"] is True
+    settings = _configmap_settings(docs, tmp_path)
+    named = [settings.providers["fireworks"].api_key_file, settings.audit.signing_key_file]
+    if name == "daemon":
+        server = settings.server
+        named += [server.ingest_token_file, server.tls_cert_file, server.tls_key_file]
+    for path in named:
+        assert path is not None and path.parent == Path(mounts["keys"]["mountPath"]), path
+        assert path.name in copied, path
+        assert not str(path).startswith(mounts["data"]["mountPath"])
+
+
+@kubectl
+def test_the_daemon_is_reached_only_by_labelled_apps_and_prometheus() -> None:
+    """A NetworkPolicy on the daemon's pods: in, port 8787 from pods or namespaces labelled
+    `retention/ingest: "true"` and from Prometheus; out, DNS and 443 only. Probes use https."""
+    docs = _kustomize("daemon")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    policy = _policy_for(docs, deployment)
+    assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [
+        [{"port": 8787, "protocol": "TCP"}]
+    ]
+    peers = policy["spec"]["ingress"][0]["from"]
+    labelled = {"retention/ingest": "true"}
+    assert {"podSelector": {"matchLabels": labelled}} in peers
+    assert {"namespaceSelector": {"matchLabels": labelled}} in peers
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "prometheus"
+        for p in peers
+    )
+    assert all(p.get("podSelector") or p.get("namespaceSelector") for p in peers)
+    _assert_egress_dns_and_https(policy)
+    container = _pod_spec(deployment)["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+
+
+@kubectl
+def test_the_sweep_takes_no_connection_and_reaches_only_dns_and_https() -> None:
+    """The CronJob's pods: a NetworkPolicy with no ingress rule, egress DNS and 443 only."""
+    docs = _kustomize("cronjob")
+    policy = _policy_for(docs, next(d for d in docs if d["kind"] == "CronJob"))
+    assert policy["spec"].get("ingress", []) == []
+    _assert_egress_dns_and_https(policy)
+
+
+def _policy_for(docs: list[dict], workload: dict) -> dict:  # type: ignore[type-arg]
+    """The one NetworkPolicy selecting the workload's pods, for both directions."""
+    template = workload["spec"].get("jobTemplate", workload)["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    policies = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and d["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert len(policies) == 1
+    assert sorted(policies[0]["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    return policies[0]
+
+
+def _assert_egress_dns_and_https(policy: dict) -> None:  # type: ignore[type-arg]
+    """Egress: port 53 to kube-dns only, and TCP 443; nothing else."""
+    ports = sorted(
+        (p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]
+    )
+    assert ports == [(53, "TCP"), (53, "UDP"), (443, "TCP")]
+    dns = next(r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == 53)
+    assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+
+
+def _configmap_settings(docs: list[dict], folder: Path) -> Any:  # type: ignore[type-arg]
+    """The settings of the retention.yaml in the generated ConfigMap, as the pod reads them."""
+    data = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    for file_name, text in data.items():
+        (folder / file_name).write_text(text)
+    return load_settings(folder / "retention.yaml")
+
+
+def _locked(path: Path) -> dict[str, tuple[str, int]]:
+    """A pip-compile lock file: canonical name -> (pinned version, number of hashes)."""
+    pins: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            requirement, _, version = line.rstrip(" \\").partition("==")
+            assert version, f"{path.name}: not pinned with ==: {line}"
+            name = canonicalize_name(requirement)
+            pins[name] = (version, 0)
+        elif line.strip().startswith("--hash=sha256:"):
+            pins[name] = (pins[name][0], pins[name][1] + 1)
+    return pins
+
+
+def test_the_image_installs_locked_hashed_packages_only() -> None:
+    """The Dockerfile installs deploy/requirements.lock with --require-hashes and the project
+    with --no-deps; every runtime dependency of pyproject (and the postgres extra) is in the
+    lock at a version its specifier allows, each with hashes; aiohttp is 3.13.3 or later."""
+    pyproject = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    lock = _locked(DEPLOY / "requirements.lock")
+    needed = [*project["dependencies"], *project["optional-dependencies"]["postgres"]]
+    for text in needed:
+        requirement = Requirement(text)
+        names = [requirement.name] + [f"{requirement.name}-{x}" for x in requirement.extras]
+        for name in map(canonicalize_name, names):
+            assert name in lock, f"{name} is not in deploy/requirements.lock"
+        version = lock[canonicalize_name(requirement.name)][0]
+        assert requirement.specifier.contains(version), f"{requirement}: locked {version}"
+    assert all(hashes > 0 for _, hashes in lock.values())
+    assert Version(lock["aiohttp"][0]) >= Version("3.13.3")
+    aiohttp = Requirement(next(d for d in needed if d.startswith("aiohttp")))
+    assert not aiohttp.specifier.contains("3.13.2")  # pyproject itself refuses the old ones
+    build = _locked(DEPLOY / "build-requirements.lock")
+    backend = Requirement(pyproject["build-system"]["requires"][0])
+    assert backend.specifier.contains(build[canonicalize_name(backend.name)][0])
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "--require-hashes -r deploy/requirements.lock" in dockerfile
+    assert "--require-hashes -r deploy/build-requirements.lock" in dockerfile
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert all("--require-hashes" in line or "--no-deps" in line for line in installs)

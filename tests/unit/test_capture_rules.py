@@ -1,0 +1,109 @@
+"""The capture shipper's pure rules: where it may send the token, what each answer means,
+how long it waits."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+
+import retention.capture
+from retention.capture import target
+from retention.capture.answers import backoff, judge, retry_after
+from retention.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://retention.example.com",
+        "https://10.0.0.7:8787/",
+        "http://127.0.0.1:8787",
+        "http://127.8.9.1",
+        "http://localhost:8787",
+        "http://[::1]:8787",
+    ],
+)
+def test_https_anywhere_and_http_to_loopback_are_accepted(url: str) -> None:
+    """https to any host, http to loopback only; a trailing slash is dropped."""
+    assert target.ingest_url(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://retention.default.svc:8787", "only to loopback"),
+        ("http://10.0.0.7:8787", "only to loopback"),
+        ("http://0.0.0.0:8787", "only to loopback"),
+        ("ftp://127.0.0.1", "https://"),
+        ("127.0.0.1:8787", "https://"),
+        ("https://user:pw@retention.example.com", "credentials"),
+        ("https://retention.example.com?token=x", "no query"),
+        ("https://retention.example.com:99999", "not a URL"),
+        (None, "expected a URL"),
+    ],
+)
+def test_unsafe_or_broken_urls_are_refused_naming_ingest_url(url: object, says: str) -> None:
+    """Each refusal is a ConfigError naming `ingest_url` and the rule."""
+    with pytest.raises(ConfigError, match=r"^ingest_url: ") as caught:
+        target.ingest_url(url)
+    assert says in caught.value.message
+    assert "pw" not in caught.value.message
+
+
+@pytest.mark.parametrize("token", ["", "two words", "line\nbreak", "clé", None])
+def test_unusable_tokens_are_refused_without_being_shown(token: object) -> None:
+    """An empty, spaced, multi-line or non-ASCII token is refused; the message never shows it."""
+    with pytest.raises(ConfigError, match=r"^token: ") as caught:
+        target.token(token)
+    assert not token or str(token) not in caught.value.message
+
+
+def test_answers_are_judged_by_status_and_named_items() -> None:
+    """2xx sent; a 400 naming items drops those with valid indexes; a bare 400 or a 413
+    halves; 401/403/404 are refusals kept for later; everything else is retried."""
+    assert judge(202, {"accepted": 3}, 3).kind == "sent"
+    body = {
+        "items": [
+            {"index": 1, "error": "id: bad"},
+            {"index": 7, "error": "out of range"},
+            {"index": True, "error": "a bool is no index"},
+            {"index": 2},
+        ]
+    }
+    verdict = judge(400, body, 3)
+    assert (verdict.kind, verdict.bad) == ("drop", {1: "id: bad", 2: "refused"})
+    assert judge(400, {"error": "not JSON"}, 3).kind == "split"
+    assert judge(400, None, 3).kind == "split"
+    assert judge(413, {"error": "too large"}, 3).kind == "split"
+    for status in (401, 403, 404):
+        assert judge(status, None, 3).kind == "refused"
+    for status in (500, 502, 503, 429, 408, 302, 418):
+        assert judge(status, None, 3).kind == "retry"
+
+
+def test_backoff_doubles_from_first_to_cap_with_jitter() -> None:
+    """Each wait lies between half and all of min(cap, first * 2**(n-1)); never above cap."""
+    rand = random.Random(7)
+    for failures in range(1, 80):
+        ceiling = min(60.0, 1.0 * 2 ** (failures - 1))
+        wait = backoff(failures, 1.0, 60.0, rand)
+        assert ceiling / 2 <= wait <= ceiling
+    assert retry_after("5", 60) == 5 and retry_after("600", 60) == 60
+    assert retry_after(None, 60) == retry_after("soon", 60) == retry_after("nan", 60) == 0
+
+
+def test_a_ca_file_that_cannot_be_loaded_is_refused_at_set_up(tmp_path: Path) -> None:
+    """A missing or non-PEM `ca_file` is a ConfigError naming `ca_file`, not an ssl error."""
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    for ca_file in (tmp_path / "missing.pem", tmp_path / "junk.pem"):
+        with pytest.raises(ConfigError, match=r"^ca_file: cannot load "):
+            retention.capture.instrument(
+                httpx.Client(),
+                ingest_url="https://retention.example.com",
+                token="t0ken",
+                spool_path=tmp_path / "spool.jsonl",
+                ca_file=ca_file,
+            )
