@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from retention.audit.chain import GENESIS, seal_line
 from retention.audit.merkle import Frontier, leaf_hash
@@ -53,10 +54,7 @@ def append(
         ],
     )
     values = {"head_seq": seq, "head_hash": prev, "head_frontier": json.dumps(frontier.to_hex())}
-    if head.exists:
-        conn.execute(update(AuditChain).where(AuditChain.name == chain).values(**values))
-    else:
-        conn.execute(insert(AuditChain).values(name=chain, **values))
+    conn.execute(update(AuditChain).where(AuditChain.name == chain).values(**values))
     return records
 
 
@@ -67,18 +65,21 @@ class Head:
     seq: int
     hash: str
     frontier: Frontier
-    exists: bool
 
 
 def lock_head(conn: Connection, chain: str) -> Head:
-    """The chain's head, locked: no other writer may append between this read and ours."""
-    row = conn.execute(
-        select(AuditChain.head_seq, AuditChain.head_hash, AuditChain.head_frontier)
-        .where(AuditChain.name == chain)
-        .with_for_update()
-    ).first()
+    """The chain's head, locked: no other writer may append between this read and ours. A new
+    chain's head row is made first, at genesis, so that two processes starting the same chain
+    at once queue on its lock (the second one's insert does nothing) instead of one failing
+    on a duplicate key."""
+    row = _select_head(conn, chain)
     if row is None:
-        return Head(0, GENESIS, Frontier(), exists=False)
+        made = _insert_for(conn)(AuditChain).values(
+            name=chain, head_seq=0, head_hash=GENESIS, head_frontier=json.dumps([])
+        )
+        conn.execute(made.on_conflict_do_nothing(index_elements=["name"]))
+        row = _select_head(conn, chain)
+        assert row is not None
     if row.head_frontier is None:  # written before migration 0007: computed once, here, and kept
         frontier = rebuild_frontier(conn, chain, row.head_seq)
         conn.execute(
@@ -88,7 +89,23 @@ def lock_head(conn: Connection, chain: str) -> Head:
         )
     else:
         frontier = Frontier.from_hex(row.head_seq, json.loads(row.head_frontier))
-    return Head(row.head_seq, row.head_hash, frontier, exists=True)
+    return Head(row.head_seq, row.head_hash, frontier)
+
+
+def _select_head(conn: Connection, chain: str) -> Any:
+    """The chain's head row, locked for update; None when the chain has none yet."""
+    return conn.execute(
+        select(AuditChain.head_seq, AuditChain.head_hash, AuditChain.head_frontier)
+        .where(AuditChain.name == chain)
+        .with_for_update()
+    ).first()
+
+
+def _insert_for(conn: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def rebuild_frontier(conn: Connection, chain: str, size: int, page: int = 50_000) -> Frontier:
