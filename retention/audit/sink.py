@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retention.errors import AuditError
+from retention.errors import AuditError, RetentionError
 from retention.files import make_private
 from retention.logs import get_logger
 
@@ -64,18 +64,17 @@ class AuditSink:
     def publish(self, fd: int | None, sealed: Sealed, backfill: Backfill) -> None:
         """Append the transaction's lines to the file under its lock, after any gap, unless they
         are there already; then log each event."""
+        # committed already: whatever fails from here is logged, never raised (a caller told
+        # "failed" would retry what the ledger holds, and write its events twice)
         if fd is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    self._append(fd, sealed, backfill)
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            except OSError as exc:
+                with self._locked_current(fd) as current:
+                    self._append(current, sealed, backfill)
+            except (OSError, RetentionError) as exc:
                 self._log.error(
                     "audit.file_write_failed",
                     path=str(self.path),
-                    error=exc.strerror,
+                    error=exc.strerror if isinstance(exc, OSError) else exc.message,
                     hint="committed: the ledger holds these records, and the file catches up "
                     "at the next write that succeeds",
                 )
@@ -83,11 +82,35 @@ class AuditSink:
             return
         everything = self._log.is_enabled_for(logging.INFO)
         if everything or (sealed.alerts and self._log.is_enabled_for(logging.ERROR)):
-            for record in _records(sealed, backfill):
-                alert = is_alert(record["event"])
-                if alert or everything:
-                    log = self._log.error if alert else self._log.info
-                    log(record["event"], **{k: v for k, v in record.items() if k != "event"})
+            try:
+                for record in _records(sealed, backfill):
+                    alert = is_alert(record["event"])
+                    if alert or everything:
+                        log = self._log.error if alert else self._log.info
+                        log(record["event"], **{k: v for k, v in record.items() if k != "event"})
+            except RetentionError as exc:
+                self._log.error("audit.log_read_back_failed", chain=sealed.chain, error=exc.message)
+
+    @contextmanager
+    def _locked_current(self, fd: int) -> Iterator[int]:
+        """`fd` under the file's exclusive lock; when the file was renamed or removed since it
+        was opened (log rotation during the transaction), the file now at the path instead, so
+        the chain goes on in the current file and a rotated one is never cut or rewritten."""
+        assert self.path is not None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if _same_file(fd, self.path):
+                yield fd
+                return
+            current = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                make_private(current, self.path)
+                fcntl.flock(current, fcntl.LOCK_EX)
+                yield current
+            finally:
+                os.close(current)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _append(self, fd: int, sealed: Sealed, backfill: Backfill) -> None:
         """Write the lines the file lacks up to the transaction's: those after the file's last
@@ -112,6 +135,15 @@ class AuditSink:
             _write_all(fd, lines)
         _write_all(fd, sealed.lines[max(0, last + 1 - sealed.held_from) :])
         os.fsync(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd`."""
+    try:
+        held, named = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def is_alert(event: str) -> bool:

@@ -317,6 +317,8 @@ def _header_value(value: Any) -> str:
         raise ValueError(f"expected a non-empty string, got {quote(value)}")
     if _HEADER_UNSAFE.search(value):
         raise ValueError("holds a line break or another control character")
+    if not value.isascii():
+        raise ValueError(f"holds {_NOT_ASCII}")
     return value.strip()
 
 

@@ -36,6 +36,7 @@ def _doctor(workdir: Path, env: dict[str, str] | None = None) -> tuple[int, dict
     """Exit code and {check: "RESULT detail"} of `retention doctor -o json`."""
     result = cli("doctor", "-o", "json", cwd=workdir, env=env)
     assert "Traceback" not in result.stderr
+    assert "blocking_call_on_loop" not in result.stderr  # no ledger call on its event loop
     checks = json.loads(result.stdout)["checks"]
     return result.returncode, {c["check"]: f"{c['result']} {c['detail']}" for c in checks}
 

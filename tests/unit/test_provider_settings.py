@@ -47,6 +47,15 @@ def test_account_with_a_line_break_is_refused(tmp_path: Path) -> None:
         load_settings(config)
 
 
+def test_account_outside_ascii_is_refused_at_load(tmp_path: Path) -> None:
+    """A non-ASCII account ID cannot go in a header: refused at load (exit 2), not a crash of
+    every sweep."""
+    config = write_config(tmp_path, "https://fw.test/v1")
+    config.write_text(config.read_text().replace("account_id: acme", "account_id: acmé"))
+    with pytest.raises(ConfigError, match="account_id: holds a character that is not ASCII"):
+        load_settings(config)
+
+
 def test_credentials_in_the_base_url_are_refused(tmp_path: Path) -> None:
     """`https://user:pw@host/v1` would reach logs, probe faults and the signed trail: refused,
     without echoing the password in the error."""

@@ -9,6 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from retention.audit.sink import AuditSink, Sealed
+from retention.errors import LedgerError
 
 
 def line(seq: int, note: str = "") -> str:
@@ -84,3 +85,34 @@ def test_lines_already_in_the_file_are_written_once(tmp_path: Path, in_file: int
     logs = publish(path, sealed(3, 12_000, held=100))
     assert seqs_in(path) == list(range(1, max(in_file, 12_000) + 1))
     assert not [entry for entry in logs if entry["event"] == "audit.file_diverged"]
+
+
+def test_a_ledger_that_fails_the_read_back_is_logged_not_raised(tmp_path: Path) -> None:
+    """The transaction committed before the file is written: a read-back that fails (the
+    database away) is logged as `audit.file_write_failed`, and the caller is not told its
+    committed write failed."""
+    path = tmp_path / "audit.jsonl"
+    path.write_text(line(1) + "\n")
+
+    def away(chain: str, first: int, last: int) -> list[str]:
+        raise LedgerError("write failed: the database is away")
+
+    sink = AuditSink(path)
+    with capture_logs() as logs, sink.opened() as fd:
+        sink.publish(fd, sealed(2, 30, held=5), away)
+    failed = [entry for entry in logs if entry["event"] == "audit.file_write_failed"]
+    assert failed and "away" in str(failed[0]["error"])
+    assert seqs_in(path) == [1]
+
+
+def test_a_file_rotated_during_the_transaction_is_left_as_it_was(tmp_path: Path) -> None:
+    """The file renamed (log rotation) between opening it and publishing: the rotated file is
+    neither cut nor appended to; the lines go to the file now at the path."""
+    path, rotated = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
+    path.write_text("".join(line(s) + "\n" for s in range(1, 4)) + '{"torn')
+    sink = AuditSink(path)
+    with capture_logs(), sink.opened() as fd:
+        path.rename(rotated)
+        sink.publish(fd, sealed(4, 4, held=1), backfill)
+    assert rotated.read_text().endswith('{"torn')
+    assert seqs_in(path) == [1, 2, 3, 4]  # the new file starts the chain again from the ledger

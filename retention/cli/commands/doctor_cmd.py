@@ -53,7 +53,7 @@ def doctor(ctx: click.Context, only: str | None, output: str) -> None:
     app = app_of(ctx)
     settings = app.settings  # a file that does not load is a usage error: exit 2
     names = [settings.provider(only).name] if only else list(settings.providers)
-    checks = asyncio.run(_all_checks(settings, names, app.now()))
+    checks = _all_checks(settings, names, app.now())
     passed = all(c.result != FAIL for c in checks)
     if output == "json":
         emit({"ok": passed, "checks": [asdict(c) for c in checks]}, output)
@@ -64,19 +64,28 @@ def doctor(ctx: click.Context, only: str | None, output: str) -> None:
     ctx.exit(0 if passed else 1)
 
 
-async def _all_checks(settings: Settings, names: list[str], now: datetime) -> list[Check]:
-    """Every check, in the order an operator fixes things."""
+def _all_checks(settings: Settings, names: list[str], now: datetime) -> list[Check]:
+    """Every check, in the order an operator fixes things (the ledger's before the event loop
+    of the provider probes starts: ledger calls block)."""
     checks = [Check("config", OK, f"{settings.path} loaded"), _policies(settings)]
     ledger_check, ledger = _ledger(settings)
     checks += [ledger_check, _clock(ledger, now), _audit_file(settings.audit.file)]
     checks += [_signing_key(settings.audit.signing_key_file), _tls(settings)]
     checks += [_witness(w) for w in settings.audit.witness]
     try:
-        for name in names:
-            checks += await _provider(settings.providers[name], ledger, now)
+        return checks + asyncio.run(_providers(settings, names, ledger, now))
     finally:
         if ledger is not None:
             ledger.close()
+
+
+async def _providers(
+    settings: Settings, names: list[str], ledger: Ledger | None, now: datetime
+) -> list[Check]:
+    """Each provider's key, account and probe checks."""
+    checks: list[Check] = []
+    for name in names:
+        checks += await _provider(settings.providers[name], ledger, now)
     return checks
 
 
