@@ -11,6 +11,7 @@ from aiohttp import web
 
 from retention.audit.receipt import receipt_text
 from retention.audit.receipts import issue_receipt
+from retention.daemon.write_gate import GateClosedError
 from retention.enrol import enrol
 from retention.errors import InvalidIdError, RetentionError, UsageError
 from retention.ingest import json_error, loads, validate_rows
@@ -86,11 +87,21 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def ingest(request: web.Request) -> web.Response:
-    """POST /v1/records: enrol IDs sent by apps; all or nothing, like `import`."""
+    """POST /v1/records: enrol IDs sent by apps; all or nothing, like `import`. A few at a time
+    (the body is read once a slot is free), none once the daemon stops."""
     daemon = _daemon(request)
     refused = _refuse_unauthorized(request)
     if refused is not None:
         return refused
+    try:
+        async with daemon.writes.slot():
+            return await _ingest(request, daemon)
+    except GateClosedError:
+        return _error(503, STOPPING)
+
+
+async def _ingest(request: web.Request, daemon: Daemon) -> web.Response:
+    """Read, check and enrol one ingest body."""
     try:
         body = loads(await request.read())
     except (ValueError, RecursionError) as exc:
@@ -130,14 +141,17 @@ async def receipt(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     try:
-        data = await asyncio.to_thread(
-            issue_receipt,
-            daemon.ledger,
-            request.match_info["id"],
-            signer=daemon.signer,
-            interval=daemon.settings.audit.checkpoint_interval,
-            publish=daemon.witnesses.publish,
-        )
+        async with daemon.writes.slot():  # a receipt may sign a checkpoint first
+            data = await asyncio.to_thread(
+                issue_receipt,
+                daemon.ledger,
+                request.match_info["id"],
+                signer=daemon.signer,
+                interval=daemon.settings.audit.checkpoint_interval,
+                publish=daemon.witnesses.publish,
+            )
+    except GateClosedError:
+        return _error(503, STOPPING)
     except InvalidIdError as exc:
         return _error(400, exc.message)
     except UsageError as exc:  # no deletion of that ID is recorded
@@ -154,7 +168,8 @@ def _refuse_unauthorized(request: web.Request) -> web.Response | None:
     try:
         token = _daemon(request).settings.server.ingest_token()
     except RetentionError as exc:  # the token file went bad since start-up (mode, gone)
-        log.error("ingest.token_unusable", error=exc.message)
+        # before authentication: once a minute at most, however many clients ask
+        _daemon(request).noise.note("ingest.token_unusable", "token_file", error=exc.message)
         return _error(503, "the ingest token cannot be read; the daemon's log says why")
     if token is None:
         return _error(404, "ingest is off: no token is configured")
@@ -163,6 +178,9 @@ def _refuse_unauthorized(request: web.Request) -> web.Response | None:
     if not hmac.compare_digest(given, f"Bearer {token}".encode()):
         return _error(401, "missing or wrong bearer token")
     return None
+
+
+STOPPING = "the daemon is stopping; send again later"
 
 
 def _error(status: int, message: str) -> web.Response:

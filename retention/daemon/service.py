@@ -32,6 +32,7 @@ from retention.daemon.listener import GuardedRunner, Listener, is_loopback, open
 from retention.daemon.metrics import Metrics
 from retention.daemon.throttled_log import ThrottledLog
 from retention.daemon.tls import server_context
+from retention.daemon.write_gate import WriteGate
 from retention.discover import discover
 from retention.errors import ConfigError, RetentionError, UsageError
 from retention.ledger import store
@@ -93,6 +94,8 @@ class Daemon:
         self._no_listing: set[str] = set()
         self.started = False  # start-up done: /readyz is 503 until then
         self.probes: dict[str, ProbeResult] = {}  # each provider's last probe: /readyz reads it
+        self.writes = WriteGate()  # ingest and receipts: a few at a time, none after the stop
+        self.noise = ThrottledLog(log)  # floods (connections, bad token file): a line a minute
         self._rejected: tuple[str, str] | None = None  # the bad policies file last refused
 
     def alive(self) -> bool:
@@ -149,7 +152,7 @@ class Daemon:
         host, port = parse_listen(self.settings.server.listen)
         tls = server_context(self.settings)  # a file that does not load: exit 2 naming it
         limits = self._connection_limits()
-        noise = ThrottledLog(log)
+        noise = self.noise
         asyncio.get_running_loop().set_exception_handler(noise.loop_handler)
         table = ConnectionTable(limits, shed=lambda why: noise.note("http.connections_shed", why))
         app = make_app(self)
@@ -463,11 +466,13 @@ class Daemon:
         """Stop claiming, let in-flight deletions finish within the grace period, record it."""
         systemd.notify("STOPPING=1")
         self._stop_sweeps.set()
+        http_writes = asyncio.create_task(self.writes.close())  # new ingest gets 503 from now
         grace = self.settings.sweep.shutdown_grace.total_seconds()
         drained = await self._drain(grace)
         self.scheduler.shutdown(wait=False)  # after the drain: it cancels running jobs
         if watchdog:
             watchdog.cancel()
+        await http_writes  # nothing ingested lands after daemon.stopped and the checkpoint
         await off_loop(self._write_stopped, drained)  # /healthz still answers meanwhile
         if self.signer is not None:  # the trail ends on a signed head
             try:
