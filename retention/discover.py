@@ -20,11 +20,12 @@ import httpx
 from retention.config.settings import Settings
 from retention.core.ids import is_valid_id
 from retention.core.policies import PolicySet
-from retention.core.text import name_flaw
+from retention.core.quoting import quote
+from retention.core.text import escaped
 from retention.core.times import FUTURE_SKEW, format_time, parse_time
 from retention.enrol import enrol_in
-from retention.errors import DiscoveryUnsupported, RetentionError
-from retention.ingest import MAX_NAME, NewRecord, metadata_of
+from retention.errors import DiscoveryUnsupported, InputError, ProviderError, RetentionError
+from retention.ingest import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE, NewRecord
 from retention.ledger import store
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
@@ -79,16 +80,17 @@ def load_state(ledger: Ledger, provider: str) -> CrawlState:
 
 
 def to_record(item: Any, provider: str, now: datetime | None = None) -> NewRecord | None:
-    """A listing item as a record; None for an item that is not stored; ValueError (or
-    InputError) if bad. A model the ledger cannot store is left out, and so is a creation
-    time later than `now` (plus skew): the response is then counted from when it was seen,
-    and that time never moves the high-water mark."""
+    """A listing item as a record; None for an item that is not stored; ValueError if its ID
+    is bad. The response is stored at the provider, so it is tracked whatever else its item
+    holds: text the ledger cannot store is escaped and cut to size (`provider_text`,
+    `provider_metadata`), and a creation time that is not one, or is later than `now` (plus
+    skew), is left out: the response is then counted from when it was seen, and that time
+    never moves the high-water mark."""
     if not isinstance(item, dict) or not is_valid_id(item.get("id")):
         raise ValueError("invalid item or response ID")
     if item.get("store") is False:
         return None
-    created = item.get("created_at")
-    created_at = parse_time(created, field="created_at") if created is not None else None
+    created_at = _creation_time(item.get("created_at"))
     if created_at is not None and now is not None and created_at > now + FUTURE_SKEW:
         created_at = None
     model = item.get("model")
@@ -97,15 +99,49 @@ def to_record(item: Any, provider: str, now: datetime | None = None) -> NewRecor
         response_id=item["id"],
         provider=provider,
         created_at=created_at,
-        model=model if _storable_name(model) else None,
-        metadata=metadata_of(item.get("metadata") or {}),
+        model=provider_text(model, MAX_NAME) if isinstance(model, str) and model else None,
+        metadata=provider_metadata(item.get("metadata")),
         previous_response_id=previous if is_valid_id(previous) else None,
     )
 
 
-def _storable_name(value: Any) -> bool:
-    """Whether `value` is a name the ledger can store."""
-    return isinstance(value, str) and len(value) <= MAX_NAME and name_flaw(value) is None
+def _creation_time(value: Any) -> datetime | None:
+    """A listing item's creation time; None when absent or not a time (the response is then
+    counted from when it was first seen: later than its true deadline, never earlier)."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value, field="created_at")
+    except (InputError, ValueError, OverflowError):
+        return None
+
+
+def provider_text(value: str, limit: int, *, name: bool = True) -> str:
+    """A provider's string as the ledger can store it: flawed characters escaped, at most
+    `limit` characters (a prefix still matches the globs policies use)."""
+    return escaped(value, name=name)[:limit]
+
+
+def provider_metadata(value: Any) -> dict[str, str]:
+    """A listing item's metadata as the ledger can store it, never refused: keys and values
+    escaped and cut to size, other values as their JSON text, at most MAX_META keys."""
+    if not isinstance(value, dict):
+        return {}
+    result: dict[str, str] = {}
+    for key, item in list(value.items())[:MAX_META]:
+        if not isinstance(key, str) or not key:
+            continue
+        if isinstance(item, bool):
+            text = "true" if item else "false"
+        elif isinstance(item, str):
+            text = item
+        else:
+            try:
+                text = json.dumps(item, ensure_ascii=False, default=str)
+            except (ValueError, RecursionError):
+                text = type(item).__name__
+        result[provider_text(key, MAX_KEY)] = provider_text(text, MAX_VALUE, name=False)
+    return result
 
 
 async def discover(
@@ -123,8 +159,13 @@ async def discover(
     report = DiscoverReport(provider=provider)
     state = await off_loop(load_state, ledger, provider)
     client = ProviderClient(config, key, transport=transport)
+    asked: set[str | None] = set()  # the cursors this run sent: one sent twice is a loop
     try:
         while not report.complete:
+            if state.after in asked:
+                page_name = "its first page" if state.after is None else quote(state.after)
+                raise ProviderError(f"the listing loops: it led back to {page_name} again")
+            asked.add(state.after)
             try:
                 page = await client.list_page(limit=PAGE_SIZE, after=state.after)
             except DiscoveryUnsupported:

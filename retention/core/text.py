@@ -44,3 +44,12 @@ def printable(value: str) -> str:
     if value.isascii():
         return value
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def escaped(value: str, *, name: bool = True) -> str:
+    """`value` made storable rather than refused (what a provider says is kept as well as it
+    can be): each character a name (or, with `name` false, free text) may not hold is written
+    as a `\\uXXXX` escape, so that what remains still reads, and still matches a glob on its
+    prefix."""
+    flaws = _NAME_FLAWS if name else _TEXT_FLAWS
+    return flaws.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
