@@ -9,6 +9,7 @@ import errno
 import hashlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -97,6 +98,7 @@ class Daemon:
         self.writes = WriteGate()  # ingest and receipts: a few at a time, none after the stop
         self.noise = ThrottledLog(log)  # floods (connections, bad token file): a line a minute
         self._rejected: tuple[str, str] | None = None  # the bad policies file last refused
+        self._policy_lock = threading.Lock()
 
     def alive(self) -> bool:
         """The scheduler runs (what liveness means)."""
@@ -429,7 +431,13 @@ class Daemon:
 
     def _load_policies(self) -> None:
         """Read, apply and adopt the policies file, or refuse it with `policy.rejected`: once
-        per distinct bad file, however often ingest, sweeps or SIGHUP read it again."""
+        per distinct bad file, however often ingest, sweeps or SIGHUP read it again (their
+        worker threads take turns)."""
+        with self._policy_lock:
+            self._load_policies_now()
+
+    def _load_policies_now(self) -> None:
+        """`_load_policies`, under its lock."""
         path = self.settings.policies_file
         try:
             fresh = load_policies(path)

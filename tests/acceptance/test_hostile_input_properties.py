@@ -46,6 +46,9 @@ from retention.ledger.ledger import Ledger
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.helpers import POLICIES, ago, cli, user_env, write_config
 
+# a day a century after the test runs: always in the future, never a fixed date
+FAR_AHEAD = ago(days=-36_525)[:10]
+
 TOKEN = "ingest-token-for-property-tests"
 NOWHERE = "http://127.0.0.1:9/v1"  # no provider is asked anything on these paths
 QUIET = "sweep:\n  interval: 1h\ndiscover:\n  interval: 0\nserver:\n  listen: 127.0.0.1:0\n"
@@ -99,7 +102,7 @@ def _created() -> st.SearchStrategy[Any]:
         "past": lambda: ago(days=40),
         "skew": lambda: ago(minutes=-2),
         "ahead": lambda: ago(minutes=-30),
-        "far": lambda: "2199-12-31",
+        "far": lambda: FAR_AHEAD,
         "unix": lambda: int(datetime.now(UTC).timestamp()) - 3600,
         "unix_ahead": lambda: int(datetime.now(UTC).timestamp()) + 86400,
     }
@@ -349,13 +352,13 @@ def test_record_arguments(workdir: Path, backend: Backend) -> None:
     @given(arguments=record_arguments())
     @example(arguments=["--model", "gpt\udcff", "--", "r_model"])
     @example(arguments=["--meta", "k=\ud800", "--", "r_meta"])
-    @example(arguments=["--created-at", "2199-12-31", "--", "r_future"])
+    @example(arguments=["--created-at", FAR_AHEAD, "--", "r_future"])
     def check(arguments: list[str]) -> None:
         args = [b"record", *(_argv(a) for a in arguments)]
         before = snapshot(engine)
         result = run(args, workdir, backend.env)  # type: ignore[arg-type]
         assert_clean_exit(result)
-        if not all(is_utf8(a) for a in args) or "2199-12-31" in arguments:
+        if not all(is_utf8(a) for a in args) or FAR_AHEAD in arguments:
             assert result.returncode == 2, "bytes that are not UTF-8, or the future, refused"
         if result.returncode == 2:
             assert snapshot(engine) == before
@@ -455,7 +458,7 @@ SAID = {  # what the 400 says for each of the explicit examples below
     "i_nul": "model: 'gpt\\x00' holds a control character",
     "i_nan": "the body is not JSON: NaN is not a JSON number",
     "i_big": "the body is not JSON: the number '1e400' is too large",
-    "i_future": "created_at: 2199-12-31T00:00:00.000000Z is in the future",
+    "i_future": f"created_at: {FAR_AHEAD}T00:00:00.000000Z is in the future",
 }
 
 
@@ -474,7 +477,7 @@ def test_ingest_bodies(workdir: Path, backend: Backend) -> None:
         @example(items=[{"id": "i_nul", "model": "gpt\x00"}], ascii_only=True)
         @example(items=[{"id": "i_nan", "metadata": {"k": Raw("NaN")}}], ascii_only=True)
         @example(items=[{"id": "i_big", "metadata": {"k": Raw("1e400")}}], ascii_only=True)
-        @example(items=[{"id": "i_future", "created_at": "2199-12-31"}], ascii_only=True)
+        @example(items=[{"id": "i_future", "created_at": FAR_AHEAD}], ascii_only=True)
         def check(items: list[dict[str, Any]], ascii_only: bool) -> None:
             body = raw_bytes(to_json({"records": items}, ascii_only))
             before = snapshot(engine)
@@ -482,7 +485,7 @@ def test_ingest_bodies(workdir: Path, backend: Backend) -> None:
             assert status in (202, 400), (status, answer[:500])
             if not is_utf8(body) or any(unstorable(i) for i in items):
                 assert status == 400, answer[:500]
-            if any(i.get("created_at") == "2199-12-31" for i in items):
+            if any(i.get("created_at") == FAR_AHEAD for i in items):
                 assert status == 400
             if len(items) == 1 and items[0]["id"] in SAID:
                 said = json.loads(answer)

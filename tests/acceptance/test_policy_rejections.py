@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -25,6 +26,13 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock = NotifySocket(tmp_path / "notify.sock")
     yield sock
     sock.close()
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` at once (a sweep reading it mid-write would see a third, distinct file)."""
+    staged = path.with_suffix(".staged")
+    staged.write_text(text)
+    os.replace(staged, path)
 
 
 def _rejections(workdir: Path) -> list[dict[str, object]]:
@@ -56,7 +64,7 @@ def test_one_rejection_per_distinct_bad_file(
     )
     try:
         assert notify.wait_for("READY=1")
-        (workdir / "policies.yaml").write_text(BAD)
+        _replace(workdir / "policies.yaml", BAD)
         assert cli("-c", "other.yaml", "record", "resp_other", cwd=workdir).returncode == 0
         for i in range(8):
             body = {"records": [{"id": f"resp_ingest{i}"}]}
@@ -67,7 +75,7 @@ def test_one_rejection_per_distinct_bad_file(
         assert notify.wait_for("RELOADING=1")
         time.sleep(0.5)
         assert len(_rejections(workdir)) == 1
-        (workdir / "policies.yaml").write_text(OTHER_BAD)
+        _replace(workdir / "policies.yaml", OTHER_BAD)
         daemon.proc.send_signal(signal.SIGHUP)
         _wait_for_rejections(workdir, 2)
         time.sleep(1.5)
