@@ -108,9 +108,9 @@ def parse_yaml(text: str, name: str) -> Any:
     try:
         loader = _Loader(text)  # checks every character of `text` first
     except yaml.reader.ReaderError as exc:  # one YAML does not allow (NUL, most controls)
-        line = text.count("\n", 0, exc.position) + 1
+        at = text.count("\n", 0, exc.position) + 1
         raise ConfigError(
-            f"invalid YAML: unacceptable character U+{exc.character:04X}", file=name, line=line
+            f"invalid YAML: unacceptable character U+{exc.character:04X}", file=name, line=at
         ) from None
     loader.name = name
     try:
