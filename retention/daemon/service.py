@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ from retention.sweep.report import SweepReport
 from retention.sweep.runner import exclusive, sweep_once
 
 log = get_logger("retention.daemon")
+WORKER_THREADS = 16
 
 
 def file_fingerprint(path: Path) -> str:
@@ -109,6 +111,11 @@ class Daemon:
         for provider in self.settings.providers.values():
             provider.api_key()  # a missing key stops start-up, not every sweep
         self.settings.server.ingest_token()  # so does a token file open to others (exit 2)
+        # ledger calls wait in worker threads (SQLite's lock, up to 30 s): enough of them that
+        # ingest's four, /readyz and /metrics never starve the sweep's lease renewals and writes
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="retention")
+        )
         with ExitStack() as stack:  # every ledger call in a worker thread, start-up's too
             await off_loop(stack.enter_context, exclusive(self.ledger))
             await off_loop(sync_policies, self.ledger, self.policies)

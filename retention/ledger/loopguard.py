@@ -57,6 +57,7 @@ async def off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
+        while not task.done():  # a second cancel waits too: the thread cannot be stopped
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)
         raise

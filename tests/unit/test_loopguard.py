@@ -76,3 +76,24 @@ def test_a_cancelled_call_ends_before_the_cancel_propagates() -> None:
         return done.is_set()
 
     assert asyncio.run(scenario())
+
+
+def test_a_second_cancel_still_waits_for_the_thread() -> None:
+    """Cancelled twice while its thread runs, an `off_loop` call still ends only after it."""
+    done = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.3)
+        done.set()
+
+    async def scenario() -> bool:
+        task = asyncio.create_task(off_loop(slow))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return done.is_set()
+
+    assert asyncio.run(scenario())
