@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 
 from retention.logs import get_logger
 
@@ -69,13 +69,16 @@ def make_private_if_present(path: Path | str) -> None:
 
 
 def read_secret_file(path: Path) -> bytes:
-    """The bytes of a key or token file; `SecretFileError` when it cannot be read or is not
-    private (see `secret_problem`)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    """The bytes of a key or token file; `SecretFileError` when it cannot be read, is not a
+    regular file (a pipe, a device, a folder) or is not private (see `secret_problem`)."""
+    try:  # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise SecretFileError(f"cannot be read: {exc.strerror}") from None
     try:
+        mode = os.fstat(fd).st_mode
+        if not S_ISREG(mode):
+            raise SecretFileError(f"is not a regular file but {_kind(mode)}", misplaced=True)
         problem = secret_problem(fd, path)
         if problem:
             raise SecretFileError(problem, exposed=True)
@@ -89,13 +92,20 @@ def read_secret_file(path: Path) -> bytes:
     return data
 
 
-class SecretFileError(Exception):
-    """A key or token file that cannot be read, or is `exposed` to others; the message (to
-    follow the file's name) says why and the fix, never what the file holds."""
+def _kind(mode: int) -> str:
+    """What a file that is not a regular one is, in a word or two."""
+    kinds = ((S_ISDIR, "a folder"), (S_ISFIFO, "a named pipe"), (S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a device")
 
-    def __init__(self, message: str, *, exposed: bool = False) -> None:
+
+class SecretFileError(Exception):
+    """A key or token file that cannot be read, is `exposed` to others, or is `misplaced` (not
+    a regular file: the path names the wrong thing); the message (to follow the file's name)
+    says why and the fix, never what the file holds."""
+
+    def __init__(self, message: str, *, exposed: bool = False, misplaced: bool = False) -> None:
         super().__init__(message)
-        self.exposed = exposed
+        self.exposed, self.misplaced = exposed, misplaced
 
 
 def secret_problem(fd: int, path: Path | str) -> str | None:

@@ -2,10 +2,13 @@
 
 Each secret this process reads (API keys, the ingest token, witness tokens) is registered once.
 `redact` replaces it in any text, in every form it takes once quoted: raw, escaped by JSON
-(`"` and `\\` escaped, non-ASCII as `\\uXXXX` or not), by Python's repr (either quote) or by
-HTML, and each of those quoted once more (a JSON line or a repr holding an escaped value).
-`scrub` is the one gate for values a provider sends us (headers, error bodies): control
-characters out, then secrets, then a length cap.
+(`"` and `\\` escaped, non-ASCII as `\\uXXXX` or not), by Python's repr (either quote), by
+HTML or percent-encoded in a URL, and each of those quoted once more (a JSON line or a repr
+holding an escaped value); and the head of one that someone else cut (`sk-proj-abc...`, at the
+end of a text), at least `PARTIAL` characters of it. `scrub` is the one gate for values a
+provider sends us (headers, error bodies): control characters out, then secrets, then a
+length cap; `redact_tree` for decoded JSON (a listing) removes invisible characters from a
+string only where they split a secret.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import json
 import re
 import threading
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 MIN_LENGTH = 4  # shorter values would redact ordinary words; no real key is this short
+PARTIAL = 12  # characters of a secret's head, cut short by someone else, that are redacted
+_CUT_MARKS = ("...", "\u2026")  # how the texts we are given show that they were cut
 
 _lock = threading.Lock()
 _secrets: frozenset[str] = frozenset()
@@ -55,14 +61,35 @@ def _quoted(text: str) -> set[str]:
         repr(text)[1:-1],
         repr(text + "'\"")[1:-4],  # inside a text holding both quotes: ' escaped too
         html.escape(text),
+        quote(text, safe=""),  # in a URL: a redirect's Location, a cursor, a debug link
+        quote_plus(text, safe=""),
     }
 
 
 def redact(text: str) -> str:
-    """`text` with every form of every registered secret replaced by `[redacted]`."""
+    """`text` with every form of every registered secret replaced by `[redacted]`, and the
+    head of one cut short (followed by `...` or the end of the text)."""
     for form in _forms:
         if form in text:
             text = text.replace(form, REDACTED)
+    for form in _forms:
+        if len(form) > PARTIAL and form[:PARTIAL] in text:
+            text = _redact_cut(text, form)
+    return text
+
+
+def _redact_cut(text: str, form: str) -> str:
+    """`text` with each head of `form` (PARTIAL characters or more) that ends where the text
+    was cut replaced by `[redacted]`."""
+    start = text.find(form[:PARTIAL])
+    while start != -1:
+        end = start + PARTIAL
+        while end < len(text) and end - start < len(form) and text[end] == form[end - start]:
+            end += 1
+        if end == len(text) or text.startswith(_CUT_MARKS, end):
+            text = text[:start] + REDACTED + text[end:]
+            end = start + len(REDACTED)
+        start = text.find(form[:PARTIAL], end)
     return text
 
 
@@ -71,12 +98,24 @@ def redact_tree(value: Any) -> Any:
     if not _forms:
         return value
     if isinstance(value, str):
-        return redact(value)
+        return _redact_string(value)
     if isinstance(value, list):
         return [redact_tree(item) for item in value]
     if isinstance(value, dict):
         return {redact_tree(k): redact_tree(v) for k, v in value.items()}
     return value
+
+
+def _redact_string(text: str) -> str:
+    """`text` redacted; where removing invisible characters reveals a secret (a key split by a
+    zero-width space or a tab), redacted without them."""
+    text = redact(text)
+    bare = _UNSAFE.sub("", text)
+    if bare != text:
+        caught = redact(bare)
+        if caught != bare:
+            return caught
+    return text
 
 
 def scrub(text: str | None, limit: int) -> str | None:

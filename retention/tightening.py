@@ -72,7 +72,9 @@ def _tighten_one(
     if decision.deadline >= row.deadline:
         return False
     due_at = row.due_at
-    if due_at is not None and row.attempts == 0:  # not yet tried: due at its deadline
+    # due at its deadline: due at the new one; a retry time (a failed attempt's backoff, a
+    # provider's Retry-After on a 429, which counts no attempt) is kept
+    if due_at is not None and due_at <= row.deadline:
         due_at = min(due_at, decision.deadline)
     changed = store.tighten_deadline(
         tx.conn,

@@ -94,6 +94,8 @@ class Signer:
         try:
             pem = read_secret_file(path)
         except SecretFileError as exc:
+            if exc.misplaced:  # a folder, a pipe, a device: the configuration names it
+                raise UsageError(f"the signing key {path} {exc}") from None
             if not exc.exposed:
                 raise AuditError(f"the signing key {path} {exc}") from None
             raise UsageError(

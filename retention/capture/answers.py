@@ -3,10 +3,15 @@
 - 2xx: sent.
 - 400 naming items by index (`{"items": [{"index": i, "error": ...}]}`): those items can never
   be accepted, so they alone are dropped and the rest is sent again.
-- 400 naming none, or 413 (too large): the batch is split in halves and each is sent again; a
-  single record that is still refused is dropped.
-- 401, 403 and 404 (wrong token, ingest off, not the daemon's URL), 5xx, 429, any other answer
-  and no answer at all: kept in the spool, tried again after an exponential backoff with jitter.
+- 400 naming none (the daemon's JSON error), or 413 (too large): the batch is split in halves
+  and each is sent again; a single record that is still refused is dropped.
+- 401, 403 and 404 (wrong token, ingest off, not the daemon's URL), a 400 that is not the
+  daemon's (not its JSON error: a proxy, or another server at `ingest_url`, would otherwise
+  have every ID dropped one by one), 5xx, 429, any other answer and no answer at all: kept in
+  the spool, tried again after an exponential backoff with jitter.
+
+The daemon's reasons are shown in the app's log: control characters are removed (no forged
+lines), the token is redacted, and each is cut to 200 characters.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from retention.redaction import scrub
 
 Kind = Literal["sent", "drop", "split", "refused", "retry"]
 
@@ -32,6 +39,12 @@ def judge(status: int, body: Any, size: int) -> Verdict:
     if 200 <= status < 300:
         return Verdict("sent")
     if status == 400:
+        if not _from_daemon(body):
+            return Verdict(
+                "refused",
+                reason="400 that is not the daemon's (not its JSON error): is ingest_url the "
+                "daemon's base URL, with https if it serves TLS?",
+            )
         bad = _named_items(body, size)
         return Verdict("drop", bad) if bad else Verdict("split")
     if status == 413:
@@ -49,6 +62,13 @@ def judge(status: int, body: Any, size: int) -> Verdict:
     return Verdict("retry", reason=f"the daemon answered {status}")
 
 
+def _from_daemon(body: Any) -> bool:
+    """Whether a 400's body is the daemon's: a JSON object with its `error` or `items`."""
+    return isinstance(body, dict) and (
+        isinstance(body.get("error"), str) or isinstance(body.get("items"), list)
+    )
+
+
 def _named_items(body: Any, size: int) -> dict[int, str]:
     """The items a 400 names by a valid index, with their reasons (shortened)."""
     items = body.get("items") if isinstance(body, dict) else None
@@ -57,7 +77,7 @@ def _named_items(body: Any, size: int) -> dict[int, str]:
         index = item.get("index") if isinstance(item, dict) else None
         if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size:
             error = item.get("error")
-            named[index] = error[:200] if isinstance(error, str) else "refused"
+            named[index] = (scrub(error, 200) or "refused") if isinstance(error, str) else "refused"
     return named
 
 

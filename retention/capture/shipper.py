@@ -29,14 +29,28 @@ from retention.capture import target
 from retention.capture.answers import Verdict, backoff, judge, retry_after
 from retention.capture.spool import MAX_BYTES, Spool
 from retention.core.quoting import quote
+from retention.redaction import register_secret
 
 log = logging.getLogger("retention.capture")
 BATCH = 500
 LINGER_S = 0.05
 QUEUE_MAX = 100_000  # records in memory while the thread is busy; past it they are dropped
 IDLE_CHECK_S = 30.0  # how often an idle shipper looks for records another process spooled
-TIMEOUT_S = 5.0
+TIMEOUT_S = 5.0  # each step of a request; and the whole of its answer's body
+MAX_ANSWER = 1024 * 1024  # bytes of an answer read (the daemon's 400 for 500 items: ~200 KB)
 CLOSE_TIMEOUT_S = 1.0  # per request while the process exits
+
+
+def _read_answer(answer: httpx.Response, deadline: float) -> bytes | None:
+    """The daemon's answer body, or None when it is longer than MAX_ANSWER bytes or still
+    arriving at `deadline` (a server sending gigabytes, or a byte a second, holds neither the
+    app's memory nor this thread); the status and headers stand either way."""
+    body = bytearray()
+    for chunk in answer.iter_raw():
+        body += chunk
+        if len(body) > MAX_ANSWER or time.monotonic() > deadline:
+            return None
+    return bytes(body)
 
 
 def default_spool() -> Path:
@@ -60,9 +74,11 @@ class Shipper:
         verify: Any = True,
     ) -> None:
         self.url = target.ingest_url(ingest_url) + "/v1/records"
+        register_secret(target.token(token))  # the daemon's reasons are logged, never it
         self.headers = {
-            "Authorization": f"Bearer {target.token(token)}",
+            "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
+            "Accept-Encoding": "identity",  # read as sent, never inflated here
         }
         self.spool = Spool(spool, spool_max_bytes)
         self.first, self.cap = backoff_first, backoff_cap
@@ -71,6 +87,7 @@ class Shipper:
         self._verify = verify
         self._failures = 0
         self._next_try = 0.0  # time.monotonic() before which nothing is sent
+        self._spool_retry = 0.0  # time.monotonic() before which a spool that failed waits
         self._trouble: str | None = None  # the trouble last warned about
         self._rand = random.Random()
         self._stopping = threading.Event()
@@ -117,12 +134,15 @@ class Shipper:
             if batch:
                 self.spool.append(batch)
             return False
-        if not self.spool.drain(lambda records: self._deliver(http, records)):
-            if time.monotonic() >= self._next_try:  # not the daemon: the file failed
-                self._failed(f"cannot read the spool {self.spool.path}", 0.0)
-            if batch:
-                self.spool.append(batch)
-            return False
+        spool_due = time.monotonic() >= self._spool_retry
+        if spool_due and not self.spool.drain(lambda records: self._deliver(http, records)):
+            if time.monotonic() < self._next_try:  # the daemon failed: the batch waits on disk
+                if batch:
+                    self.spool.append(batch)
+                return False
+            # the file failed (the spool warned why): look at it again later; the app's IDs
+            # still go to the daemon meanwhile
+            self._spool_retry = time.monotonic() + IDLE_CHECK_S
         if batch:
             left = self._deliver(http, batch)
             if left:
@@ -134,7 +154,8 @@ class Shipper:
         pause = self._next_try - time.monotonic()
         if pause > 0:
             return pause
-        return 0.0 if self.spool.size() else IDLE_CHECK_S
+        spool_due = self.spool.size() and time.monotonic() >= self._spool_retry
+        return 0.0 if spool_due else IDLE_CHECK_S
 
     def _next_batch(self, wait: float) -> tuple[list[dict[str, Any]], bool]:
         """Up to BATCH records, after waiting at most `wait` seconds for the first."""
@@ -197,13 +218,16 @@ class Shipper:
         """POST one batch; the verdict on the answer and its Retry-After (seconds)."""
         body = json.dumps({"records": part}).encode()  # \u escapes: any str can be sent
         try:
-            answer = http.post(self.url, content=body, headers=self.headers, timeout=timeout)
+            with http.stream(
+                "POST", self.url, content=body, headers=self.headers, timeout=timeout
+            ) as answer:
+                text = _read_answer(answer, time.monotonic() + timeout)
         except httpx.HTTPError as exc:
             log.debug("retention capture: %s", type(exc).__name__)
             return Verdict("retry", reason=f"cannot reach the daemon at {self.url}"), 0.0
         try:
-            payload = answer.json()
-        except ValueError:
+            payload = json.loads(text) if text is not None else None
+        except (ValueError, RecursionError):
             payload = None
         wait = retry_after(answer.headers.get("retry-after"), self.cap)
         return judge(answer.status_code, payload, len(part)), wait

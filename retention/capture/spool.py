@@ -3,10 +3,15 @@
 Every process that instruments a client with the same spool path shares the file, each access
 under an exclusive `flock`. When the file has reached its size limit, new records are dropped
 and counted (the oldest are kept: they are nearest their deadlines), with one warning.
+
+The spool is only ever a file of its own: a symbolic link there is never followed, a pipe, a
+device or a folder is never opened for good, and a file whose first line is not a record (a
+`spool_path` naming some other file) is never emptied; each is warned about and left as found.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -21,6 +26,7 @@ log = logging.getLogger("retention.capture")
 MAX_BYTES = 64 * 1024 * 1024  # about 400,000 IDs with a model name (~160 bytes a line)
 BATCH = 500
 _COPY = 1024 * 1024
+MAX_LINE = 1024 * 1024  # a longer line is no record of ours: skipped, never read whole
 
 Send = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
@@ -37,17 +43,18 @@ class Spool:
         self._problem: str | None = None  # the last I/O trouble warned about
 
     def size(self) -> int:
-        """Bytes waiting (0 when there is no file)."""
+        """Bytes waiting (0 when there is no file, or something that is not one of ours)."""
         try:
-            return self.path.stat().st_size
+            found = os.lstat(self.path)
         except OSError:
             return 0
+        return found.st_size if stat.S_ISREG(found.st_mode) else 0
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Keep `records` on disk, as many as fit; the rest are dropped and counted."""
         lines = [(json.dumps(r) + "\n").encode() for r in records]
         try:
-            with self._locked(os.O_WRONLY | os.O_APPEND) as handle:
+            with self._locked(os.O_RDWR | os.O_APPEND) as handle:
                 room = self.max_bytes - os.fstat(handle.fileno()).st_size
                 kept = 0
                 while kept < len(lines) and len(lines[kept]) <= room:
@@ -104,9 +111,24 @@ class Spool:
     def _locked(self, flags: int) -> Iterator[IO[bytes]]:
         """The spool opened (created 0600, made 0600 if it was not) under an exclusive lock."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        with open(fd, "r+b" if flags & os.O_RDWR else "ab") as handle:
-            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        # never through a symbolic link, never waiting on a pipe
+        flags |= os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(exc.errno, "it is a symbolic link, never followed") from None
+            if exc.errno == errno.ENXIO:  # a pipe no one reads
+                raise OSError(exc.errno, "it is not a regular file") from None
+            raise
+        with open(fd, "ab" if flags & os.O_APPEND else "r+b") as handle:
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode):
+                raise OSError(errno.EINVAL, "it is not a regular file")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _foreign(fd):  # read under the lock: a drain rewrites the file from its start
+                raise OSError(errno.EINVAL, "its first line is not a record: it is another file")
+            mode = stat.S_IMODE(found.st_mode)
             if mode & 0o077:
                 os.fchmod(fd, 0o600)
                 log.warning(
@@ -114,8 +136,17 @@ class Spool:
                     self.path,
                     mode,
                 )
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield handle
+
+
+def _foreign(fd: int) -> bool:
+    """Whether the open file is something other than a spool: its first line, complete, is
+    not a record (a lone first line cut short by a crash is a torn write of ours)."""
+    head = os.pread(fd, 65536, 0)
+    line, newline, _ = head.partition(b"\n")
+    if not newline:
+        return bool(head) and not head.startswith(b"{")
+    return _record(line, quiet=True) is None
 
 
 def _drain(handle: IO[bytes], send: Send) -> bool:
@@ -136,23 +167,31 @@ def _drain(handle: IO[bytes], send: Send) -> bool:
 
 def _read_lines(handle: IO[bytes], count: int) -> list[bytes]:
     """Up to `count` lines from where the handle stands."""
-    lines = []
+    lines: list[bytes] = []
     while len(lines) < count:
-        line = handle.readline()
+        line = handle.readline(MAX_LINE)
         if not line:
             break
+        if len(line) == MAX_LINE and not line.endswith(b"\n"):  # too long to be ours
+            while (rest := handle.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+            log.warning("retention capture: skipped a line of the spool that is too long")
+            continue
         lines.append(line if line.endswith(b"\n") else line + b"\n")
     return lines
 
 
-def _record(line: bytes) -> dict[str, Any] | None:
+def _record(line: bytes, *, quiet: bool = False) -> dict[str, Any] | None:
     """One spooled record; a torn or foreign line is skipped."""
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
+        record = None
+    if isinstance(record, dict):
+        return record
+    if not quiet:
         log.warning("retention capture: skipped a line of the spool that is not a record")
-        return None
-    return record if isinstance(record, dict) else None
+    return None
 
 
 def _compact(handle: IO[bytes], head: bytes, rest_at: int) -> None:

@@ -29,8 +29,11 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one aiohttp session."""
 
-    def __init__(self, *, max_connections: int, timeout_s: float) -> None:
+    def __init__(
+        self, *, max_connections: int, timeout_s: float, max_body: int | None = None
+    ) -> None:
         self.max_connections, self.timeout_s = max_connections, timeout_s
+        self.max_body = max_body  # bytes of an answer's body read through httpx's API
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -57,6 +60,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             list(request.headers.multi_items()),
             request.content or None,
             request=request,
+            limit=self.max_body,
         )
         return httpx.Response(
             status, headers=list(headers.items()), stream=httpx.ByteStream(content), request=request
@@ -70,16 +74,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body: bytes | None = None,
         *,
         request: httpx.Request | None = None,
+        limit: int | None = None,
     ) -> tuple[int, Any, bytes]:
-        """Status, headers and body, with no httpx objects around them (the sweep's hot path:
-        building httpx's models for each DELETE cost more than sending it); aiohttp's errors
-        are raised as httpx's."""
+        """Status, headers and body (at most `limit` + 1 bytes of it: more says it was longer;
+        the rest is never read and the connection is not reused), with no httpx objects around
+        them (the sweep's hot path: building httpx's models for each DELETE cost more than
+        sending it); aiohttp's errors are raised as httpx's."""
         session = self._open()
         try:
             async with session.request(
                 method, url, headers=headers, data=body, allow_redirects=False
             ) as answer:
-                return answer.status, answer.headers, await answer.read()
+                return answer.status, answer.headers, await _read(answer, limit)
         except BaseException as exc:
             translated = _translated(exc, request)
             if translated is exc:
@@ -90,6 +96,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Close the session."""
         if self._session is not None:
             await self._session.close()
+
+
+async def _read(answer: aiohttp.ClientResponse, limit: int | None) -> bytes:
+    """The body, or its first `limit` + 1 bytes (a hostile answer cannot fill the memory)."""
+    if limit is None:
+        return await answer.read()
+    body = bytearray()
+    async for chunk in answer.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body[: limit + 1])
 
 
 def _translated(exc: BaseException, request: httpx.Request | None) -> BaseException:

@@ -5,13 +5,15 @@ header values, stop `sweep`, `run` and `doctor` before any request, naming the k
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import LONG_AGO, cli, write_config
+from tests.helpers import LONG_AGO, cli, user_env, write_config
 
 URL = "http://127.0.0.1:9/v1"  # nothing listens: a command that got past its keys would fail
 
@@ -131,3 +133,40 @@ def test_a_non_ascii_key_stops_sweep_and_run_and_fails_doctor(workdir: Path, key
     checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert doctor.returncode == 1 and "not ASCII" in checks["key fireworks"]["detail"]
     assert checks["probe fireworks"]["result"] == "SKIP"
+
+
+def _make_not_a_file(path: Path, kind: str) -> None:
+    """Put something that is not a regular file at `path`: a named pipe, a folder or a link
+    to a device."""
+    if kind == "named pipe":
+        os.mkfifo(path, 0o600)
+    elif kind == "folder":
+        path.mkdir(mode=0o700)
+    else:
+        path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("kind", ["named pipe", "folder", "device"])
+def test_key_files_that_are_not_files_are_refused_at_once(workdir: Path, kind: str) -> None:
+    """An API key file or signing key that is a named pipe (opening one used to wait for a
+    writer, forever: `sweep` hung), a folder or a device: exit 2 within seconds, one line
+    naming the key and what the path is."""
+    _key_file_config(workdir, b"sk-file-mode-0001\n", 0o600)
+    (workdir / "key").unlink()
+    _make_not_a_file(workdir / "key", kind)
+    _make_not_a_file(workdir / "audit-signing.key", kind)
+    for args, named in [
+        (("sweep",), "providers.fireworks.api_key_file: the API key file"),
+        (("audit", "pubkey"), "the signing key"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "retention", *args],
+            cwd=workdir,
+            env=user_env(),
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert named in line and f"is not a regular file but a {kind}" in line, line

@@ -4,10 +4,12 @@ shuts its door or is away, over real sockets (the real shipper, a scripted serve
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -273,3 +275,176 @@ def test_a_spool_left_open_to_others_is_made_private(
 def _lines(path: Path) -> int:
     """Lines in a file (0 when absent)."""
     return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+class Raw:
+    """A server on loopback that reads one request per connection and lets `answer(conn)`
+    write what it likes (a body of any size, at any pace); it counts the bytes it got out
+    before the client hung up, and the requests."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self.requests, self.sent = 0, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        """Accept until closed; one thread a connection."""
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        """Read the request (head and body), then answer."""
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += conn.recv(65536)
+            self.requests += 1
+            with contextlib.suppress(OSError):
+                self.answer(conn)
+
+    def close(self) -> None:
+        """Stop accepting (shutdown wakes the thread waiting in accept, so the port is free)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_a_400_that_is_not_the_daemons_keeps_every_id(
+    tmp_path: Path, shippers: list[Shipper], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy's HTML 400 (plain http sent to an https port) is not the daemon naming bad
+    records: the IDs stay in the spool, one warning says to check ingest_url, and they arrive
+    once the daemon answers. Before, each ID was split off and dropped, one warning each."""
+    caplog.set_level(logging.INFO, logger="retention.capture")
+    page = b"<html>400 The plain HTTP request was sent to HTTPS port</html>"
+    proxy = Raw(
+        lambda conn: conn.sendall(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            + f"Content-Length: {len(page)}\r\n\r\n".encode()
+            + page
+        )
+    )
+    spool = tmp_path / "spool.jsonl"
+    port = int(proxy.url.rsplit(":", 1)[1])
+    shipper = _shipper(shippers, proxy.url, spool)
+    ids = [f"resp_{i}" for i in range(20)]
+    for rid in ids:
+        shipper.put({"id": rid})
+    assert wait_until(lambda: proxy.requests >= 3 and _lines(spool) == 20)
+    assert shipper.counts["dropped_bad"] == 0 and not _warnings(caplog, "it is dropped")
+    assert len(_warnings(caplog, "is ingest_url the daemon's base URL")) == 1
+    proxy.close()
+    ingest = Ingest(accept, port=port)
+    try:
+        assert wait_until(lambda: sorted(ingest.accepted) == sorted(ids))
+    finally:
+        ingest.close()
+
+
+def test_an_answer_of_gigabytes_or_a_byte_a_second_holds_neither_memory_nor_thread(
+    tmp_path: Path, shippers: list[Shipper]
+) -> None:
+    """A 400 of 2 GiB: the shipper reads 1 MiB of it and hangs up (the server gets out a few
+    MiB, not 2 GiB; before, it read it all: 3.4 GB in the app for a 1 GB answer), and keeps
+    the IDs. A 202 whose body comes a byte at a time: the IDs count as sent once the status is
+    in and the body's time (5 s) is up; before, the thread waited as long as the drip lasted."""
+    chunk = b" " * (1024 * 1024)
+
+    def gigantic(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2147483648\r\n\r\n")
+        for _ in range(2048):
+            conn.sendall(chunk)
+            huge.sent += len(chunk)
+
+    huge = Raw(gigantic)
+    spool = tmp_path / "huge.jsonl"
+    shipper = _shipper(shippers, huge.url, spool)
+    for i in range(5):
+        shipper.put({"id": f"resp_{i}"})
+    assert wait_until(lambda: huge.requests >= 2 and _lines(spool) == 5, timeout=20)
+    assert huge.sent < 64 * 1024 * 1024, huge.sent
+    huge.close()
+
+    def dripping(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(100000):
+            conn.sendall(b" ")
+            time.sleep(0.2)
+
+    drip = Raw(dripping)
+    shipper = _shipper(shippers, drip.url, tmp_path / "drip.jsonl")
+    started = time.monotonic()
+    for i in range(5):
+        shipper.put({"id": f"resp_{i}"})
+    assert wait_until(lambda: shipper.counts["sent"] == 5, timeout=12)
+    assert time.monotonic() - started < 8
+    drip.close()
+
+
+def test_the_daemons_reasons_reach_the_log_without_the_token_or_a_forged_line(
+    tmp_path: Path, shippers: list[Shipper], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon (or an impostor) whose reason for a refused record echoes the Authorization
+    header and holds a line break and terminal escapes: the warning shows `[redacted]`, on
+    one line, with no escape character."""
+    caplog.set_level(logging.INFO, logger="retention.capture")
+
+    def echoing(records: list[dict[str, Any]], call: int) -> Answer:
+        reason = f"token Bearer {TOKEN}\x1b[31m\nretention capture: all IDs sent"
+        return 400, {"error": "invalid", "items": [{"index": 0, "error": reason}]}
+
+    ingest = Ingest(echoing)
+    try:
+        shipper = _shipper(shippers, ingest.url, tmp_path / "spool.jsonl")
+        shipper.put({"id": "resp_1"})
+        assert wait_until(lambda: shipper.counts["dropped_bad"] == 1)
+        (line,) = _warnings(caplog, "it is dropped")
+        assert "Bearer [redacted]" in line and TOKEN not in caplog.text
+        assert "\n" not in line and "\x1b" not in line
+    finally:
+        ingest.close()
+
+
+@pytest.mark.parametrize("kind", ["link", "pipe", "another file"])
+def test_a_spool_that_is_not_a_spool_is_left_as_found(
+    tmp_path: Path, shippers: list[Shipper], caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A spool path that is a symbolic link (to a user's file), a named pipe, or a file whose
+    first line is no record (`spool_path` naming the wrong file): with the daemon away, then
+    back, the file is never written, emptied or chmodded, nothing waits on the pipe, one
+    warning names the spool, and the app's IDs still reach the daemon. Before, a linked or
+    wrong file was made 0600, had its lines dropped and was emptied; a pipe hung the thread."""
+    caplog.set_level(logging.INFO, logger="retention.capture")
+    precious = tmp_path / "notes.txt"
+    precious.write_text("my notes\nline two\n")
+    precious.chmod(0o644)
+    spool = tmp_path / "spool.jsonl"
+    if kind == "link":
+        spool.symlink_to(precious)
+    elif kind == "pipe":
+        os.mkfifo(spool, 0o600)
+    else:
+        spool = precious
+    port = free_port()
+    shipper = _shipper(shippers, f"http://127.0.0.1:{port}", spool)
+    shipper.put({"id": "resp_away"})
+    assert wait_until(lambda: bool(_warnings(caplog, "cannot write the spool")))
+    ingest = Ingest(accept, port=port)
+    try:
+        shipper.put({"id": "resp_back"})
+        assert wait_until(lambda: "resp_back" in ingest.accepted)
+    finally:
+        ingest.close()
+    assert precious.read_text() == "my notes\nline two\n"
+    assert precious.stat().st_mode & 0o777 == 0o644
+    assert shipper._thread.is_alive()

@@ -101,6 +101,27 @@ def test_a_sweep_lease_is_never_overtaken(backend_env: Env) -> None:
     assert _row(env, "t_leased").deadline < before and len(_events(env, EVENT)) == 1
 
 
+def test_a_provider_retry_after_survives_a_tightening(backend_env: Env) -> None:
+    """A provider's 429 asked for an hour (a throttled DELETE counts no attempt; its due time
+    is written as the sweep writes it): a later record with an earlier creation time brings
+    the deadline down but keeps the retry time, so the next sweep sends nothing. Before, the
+    record was due again at once and the provider asked again."""
+    env = backend_env
+    env.standin.store.create({"id": "t_throttled"})
+    env.record("t_throttled", age=timedelta(days=31))
+    retry_at = datetime.now(UTC) + timedelta(hours=1)
+    with env.ledger.transaction() as conn:
+        store.update_record(
+            conn, _row(env, "t_throttled").id, due_at=retry_at, attempts=0, last_status=429
+        )
+    throttled = _row(env, "t_throttled")
+    env.record("t_throttled", age=timedelta(days=40))
+    row = _row(env, "t_throttled")
+    assert row.deadline < throttled.deadline and row.due_at == throttled.due_at
+    assert len(_events(env, EVENT)) == 1
+    assert env.sweep().total("deleted") == 0 and env.deletes() == []
+
+
 def test_a_later_created_at_never_loosens(env: Env) -> None:
     """A later or equal creation time, given again, moves nothing and writes nothing."""
     env.record("t_a", age=timedelta(days=2))

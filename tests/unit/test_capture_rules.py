@@ -62,8 +62,9 @@ def test_unusable_tokens_are_refused_without_being_shown(token: object) -> None:
 
 
 def test_answers_are_judged_by_status_and_named_items() -> None:
-    """2xx sent; a 400 naming items drops those with valid indexes; a bare 400 or a 413
-    halves; 401/403/404 are refusals kept for later; everything else is retried."""
+    """2xx sent; a 400 naming items drops those with valid indexes; the daemon's bare 400 or
+    a 413 halves; 401/403/404 and a 400 that is not the daemon's are refusals kept for later;
+    everything else is retried."""
     assert judge(202, {"accepted": 3}, 3).kind == "sent"
     body = {
         "items": [
@@ -76,7 +77,8 @@ def test_answers_are_judged_by_status_and_named_items() -> None:
     verdict = judge(400, body, 3)
     assert (verdict.kind, verdict.bad) == ("drop", {1: "id: bad", 2: "refused"})
     assert judge(400, {"error": "not JSON"}, 3).kind == "split"
-    assert judge(400, None, 3).kind == "split"
+    assert judge(400, None, 3).kind == "refused"  # not the daemon's answer: IDs kept
+    assert judge(400, {"detail": "proxy"}, 3).kind == "refused"
     assert judge(413, {"error": "too large"}, 3).kind == "split"
     for status in (401, 403, 404):
         assert judge(status, None, 3).kind == "refused"

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 import structlog
@@ -207,3 +208,33 @@ def test_another_users_key_file_is_refused(tmp_path: Path) -> None:
     os.chown(key_file, 65534, 65534)
     with pytest.raises(ConfigError, match="belongs to uid 65534"):
         _provider(tmp_path, api_key_file=key_file).api_key()
+
+
+def test_a_percent_encoded_key_is_redacted() -> None:
+    """In a redirect's Location or a debug link the key is percent-encoded: caught too."""
+    for shown in (quote(KEY, safe=""), quote_plus(KEY), json.dumps(quote(KEY, safe=""))):
+        assert REDACTED in redact(f"https://p.test/?k={shown}&x=1"), shown
+
+
+def test_the_head_of_a_key_someone_else_cut_is_redacted() -> None:
+    """aiohttp quotes the first 100 bytes of an oversized header and adds `...`; a provider
+    cuts its error text: the head of the key left at such a cut is redacted, a shorter piece
+    or one in the middle of a text is not."""
+    long_key = "sk-proj-" + "Zq9xW2vL8mN4bR6tY1uI3oP5aS7dF0gH2jK4lZ6xC8vB1nM3qW5eR7tY9uI1oP3"
+    register_secret(long_key)
+    cut = f"b'Bearer {long_key[:60]}...'"
+    assert redact(cut) == f"b'Bearer {REDACTED}...'"
+    assert redact(f"error: {long_key[:30]}") == f"error: {REDACTED}"
+    assert redact(f"{long_key[:30]}\u2026") == f"{REDACTED}\u2026"
+    assert redact(f"{long_key[:11]}...") == f"{long_key[:11]}..."
+    assert redact(f"{long_key[:30]} and more") == f"{long_key[:30]} and more"
+
+
+def test_redact_tree_catches_a_key_split_by_invisible_characters() -> None:
+    """A listing that splits the key with a zero-width space or a tab (free text keeps tabs,
+    and a zero-width space is no control character) leaves no key; values without a secret
+    keep their characters."""
+    split = {"zw": KEY[:4] + "\u200b" + KEY[4:], "tab": KEY[:4] + "\t" + KEY[4:], "ok": "a\tb"}
+    assert redact_tree({"metadata": split}) == {
+        "metadata": {"zw": REDACTED, "tab": REDACTED, "ok": "a\tb"}
+    }
