@@ -15,15 +15,17 @@ class Outcome(enum.Enum):
     ABSENT = "absent"  # 404: already gone, a compliant outcome
     RETRY = "retry"  # 429, 5xx, transport errors
     AUTH = "auth"  # 401/403: stop this provider's sweep, mark nothing
-    FAILED = "failed"  # any other 4xx: permanent for this ID
+    FAILED = "failed"  # any other 4xx, or a 2xx saying "not deleted": permanent for this ID
 
 
-def classify(status: int | None) -> Outcome:
-    """Classify an HTTP status (None for a transport error)."""
+def classify(status: int | None, *, refused: bool = False) -> Outcome:
+    """Classify an HTTP status (None for a transport error). `refused`: the body of a 2xx said
+    the object was not deleted, which is the provider's answer for this ID: failed, never
+    deleted."""
     if status is None or status == 429 or status >= 500:
         return Outcome.RETRY
     if 200 <= status < 300:
-        return Outcome.DELETED
+        return Outcome.FAILED if refused else Outcome.DELETED
     if status == 404:
         return Outcome.ABSENT
     if status in (401, 403):

@@ -9,8 +9,10 @@ JSON-escaped or in a header) leaves `[redacted]`.
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +20,9 @@ import httpx
 
 from retention import __version__
 from retention.config.settings import ProviderSettings
-from retention.core.ids import validate_id
+from retention.core.ids import is_valid_id, validate_id
 from retention.core.outcomes import parse_retry_after
+from retention.core.quoting import quote
 from retention.core.times import utcnow
 from retention.errors import DiscoveryUnsupported, ProviderAuthError, ProviderError
 from retention.provider.transport import AiohttpTransport
@@ -28,6 +31,11 @@ from retention.redaction import redact_tree, register_secret, scrub
 REQUEST_ID_HEADERS = ("x-request-id", "fireworks-request-id", "request-id")
 MAX_REQUEST_ID = 128  # characters of a request ID header kept (in the ledger and the trail)
 MAX_ERROR = 300  # characters of error text kept
+# bytes of an answer's body read (a provider sending gigabytes cannot fill the memory): of a
+# DELETE or GET (only MAX_ERROR characters of it are kept), and of a listing page or a probe
+# (100 items with full metadata are about 4 MiB), after decompression
+MAX_ANSWER_BODY = 64 * 1024
+MAX_LISTING_BODY = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +54,15 @@ class Page:
         last = body.get("last_id")
         if last is None and body["data"] and isinstance(body["data"][-1], dict):
             last = body["data"][-1].get("id")
+        has_more = bool(body.get("has_more"))
+        if has_more and last is not None and not is_valid_id(last):
+            # saved, it would be sent back as `after` and refused by every crawl after this one
+            raise ProviderError(
+                f"listing answered a cursor that is not a response ID: {quote(last)}"
+            )
         return cls(
             items=body["data"],
-            has_more=bool(body.get("has_more")),
+            has_more=has_more,
             last_id=last if isinstance(last, str) else None,
         )
 
@@ -64,6 +78,8 @@ class Answer:
     # no answer because the connection failed (refused, reset before any answer, DNS, TLS):
     # the provider's fault, not the ID's
     connection_failed: bool = False
+    # a 2xx whose body says the object was not deleted (`{"deleted": false}`)
+    refused: bool = False
 
 
 class ProviderClient:
@@ -78,7 +94,13 @@ class ProviderClient:
     ) -> None:
         register_secret(api_key)
         self.settings = settings
-        headers = {"Authorization": f"Bearer {api_key}", "User-Agent": f"retention/{__version__}"}
+        headers = {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": f"retention/{__version__}",
+            # bodies are read as sent (aiohttp's default asked for gzip and never inflated it:
+            # a compressing provider's probe answer was unreadable); the listing asks for gzip
+            "Accept-Encoding": "identity",
+        }
         if settings.kind == "fireworks" and settings.account_id:
             headers["x-fireworks-account-id"] = settings.account_id
         self._headers = httpx.Headers(headers)
@@ -101,8 +123,17 @@ class ProviderClient:
         return f"{self.settings.base_url}/responses/{validate_id(response_id)}"
 
     async def delete(self, response_id: str) -> Answer:
-        """DELETE one response."""
-        return await self._send("DELETE", self.url(response_id))
+        """DELETE one response. A 2xx whose body says `"deleted": false` is no deletion: the
+        answer says so (`refused`), with the body as its error."""
+        answer, body = await self._exchange("DELETE", self.url(response_id), MAX_ANSWER_BODY)
+        if answer.status is not None and 200 <= answer.status < 300 and _denies_deletion(body):
+            text = body[:65536].decode("utf-8", "replace")
+            return replace(
+                answer,
+                refused=True,
+                error=scrub(f"HTTP {answer.status} but not deleted: {text}", MAX_ERROR),
+            )
+        return answer
 
     async def get(self, response_id: str) -> Answer:
         """GET one response (to confirm that it is gone)."""
@@ -115,14 +146,17 @@ class ProviderClient:
 
     async def _send(self, method: str, url: str) -> Answer:
         """Send one request and describe the answer."""
-        return (await self._exchange(method, url))[0]
+        return (await self._exchange(method, url, MAX_ANSWER_BODY))[0]
 
-    async def _exchange(self, method: str, url: str) -> tuple[Answer, bytes]:
-        """Send one request: the answer described, and its body."""
+    async def _exchange(
+        self, method: str, url: str, limit: int = MAX_LISTING_BODY
+    ) -> tuple[Answer, bytes]:
+        """Send one request: the answer described, and its body as sent (not decompressed),
+        cut after `limit` + 1 bytes."""
         if isinstance(self._transport, AiohttpTransport):  # the sweep's hot path
             try:
                 status, headers, body = await self._transport.exchange(
-                    method, url, self._header_items
+                    method, url, self._header_items, limit=limit
                 )
             except httpx.HTTPError as exc:
                 return _unanswered(exc, before_answer=False), b""
@@ -135,7 +169,7 @@ class ProviderClient:
         except httpx.HTTPError as exc:
             return _unanswered(exc, before_answer=True), b""
         try:
-            await response.aread()
+            content = await _read_raw(response, limit)
         except httpx.HTTPError as exc:  # the status arrived, the body did not
             answer = answer_of(
                 response.status_code,
@@ -147,7 +181,6 @@ class ProviderClient:
             return answer, b""
         finally:
             await response.aclose()
-        content = response.content
         return answer_of(response.status_code, response.headers, content, utcnow()), content
 
     async def list_page(self, *, limit: int = 100, after: str | None = None) -> Page:
@@ -155,8 +188,12 @@ class ProviderClient:
         params: dict[str, str | int] = {"limit": limit}
         if after is not None:
             params["after"] = validate_id(after)
-        try:
-            response = await self._http.get(f"{self.settings.base_url}/responses", params=params)
+        url = f"{self.settings.base_url}/responses"
+        try:  # gzip alone: decompressed here, with a bound (httpx's decoders have none)
+            async with self._http.stream(
+                "GET", url, params=params, headers={"Accept-Encoding": "gzip"}
+            ) as response:
+                raw = await _read_raw(response, MAX_LISTING_BODY)
         except httpx.TransportError as exc:
             raise ProviderError(f"listing failed: {_describe_error(exc)}") from None
         if response.status_code in (401, 403):
@@ -172,8 +209,9 @@ class ProviderClient:
             )
         if not response.is_success:
             raise ProviderError(f"listing failed: HTTP {response.status_code}")
+        content = _decoded(raw, response.headers.get("content-encoding", ""), MAX_LISTING_BODY)
         try:
-            body = redact_tree(response.json())
+            body = redact_tree(json.loads(content))
         except (ValueError, RecursionError):
             raise ProviderError("listing answered with something that is not JSON") from None
         return Page.from_json(body)
@@ -183,11 +221,45 @@ class ProviderClient:
         await self._http.aclose()
 
 
+async def _read_raw(response: httpx.Response, limit: int) -> bytes:
+    """A streamed answer's body as sent, at most `limit` + 1 bytes of it (more is never
+    read: a provider sending gigabytes cannot fill the memory)."""
+    if response.is_stream_consumed:  # read by the transport already (httpx.MockTransport)
+        return response.content[: limit + 1]
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body[: limit + 1])
+
+
+def _decoded(raw: bytes, encoding: str, limit: int) -> bytes:
+    """A listing's body decompressed, at most `limit` bytes of it; ProviderError when it is
+    longer (a page that large, or a compression bomb) or in an encoding we did not ask for."""
+    too_large = ProviderError(f"listing answered a page larger than {limit // 1024 // 1024} MiB")
+    encoding = encoding.strip().lower()
+    if len(raw) > limit:
+        raise too_large
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            raw = zlib.decompressobj(wbits=47).decompress(raw, limit + 1)  # gzip or zlib
+        except zlib.error:
+            raise ProviderError(f"listing answered a body that is not valid {encoding}") from None
+    elif encoding not in ("", "identity"):
+        raise ProviderError(f"listing answered in an encoding not asked for: {quote(encoding)}")
+    if len(raw) > limit:
+        raise too_large
+    return raw
+
+
 def _default_transport(settings: ProviderSettings) -> httpx.AsyncBaseTransport:
     """aiohttp's pool by default; httpx's own (TLS verified) when configured."""
     if settings.transport == "aiohttp":
         return AiohttpTransport(
-            max_connections=settings.max_concurrency, timeout_s=settings.timeout_s
+            max_connections=settings.max_concurrency,
+            timeout_s=settings.timeout_s,
+            max_body=MAX_LISTING_BODY,
         )
     limits = httpx.Limits(
         max_connections=settings.max_concurrency, max_keepalive_connections=settings.max_concurrency
@@ -217,6 +289,17 @@ def _unanswered(exc: httpx.HTTPError, *, before_answer: bool) -> Answer:
 def _describe_error(exc: Exception) -> str:
     """A transport error as text, secrets removed before it is shortened."""
     return scrub(f"{type(exc).__name__}: {exc}", MAX_ERROR) or ""
+
+
+def _denies_deletion(body: bytes) -> bool:
+    """Whether a DELETE's body says the object was not deleted (`{"deleted": false}`)."""
+    if b'"deleted"' not in body:
+        return False
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("deleted") is False
 
 
 def answer_of(

@@ -33,6 +33,9 @@ class Knobs:
     drop_rate: float = 0.0  # fraction whose connection is closed without an answer
     flavor: str = "fireworks"  # the DELETE body style: fireworks | openai
     deny_delete_rate: float = 0.0  # fraction of DELETEs answered 401 (a key that may only read)
+    # fraction of DELETEs answered 200 `{"deleted": false}`, the response kept (a server that
+    # says no in its body)
+    keep_on_delete_rate: float = 0.0
 
     def update(self, values: dict[str, Any]) -> None:
         """Change the named knobs."""
@@ -225,6 +228,9 @@ class StandIn:
         denied = self.knobs.deny_delete_rate  # drawn only when set: seeded faults stay as they were
         if denied and self._random.random() < denied:
             return self._answer(request, 401, {"error": {"message": "this key may not delete"}})
+        kept = self.knobs.keep_on_delete_rate
+        if kept and rid in self.store.responses and self._random.random() < kept:
+            return self._answer(request, 200, {"id": rid, "object": "response", "deleted": False})
         if self._blind(request) or self.store.responses.pop(rid, None) is None:
             return self._answer(request, 404, {"error": {"message": "not found"}})
         body: dict[str, Any] = (

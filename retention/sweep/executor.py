@@ -292,7 +292,7 @@ class Sweep:
             answer = await run.client.delete(row.response_id)
         run.semaphore.feedback(answer.status)
         self._observe(run, answer)
-        outcome = classify(answer.status)
+        outcome = classify(answer.status, refused=answer.refused)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
             return await self._confirm(run, row.response_id, answer)
         return outcome.value, answer, None

@@ -61,6 +61,22 @@ def test_due_records_are_deleted_and_fresh_ones_kept(env: Env) -> None:
     assert _states(env) == {"old": "deleted", "gone": "absent", "young": "pending"}
 
 
+def test_a_200_that_says_not_deleted_is_never_recorded_deleted(env: Env) -> None:
+    """A provider answering 200 `{"deleted": false}` keeps the response: nothing is recorded
+    deleted; each ID fails with the provider's words, and the stand-in still holds it."""
+    for i in range(4):
+        env.standin.store.create({"id": f"kept{i}"})
+    env.record(*(f"kept{i}" for i in range(4)))
+    report = env.sweep(hooks=_after_probe(env, keep_on_delete_rate=1.0))
+    assert (report.total("deleted"), report.total("failed")) == (0, 4)
+    assert set(_states(env).values()) == {"failed"}
+    assert not _events(env, "response.deleted")
+    with env.ledger.read() as conn:
+        errors = conn.execute(text("SELECT last_error FROM records")).scalars().all()
+    assert all("but not deleted" in (error or "") for error in errors)
+    assert all(f"kept{i}" in env.standin.store.responses for i in range(4))
+
+
 def test_429_is_retried_honouring_retry_after(env: Env) -> None:
     """Every 429 is retried after at least its Retry-After, and the ID ends deleted."""
     for i in range(6):

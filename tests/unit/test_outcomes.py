@@ -49,3 +49,9 @@ def test_backoff_grows_and_honours_retry_after() -> None:
     assert all(w >= 0.25 for w in waits) and waits[-1] > waits[0]
     assert all(7 <= backoff(n, retry_after=7, rng=rng) <= 8.4 for n in range(1, 10))
     assert backoff(30, rng=rng) <= 30
+
+
+def test_a_2xx_whose_body_says_not_deleted_fails() -> None:
+    """`{"deleted": false}` under a 200 is the provider's refusal: failed, never deleted."""
+    assert classify(200, refused=True) is Outcome.FAILED
+    assert classify(200) is Outcome.DELETED

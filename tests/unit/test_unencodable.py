@@ -138,16 +138,16 @@ def test_created_at_in_the_future_is_refused_beyond_the_skew() -> None:
         refuse_future(T0 + timedelta(hours=1), T0, field="--created-at")
 
 
-def test_discovery_drops_what_it_cannot_store_but_keeps_the_id() -> None:
-    """A listed item with an unstorable model or a future created_at is still tracked, without
-    them; unstorable metadata makes the item invalid."""
+def test_discovery_escapes_what_it_cannot_store_and_keeps_the_id() -> None:
+    """A listed item with an unstorable model, a future created_at or unstorable metadata is
+    still tracked: its text escaped, the future time left out."""
     item = {"id": "r1", "model": "m\ud800", "created_at": int((T0 + timedelta(days=9)).timestamp())}
     record = to_record(item, "fw", T0)
-    assert record is not None and record.model is None and record.created_at is None
+    assert record is not None and record.model == "m\\ud800" and record.created_at is None
     past = int((T0 - timedelta(days=1)).timestamp())
     assert to_record({"id": "r1", "created_at": past}, "fw", T0).created_at is not None  # type: ignore[union-attr]
-    with pytest.raises(UsageError):
-        to_record({"id": "r1", "metadata": {"k": float("nan")}}, "fw", T0)
+    odd = to_record({"id": "r1", "metadata": {"k": float("nan")}}, "fw", T0)
+    assert odd is not None and odd.metadata == {"k": "NaN"}
 
 
 @pytest.mark.parametrize(
