@@ -7,11 +7,13 @@ keeps its socket for as long as it likes (issue 13: over 135 s), and a few hundr
 exhaust the process's descriptors. Here each accepted socket is a `Connection` in a
 `ConnectionTable` with one timer; `GuardedProtocol` wraps aiohttp's protocol to see it open and
 close, and the `watch` middleware tells the table when a request head has arrived and when its
-handler is done. At the cap, the connection idle the longest (no request in progress: not yet
-sent a whole head, or between requests) is closed to make room for the new one, so a flood of
-idle sockets cannot lock out `/healthz` (those that have sent nothing go first, then those
-half-way through a head or between requests); when every connection has a request in
-progress, accepting waits.
+handler is done. At the cap, an idle connection (no request in progress: not yet sent a whole
+head, or between requests) is closed to make room for the new one, so a flood of idle sockets
+cannot lock out `/healthz`: first one silent for over `SETTLING` seconds, then one idle that
+long, then the oldest. A client whose request is still on its way is among the youngest, so
+it keeps its place whatever the flood's connections sent (one byte each, or nothing), unless a
+cap's worth of newer ones arrives first. When every connection has a request in progress,
+accepting waits.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.streams import StreamReader
+
+# seconds a new or newly idle connection is young: a client whose request is on its way
+SETTLING = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +46,11 @@ class ConnectionLimits:
 class Connection:
     """One accepted socket, from accept to close."""
 
-    __slots__ = ("closed", "sock", "task", "timer", "transport")
+    __slots__ = ("closed", "since", "sock", "task", "timer", "transport")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, since: float) -> None:
         self.sock = sock
+        self.since = since  # the loop's time when accepted, or when it last became idle
         self.transport: asyncio.BaseTransport | None = None  # once connected (TLS: handshaken)
         self.task: asyncio.Task[Any] | None = None  # connecting it (a TLS handshake)
         self.timer: asyncio.TimerHandle | None = None
@@ -67,7 +73,7 @@ class ConnectionTable:
         self.limits = limits
         self._shed = shed  # told the reason of each connection closed by a limit
         self._silent: dict[Connection, None] = {}  # not a byte received yet; oldest first
-        self._idle: dict[Connection, None] = {}  # no request in progress; oldest first
+        self._idle: dict[Connection, None] = {}  # no request in progress; idle longest first
         self._active: set[Connection] = set()  # a request's handler runs
         self._closing: set[Connection] = set()  # aborted; the loop releases the descriptor next
         self._by_handler: dict[object, Connection] = {}
@@ -91,9 +97,9 @@ class ConnectionTable:
                 await asyncio.wait_for(self._room.wait(), 0.1)
 
     def opened(self, sock: socket.socket) -> Connection:
-        """Take a just-accepted socket; past the cap, close the oldest idle connection (or this
-        one, when every other has a request in progress)."""
-        conn = Connection(sock)
+        """Take a just-accepted socket; past the cap, close an idle connection (`evict_idle`),
+        or this one when every other has a request in progress."""
+        conn = Connection(sock, asyncio.get_running_loop().time())
         self._silent[conn] = None
         self._arm(conn, self.limits.header_timeout, "header_timeout")
         if len(self) > self.limits.cap and not self.evict_idle(but=conn):
@@ -101,13 +107,18 @@ class ConnectionTable:
         return conn
 
     def evict_idle(self, *, but: Connection | None = None) -> bool:
-        """Close the connection that has sent nothing for the longest, else the one idle the
-        longest (never `but`); False when none is idle."""
-        candidates = (c for idle in (self._silent, self._idle) for c in idle if c is not but)
-        oldest = next(candidates, None)
-        if oldest is None:
+        """Close an idle connection (never `but`): one silent for over `SETTLING` seconds, else
+        one idle that long, else the oldest (a client just arrived goes last, whatever the
+        others sent); False when none is idle."""
+        silent = next((c for c in self._silent if c is not but), None)
+        idle = next((c for c in self._idle if c is not but), None)
+        settled = asyncio.get_running_loop().time() - SETTLING
+        heads = [c for c in (silent, idle) if c is not None]
+        if not heads:
             return False
-        self.close(oldest, "evicted")
+        oldest = min(heads, key=lambda c: c.since)
+        victim = next((c for c in heads if c.since < settled), oldest)
+        self.close(victim, "evicted")
         return True
 
     def attach(self, conn: Connection, transport: asyncio.BaseTransport, handler: object) -> None:
@@ -123,6 +134,7 @@ class ConnectionTable:
         if conn in self._silent:
             del self._silent[conn]
             self._idle[conn] = None
+            conn.since = asyncio.get_running_loop().time()
 
     def started(self, handler: object, body: StreamReader) -> None:
         """A request head arrived: no header timer now; the body has `body_timeout` to come."""
@@ -148,6 +160,7 @@ class ConnectionTable:
         self._active.discard(conn)
         self._idle.pop(conn, None)
         self._idle[conn] = None  # now the youngest idle one
+        conn.since = asyncio.get_running_loop().time()
         if conn.timer is None or body.is_eof():
             self._arm(conn, self.limits.keepalive_timeout, None)
         self._room.set()

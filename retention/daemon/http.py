@@ -88,22 +88,30 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def ingest(request: web.Request) -> web.Response:
     """POST /v1/records: enrol IDs sent by apps; all or nothing, like `import`. A few at a time
-    (the body is read once a slot is free), none once the daemon stops."""
+    (the body is read first, then parsed once a slot is free), none once the daemon stops."""
     daemon = _daemon(request)
     refused = _refuse_unauthorized(request)
     if refused is not None:
         return refused
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return _error(415, "send the body uncompressed (no Content-Encoding)")
+    # read before waiting for a slot: a slow upload must hold none, and a body nobody reads
+    # cannot arrive, so its connection would be cut at the body timeout while it waits
+    try:
+        data = await request.read()
+    except web.RequestPayloadError:  # broken chunked framing, or the client left mid-body
+        return _error(400, "the body could not be read: its framing is broken")
     try:
         async with daemon.writes.slot():
-            return await _ingest(request, daemon)
+            return await _ingest(data, daemon)
     except GateClosedError:
         return _error(503, STOPPING)
 
 
-async def _ingest(request: web.Request, daemon: Daemon) -> web.Response:
-    """Read, check and enrol one ingest body."""
+async def _ingest(data: bytes, daemon: Daemon) -> web.Response:
+    """Check and enrol one ingest body."""
     try:
-        body = loads(await request.read())
+        body = loads(data)
     except (ValueError, RecursionError) as exc:
         return _error(400, f"the body is not JSON: {json_error(exc)}")
     items = body.get("records") if isinstance(body, dict) else None

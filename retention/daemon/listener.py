@@ -14,15 +14,20 @@ import contextlib
 import errno
 import functools
 import ipaddress
+import logging
 import socket
 import ssl
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from retention.daemon.connections import Connection, ConnectionTable, GuardedProtocol
 from retention.daemon.throttled_log import OUT_OF_RESOURCES, ThrottledLog
+from retention.logs import get_logger
 
 BACKLOG = 1024  # connections the kernel queues (no descriptor of ours) until we take them
 # connections taken between two turns of the event loop: a new client's head must reach the
@@ -30,6 +35,11 @@ BACKLOG = 1024  # connections the kernel queues (no descriptor of ours) until we
 BATCH = 16
 RETRY_S = 0.1  # pause after a failed accept
 _PEER_LEFT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
+# a request head: its request line and each header line (name and value) at most MAX_FIELD
+# bytes, at most MAX_HEADERS header lines: about 260 KiB at most, aiohttp's default is 1 MiB
+MAX_FIELD = 8190
+MAX_HEADERS = 32
+log = get_logger("retention.http")
 
 
 def open_sockets(host: str, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
@@ -142,17 +152,56 @@ class Listener:
 
     def _connected(self, conn: Connection, task: asyncio.Task[None]) -> None:
         """A connection that could not be made (a failed TLS handshake, or closed by a limit
-        before it was, even before its task ran) gives its socket back."""
-        if task.cancelled() or task.exception() is not None:
+        before it was, even before its task ran) gives its socket back, and its memory: the
+        error's traceback holds asyncio's frames, which hold the TLS transport and its 256 KiB
+        buffer in a cycle only a full garbage collection would free (~300 KB a failed
+        handshake, hundreds of MB under a flood), so those frames are cleared now."""
+        try:
+            failure = task.exception()
+        except asyncio.CancelledError as exc:
+            failure = exc
+        if failure is not None:
             conn.sock.close()
             self.table.lost(conn)
+            traceback.clear_frames(failure.__traceback__)
+
+
+class ClientErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger for the daemon. A request aiohttp cannot parse (a head too long,
+    a bad chunk) or a body it cannot read is the client's doing: counted in one
+    `http.bad_requests` line a minute, by kind, instead of a traceback each on stderr, which
+    any client could fill with megabytes. Anything else (a bug of ours) keeps its traceback."""
+
+    def __init__(self, noise: ThrottledLog) -> None:
+        super().__init__(server_logger, {})
+        self._noise = noise
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        """Count a client's error; log anything else as aiohttp would."""
+        if isinstance(exc_info, (HttpProcessingError, web.RequestPayloadError)):
+            self._noise.note("http.bad_requests", type(exc_info).__name__)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class GuardedRunner(web.AppRunner):
-    """aiohttp's runner with our listener in front instead of its sites: `cleanup()` stops
-    accepting first, then lets aiohttp finish its requests, then closes what is left."""
+    """aiohttp's runner with our listener in front instead of its sites, and the server's
+    limits on what a client sends: a head of at most MAX_HEADERS lines of MAX_FIELD bytes
+    (the head is held in memory while it arrives, about twice its size, for each of up to
+    `max_connections` connections), bodies never decompressed (a 1 MB gzip body inflates to
+    1 GiB, which aiohttp would inflate on the event loop, even of a request refused 401),
+    and client errors in `ClientErrorLog`. `cleanup()` stops accepting first, then lets
+    aiohttp finish its requests, then closes what is left."""
 
     listener: Listener | None = None
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("max_line_size", MAX_FIELD)
+        kwargs.setdefault("max_field_size", MAX_FIELD)
+        kwargs.setdefault("max_headers", MAX_HEADERS)
+        kwargs.setdefault("auto_decompress", False)
+        kwargs.setdefault("logger", ClientErrorLog(ThrottledLog(log)))
+        super().__init__(app, **kwargs)
 
     async def cleanup(self) -> None:
         """Stop accepting, finish in-flight requests, close every connection."""

@@ -1,10 +1,10 @@
 """The gate HTTP writes (ingest, receipts) pass: a few at a time, none once the daemon stops.
 
-Each request waits for a slot before it reads its body, so however many clients post at once,
-only `slots` bodies are parsed and only `slots` worker threads wait on the ledger (the sweep's
-ledger calls keep theirs). At shutdown the gate closes: new writes are refused (503, the client
-sends again later) and the stop waits for those in flight, so none lands after
-`daemon.stopped` and the last signed checkpoint.
+Each request reads its body, then waits for a slot to parse it (a slow upload holds none), so
+however many clients post at once, only `slots` bodies are parsed and only `slots` worker
+threads wait on the ledger (the sweep's ledger calls keep theirs). At shutdown the gate
+closes: new writes are refused (503, the client sends again later) and the stop waits for
+those in flight, so none lands after `daemon.stopped` and the last signed checkpoint.
 """
 
 from __future__ import annotations
