@@ -7,9 +7,9 @@ in it are refused too, since the URL is shown in warnings.
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
+from retention.core.loopback import is_loopback
 from retention.core.quoting import quote
 from retention.errors import ConfigError
 
@@ -47,13 +47,3 @@ def token(value: object) -> str:
             "the ingest token holds a space, a control or a non-ASCII character", key="token"
         )
     return value
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import format_duration, parse_duration
+from retention.core.loopback import is_loopback
 from retention.core.quoting import quote
 from retention.errors import ConfigError
 from retention.files import SecretFileError, read_secret_file
@@ -352,21 +352,11 @@ def _base_url(value: Any) -> str:
         raise ValueError("a base URL has no query or fragment")
     if parts.username or parts.password:  # it would be logged, signed into the trail, shown
         raise ValueError("credentials do not go in the URL; use api_key_env or api_key_file")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError(
             "http:// is allowed only to loopback; the API key must not travel in clear"
         )
     return value.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether `host` names this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _positive_int(maximum: int) -> Any:

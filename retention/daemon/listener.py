@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import errno
 import functools
-import ipaddress
 import logging
 import socket
 import ssl
@@ -210,13 +209,3 @@ class GuardedRunner(web.AppRunner):
         await super().cleanup()
         if self.listener is not None:
             self.listener.table.close_all()
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (as `server.listen` gives it) is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

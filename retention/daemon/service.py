@@ -26,11 +26,12 @@ from retention.audit.signing import Signer
 from retention.audit.witness import Witnesses
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, split_listen
+from retention.core.loopback import is_loopback
 from retention.core.policies import PolicySet
 from retention.daemon import fdlimit, systemd
 from retention.daemon.connections import ConnectionLimits, ConnectionTable, watch
 from retention.daemon.http import make_app
-from retention.daemon.listener import GuardedRunner, Listener, is_loopback, open_sockets
+from retention.daemon.listener import GuardedRunner, Listener, open_sockets
 from retention.daemon.metrics import Metrics
 from retention.daemon.throttled_log import ThrottledLog
 from retention.daemon.tls import server_context

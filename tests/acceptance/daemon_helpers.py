@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import subprocess
 import sys
@@ -46,7 +47,11 @@ class NotifySocket:
 class DaemonProcess:
     """`python -m retention run` in `workdir`, its stdout parsed as JSON log lines."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], *, nofile: int | None = None) -> None:
+        def limit() -> None:  # in the child, before exec: its descriptor limit
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "retention", "run"],
             cwd=workdir,
@@ -54,10 +59,18 @@ class DaemonProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=limit if nofile is not None else None,
         )
         self.lines: list[dict[str, Any]] = []
+        self.stderr: list[str] = []  # read as it comes, so a flood never fills the pipe
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
         self.port = self._wait_port()
+
+    def _read_stderr(self) -> None:
+        """Collect stderr lines."""
+        assert self.proc.stderr is not None
+        self.stderr.extend(self.proc.stderr)
 
     def _read(self) -> None:
         """Collect stdout lines."""
@@ -76,7 +89,8 @@ class DaemonProcess:
                 if line.get("event") == "http.listening":
                     return int(line["port"])
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+                time.sleep(0.2)  # the rest of stderr
+                raise RuntimeError(f"daemon exited: {''.join(self.stderr)}")
             time.sleep(0.05)
         raise TimeoutError("the daemon did not start listening")
 

@@ -107,13 +107,14 @@ def test_bad_policies_and_sighup_keep_the_daemon(
     (workdir / "policies.yaml").write_text("version: 1\ndefault:\n  ttl: 3 parsecs\n")
     daemon.proc.send_signal(signal.SIGHUP)
     assert notify.wait_for("RELOADING=1")
-    for _ in range(50):
-        if daemon.events("policy.rejected"):
+    rejected: list[dict[str, str]] = []
+    for _ in range(100):  # the log line comes first, the audit record once committed
+        audit = [json.loads(line) for line in (workdir / "audit.jsonl").read_text().splitlines()]
+        rejected = [r for r in audit if r["event"] == "policy.rejected"]
+        if rejected:
             break
         time.sleep(0.1)
     assert daemon.request("/healthz")[0] == 200
-    audit = [json.loads(line) for line in (workdir / "audit.jsonl").read_text().splitlines()]
-    rejected = [r for r in audit if r["event"] == "policy.rejected"]
     assert rejected and "policies.yaml:3" in rejected[0]["error"]
 
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.test_connections import (
+from tests.acceptance.daemon_helpers import DaemonProcess
+from tests.acceptance.flood_helpers import (
     SERVER,
     TOKEN,
     HealthProbe,
-    LimitedDaemon,
     ensure_fds,
     open_fds,
     wait_closed,
@@ -42,11 +42,11 @@ TLS = SERVER + "  tls_cert_file: server.crt\n  tls_key_file: server.key\n"
 @pytest.fixture
 def start(workdir: Path, standin_process: str) -> Iterator[Any]:
     """Start a daemon against the stand-in (`extra` config); killed after."""
-    started: list[LimitedDaemon] = []
+    started: list[DaemonProcess] = []
 
-    def launch(extra: str = SERVER) -> LimitedDaemon:
+    def launch(extra: str = SERVER) -> DaemonProcess:
         write_config(workdir, standin_process, extra=extra)
-        daemon = LimitedDaemon(workdir, {"RETENTION_INGEST_TOKEN": TOKEN})
+        daemon = DaemonProcess(workdir, {"RETENTION_INGEST_TOKEN": TOKEN})
         started.append(daemon)
         if "tls_cert_file" not in extra:
             wait_healthy(daemon)
@@ -59,14 +59,14 @@ def start(workdir: Path, standin_process: str) -> Iterator[Any]:
             daemon.proc.wait()
 
 
-def rss_mb(daemon: LimitedDaemon) -> float:
+def rss_mb(daemon: DaemonProcess) -> float:
     """The daemon's resident memory now, in MB."""
     status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
     line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
     return int(line.split()[1]) / 1024
 
 
-def cpu_s(daemon: LimitedDaemon) -> float:
+def cpu_s(daemon: DaemonProcess) -> float:
     """CPU time the daemon has used so far (user and system), in seconds."""
     fields = Path(f"/proc/{daemon.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

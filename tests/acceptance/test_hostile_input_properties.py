@@ -501,8 +501,7 @@ def test_ingest_bodies(workdir: Path, backend: Backend) -> None:
         check()
     finally:
         assert daemon.stop() == 0
-    assert daemon.proc.stderr is not None
-    assert "Traceback" not in json.dumps(daemon.lines) + daemon.proc.stderr.read()
+    assert "Traceback" not in json.dumps(daemon.lines) + "".join(daemon.stderr)
     assert not [line for line in daemon.lines if str(line.get("status", "")).startswith("5")]
     listed = run(["ls", "-o", "json"], workdir, backend.env)
     assert listed.returncode == 0, listed.stderr[-2000:]

@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-import structlog
 
-from retention import logs
 from retention.files import acl_private, make_private, make_private_if_present, secret_problem
 
 USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -38,15 +36,6 @@ def _acl(
 
 # systemd's credential files on tmpfs: 0400 root, plus read for the service's user
 SYSTEMD = _acl(4, 0, 0, mask=4, users=[(1234, 4)])
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """structlog writing JSON lines to a buffer; the defaults restored after."""
-    stream = io.StringIO()
-    logs.configure(stream, level="debug", json=True)
-    yield stream
-    structlog.reset_defaults()
 
 
 def test_systemd_credential_acl_is_private_for_its_user() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -92,15 +91,6 @@ def test_answer_scrubs_the_request_id_and_error_body() -> None:
     assert len(answer.request_id) <= MAX_REQUEST_ID and "\n" not in answer.request_id
     assert not _leaks(answer.request_id) and not _leaks(answer.error)
     assert answer.request_id.startswith(f"req_1 Bearer {REDACTED}")
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """structlog writing JSON lines to a buffer; the defaults restored after."""
-    stream = io.StringIO()
-    logs.configure(stream, level="debug", json=True)
-    yield stream
-    structlog.reset_defaults()
 
 
 def test_log_lines_hold_no_form_of_the_key(log_stream: io.StringIO) -> None:
