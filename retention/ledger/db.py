@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from retention.errors import LedgerError, SchemaOutdatedError
+from retention.errors import ConfigError, LedgerError, SchemaOutdatedError
 from retention.files import make_private, make_private_if_present
 from retention.ledger.diagnosis import describe, where
 
@@ -56,6 +56,11 @@ def make_engine(url: str) -> Engine:
     if not path.parent.is_dir():
         raise LedgerError(
             f"ledger {path}: the folder {path.parent} does not exist; create it or fix database_url"
+        )
+    if path.exists() and not path.is_file():  # a folder, a named pipe, a device
+        raise ConfigError(
+            f"ledger {path} is not a regular file; point database_url at a SQLite file",
+            key="database_url",
         )
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

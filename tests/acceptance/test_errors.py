@@ -127,6 +127,18 @@ def test_database_url_at_a_file_that_is_not_a_database(workdir: Path) -> None:
     assert "database_url" in line
 
 
+@pytest.mark.parametrize("kind", ["folder", "named pipe"])
+def test_database_url_at_something_that_is_no_file(workdir: Path, kind: str) -> None:
+    """A folder or a named pipe where the SQLite file should be: a configuration error naming
+    it and `database_url`, exit 2 (a pipe used to be opened, and fail on a seek)."""
+    spot = workdir / "spot"
+    spot.mkdir() if kind == "folder" else os.mkfifo(spot)
+    write_config(workdir, URL)
+    env = {"RETENTION_DATABASE_URL": f"sqlite:///{spot}"}
+    line = one_line(cli("status", cwd=workdir, env=env), 2)
+    assert f"ledger {spot} is not a regular file" in line and "database_url" in line
+
+
 def test_ledger_folder_missing(workdir: Path) -> None:
     """A database_url in a folder that does not exist names the folder, exit 1."""
     write_config(workdir, URL)
