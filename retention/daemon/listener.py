@@ -126,6 +126,10 @@ class Listener:
                         self.table.evict_idle()  # one descriptor back, for the next accept
                     await asyncio.sleep(RETRY_S)
                 continue
+            except Exception as exc:  # a bug of ours must not end accepting for good
+                self._noise.note("http.accept_crashed", type(exc).__name__, error=str(exc))
+                await asyncio.sleep(RETRY_S)
+                continue
             await asyncio.sleep(0)  # a flood must not starve requests already accepted
 
     def _take(self, client: socket.socket) -> None:
