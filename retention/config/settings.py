@@ -66,9 +66,36 @@ class ProviderSettings:
         return header_safe_secret(key, where, "the API key")
 
 
+# each secret file's text as last read, under the stat that names its version: ingest asks
+# for the token on every request, and a stat is all it costs while the file stays as it was
+_READ: dict[Path, tuple[tuple[int, ...], str]] = {}
+
+
 def read_secret(path: Path, key: str, what: str) -> str:
     """A key or token file's text, stripped; ConfigError (exit 2) naming `key` and the file
-    when it cannot be read, is open to group or others, or is not a key at all."""
+    when it cannot be read, is open to group or others, or is not a key at all. Read again
+    whenever the file is replaced, written, or its mode, owner or ACL changes (its ctime)."""
+    version = _version(path)
+    cached = _READ.get(path)
+    if version is not None and cached is not None and cached[0] == version:
+        return cached[1]
+    text = _read_secret_now(path, key, what)
+    if version is not None:
+        _READ[path] = (version, text)
+    return text
+
+
+def _version(path: Path) -> tuple[int, ...] | None:
+    """What changes when the file does: device, inode, size, mode, owner, mtime and ctime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_uid, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_secret_now(path: Path, key: str, what: str) -> str:
+    """`read_secret` from the file itself."""
     try:
         data = read_secret_file(path)
     except SecretFileError as exc:

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.acceptance.flood_helpers import (
     HEADER_TIMEOUT,
     SERVER,
@@ -32,24 +31,6 @@ from tests.acceptance.flood_helpers import (
 )
 from tests.certificates import write_certificate
 from tests.helpers import cli, write_config
-
-
-@pytest.fixture
-def start(workdir: Path, standin_process: str) -> Any:
-    """Start daemons against the stand-in (`extra` config, a descriptor limit); killed after."""
-    started: list[DaemonProcess] = []
-
-    def launch(extra: str = SERVER, nofile: int | None = None) -> DaemonProcess:
-        write_config(workdir, standin_process, extra=extra)
-        daemon = DaemonProcess(workdir, {"RETENTION_INGEST_TOKEN": TOKEN}, nofile=nofile)
-        started.append(daemon)
-        return daemon
-
-    yield launch
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
 
 
 def test_500_idle_connections_at_the_default_limit(start: Any) -> None:

@@ -18,14 +18,6 @@ TOKEN = "ingest-token-for-tests"
 
 
 @pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    """A stand-in for systemd's notify socket."""
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
 def daemon(workdir: Path, standin_process: str, notify: NotifySocket) -> Iterator[DaemonProcess]:
     """A running daemon against the stand-in, with an ingest token and a watchdog."""
     write_config(workdir, standin_process, extra=DAEMON_EXTRA)

@@ -17,11 +17,8 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.acceptance.flood_helpers import (
@@ -31,32 +28,10 @@ from tests.acceptance.flood_helpers import (
     ensure_fds,
     open_fds,
     wait_closed,
-    wait_healthy,
 )
 from tests.certificates import write_certificate
-from tests.helpers import write_config
 
 TLS = SERVER + "  tls_cert_file: server.crt\n  tls_key_file: server.key\n"
-
-
-@pytest.fixture
-def start(workdir: Path, standin_process: str) -> Iterator[Any]:
-    """Start a daemon against the stand-in (`extra` config); killed after."""
-    started: list[DaemonProcess] = []
-
-    def launch(extra: str = SERVER) -> DaemonProcess:
-        write_config(workdir, standin_process, extra=extra)
-        daemon = DaemonProcess(workdir, {"RETENTION_INGEST_TOKEN": TOKEN})
-        started.append(daemon)
-        if "tls_cert_file" not in extra:
-            wait_healthy(daemon)
-        return daemon
-
-    yield launch
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
 
 
 def rss_mb(daemon: DaemonProcess) -> float:

@@ -6,10 +6,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess, NotifySocket
 from tests.helpers import POLICIES, cli, write_config
@@ -18,14 +15,6 @@ TOKEN = "ingest-token-for-tests"
 EXTRA = "sweep:\n  interval: 1s\nserver:\n  listen: 127.0.0.1:0\n"
 BAD = "version: 1\ndefault:\n  ttl: 3 parsecs\n"
 OTHER_BAD = "version: 1\ndefault:\n  ttl: 4 fortnights, roughly\n"
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    """A stand-in for systemd's notify socket."""
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
 
 
 def _replace(path: Path, text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -189,15 +190,7 @@ def test_timeouts_do_not_count_as_connection_failures() -> None:
         """Time out."""
         raise httpx.ReadTimeout("slow", request=request)
 
-    async def go() -> Answer:
-        """One DELETE."""
-        client = ProviderClient(FIREWORKS, "k", transport=httpx.MockTransport(handler))
-        try:
-            return await client.delete("r1")
-        finally:
-            await client.aclose()
-
-    answer = asyncio.run(go())
+    answer = _delete_through(handler)
     assert answer.status is None and not answer.connection_failed
 
 
@@ -208,12 +201,17 @@ def test_refused_connection_is_a_connection_failure() -> None:
         """Refuse."""
         raise httpx.ConnectError("refused", request=request)
 
+    assert _delete_through(handler).connection_failed
+
+
+def _delete_through(handler: Callable[[httpx.Request], httpx.Response]) -> Answer:
+    """The answer to one DELETE sent through a transport that calls `handler`."""
+
     async def go() -> Answer:
-        """One DELETE."""
         client = ProviderClient(FIREWORKS, "k", transport=httpx.MockTransport(handler))
         try:
             return await client.delete("r1")
         finally:
             await client.aclose()
 
-    assert asyncio.run(go()).connection_failed
+    return asyncio.run(go())
