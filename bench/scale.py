@@ -31,7 +31,7 @@ import httpx
 from benchlib import env, report, standin, timed, write_ids
 
 from retention.config.policyfile import parse_policies
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.db import open_engine
 
 POLICIES = """version: 1
@@ -113,7 +113,7 @@ def due_batch_ms(db: Path, batches: int = 5) -> list[float]:
         for _ in range(batches):
             now = datetime.now(UTC)
             started = time.perf_counter()
-            rows = conn.execute(store.due_batch_query(now, "bench", 2000)).all()
+            rows = conn.execute(queries.due_batch_query(now, "bench", 2000)).all()
             if len(rows) < 2000:
                 break  # a small ledger ran out of due rows
             times.append(round((time.perf_counter() - started) * 1000, 1))
@@ -122,7 +122,7 @@ def due_batch_ms(db: Path, batches: int = 5) -> list[float]:
                 | {"last_status": 200, "last_error": None, "updated_at": now}
                 for row in rows
             ]
-            store.close_records(conn, closed)
+            queries.close_records(conn, closed)
             conn.commit()
     engine.dispose()
     return times

@@ -23,10 +23,11 @@ from pathlib import Path
 from benchlib import report
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from retention.audit.chain import GENESIS, seal_line
 from retention.audit.checkpoint_message import signed_message
+from retention.audit.hashchain import GENESIS, seal_line
 from retention.audit.merkle import Frontier, leaf_hash
-from retention.audit.signing import Signer, public_pem
+from retention.audit.signatures import public_pem
+from retention.evidence.signing_key import Signer
 
 
 def write_trail(path: Path, n: int, every: int, signer: Signer) -> None:

@@ -21,16 +21,16 @@ from retention.config.settings import Settings
 from retention.core.ids import is_valid_id
 from retention.core.policies import PolicySet
 from retention.core.quoting import quote
+from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE, NewRecord
 from retention.core.text import escaped
 from retention.core.times import FUTURE_SKEW, format_time, parse_time
-from retention.enrol import enrol_in
 from retention.errors import DiscoveryUnsupported, InputError, ProviderError, RetentionError
-from retention.ingest import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE, NewRecord
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import ProviderClient
+from retention.services.recording import enrol_in
 
 log = get_logger("retention.discover")
 PAGE_SIZE = 100
@@ -75,7 +75,7 @@ class CrawlState:
 def load_state(ledger: Ledger, provider: str) -> CrawlState:
     """The crawl state of `provider`."""
     with ledger.read() as conn:
-        value = store.get_meta(conn, CrawlState.key(provider))
+        value = queries.get_meta(conn, CrawlState.key(provider))
     return CrawlState(**json.loads(value)) if value else CrawlState()
 
 
@@ -240,4 +240,4 @@ def _commit(
             state.after, state.top, state.last_complete = None, None, format_time(now)
         else:
             state.after = cursor
-        store.set_meta(tx.conn, CrawlState.key(report.provider), json.dumps(asdict(state)))
+        queries.set_meta(tx.conn, CrawlState.key(report.provider), json.dumps(asdict(state)))

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from retention.audit.chain import GENESIS, canonical, seal
 from retention.audit.checkpoint_message import signed_message
+from retention.audit.hashchain import GENESIS, canonical, seal
 from retention.audit.merkle import Frontier, leaf_hash
-from retention.audit.signing import Signer, public_pem
+from retention.audit.signatures import public_pem
+from retention.evidence.signing_key import Signer
 
 Record = dict[str, Any]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retention.audit.chain import canonical
+from retention.audit.hashchain import canonical
 
 SIGNED_FIELDS = (
     "chain",

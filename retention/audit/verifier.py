@@ -28,14 +28,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from retention.audit.chain import GENESIS, record_hash
 from retention.audit.checkpoint_message import (
     OPTIONAL_SIGNED_FIELDS,
     SIGNED_FIELDS,
     signed_message,
 )
+from retention.audit.hashchain import GENESIS, record_hash
 from retention.audit.merkle import Frontier, leaf_hash, verify_consistency
-from retention.audit.signing import fingerprint, load_public_or_none, verify_signature
+from retention.audit.signatures import fingerprint, load_public_or_none, verify_signature
 
 CHECKPOINT = "audit.checkpoint"
 DETAIL_FIELDS = {*SIGNED_FIELDS, *OPTIONAL_SIGNED_FIELDS, "signature"} - {"chain", "ts"}

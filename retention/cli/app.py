@@ -50,7 +50,7 @@ class App:
     def ledger(self) -> Ledger:
         """The ledger, migrated when it is the embedded SQLite default."""
         if self._ledger is None:
-            from retention.audit.sink import AuditSink
+            from retention.ledger.audit_file import AuditSink
             from retention.ledger.db import open_engine
             from retention.ledger.ledger import Ledger
 
@@ -64,7 +64,7 @@ class App:
         if not self.settings.audit.witness:
             return
         if "witnesses" not in self.extras:
-            from retention.audit.witness import Witnesses
+            from retention.evidence.witness import Witnesses
 
             self.extras["witnesses"] = Witnesses(self.settings.audit.witness)
         self.extras["witnesses"].publish(record)

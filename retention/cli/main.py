@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
@@ -18,6 +17,7 @@ from retention.cli.commands import (
     doctor_cmd,
     ledger_cmds,
     receipt_cmds,
+    report_cmd,
     retry_cmd,
     sweep_cmd,
     verify_cmds,
@@ -78,6 +78,7 @@ for module in (
     discover_cmd,
     daemon_cmds,
     audit_cmds,
+    report_cmd,
     verify_cmds,
     receipt_cmds,
     doctor_cmd,
@@ -95,4 +96,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

@@ -20,15 +20,15 @@ from typing import Any
 import httpx
 
 from retention import logs
-from retention.audit.signing import Signer
-from retention.audit.sink import AuditSink
-from retention.audit.trailfile import iter_records
 from retention.audit.verifier import Anchors, verify_records
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, load_settings
 from retention.core.times import utcnow
 from retention.daemon.service import Daemon
-from retention.ledger import store
+from retention.evidence.signing_key import Signer
+from retention.evidence.trailfile import iter_records
+from retention.ledger import queries
+from retention.ledger.audit_file import AuditSink
 from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
 from retention.standin import StandIn
@@ -162,7 +162,7 @@ async def _watch(ledger: Ledger, ids: list[str], timeout: int, echo: Callable[[s
 def _rows(ledger: Ledger, ids: list[str]) -> list[Any]:
     """The demo's records."""
     with ledger.read() as conn:
-        return [row for rid in ids for row in store.rows_for_id(conn, rid)]
+        return [row for rid in ids for row in queries.rows_for_id(conn, rid)]
 
 
 def _summary(

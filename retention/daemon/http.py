@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from retention.audit.receipt import receipt_text
-from retention.audit.receipts import issue_receipt
+from retention.audit.receipt_format import receipt_text
+from retention.core.record_input import json_error, loads, validate_rows
 from retention.daemon.write_gate import GateClosedError
-from retention.enrol import enrol
 from retention.errors import InvalidIdError, RetentionError, UsageError
-from retention.ingest import json_error, loads, validate_rows
+from retention.evidence.receipts import issue_receipt
 from retention.ledger.db import require_current
 from retention.logs import get_logger, register_secret
+from retention.services.recording import enrol
 
 if TYPE_CHECKING:
     from retention.daemon.service import Daemon

@@ -11,12 +11,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from retention.core.records import STATES
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.sweep.hooks import Hooks
 
 if TYPE_CHECKING:
-    from retention.audit.witness import Witnesses
+    from retention.evidence.witness import Witnesses
 
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, float("inf"))
 COUNTED = ("deleted", "absent", "failed", "unconfirmed", "deferred")
@@ -85,8 +85,8 @@ class Metrics:
         if time.monotonic() - self._refreshed < REFRESH_S:
             return
         with self.ledger.read() as conn:
-            counts = store.counts_by_state(conn)
-            overdue = store.overdue_count(conn, self.clock())
+            counts = queries.counts_by_state(conn)
+            overdue = queries.overdue_count(conn, self.clock())
         for state in STATES:
             self.records.labels(state).set(counts.get(state, 0))
         self.overdue.set(overdue)

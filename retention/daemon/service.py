@@ -21,9 +21,6 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from retention import __version__
-from retention.audit.checkpoint import write_checkpoint
-from retention.audit.signing import Signer
-from retention.audit.witness import Witnesses
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, split_listen
 from retention.core.loopback import is_loopback
@@ -38,16 +35,19 @@ from retention.daemon.tls import server_context
 from retention.daemon.write_gate import WriteGate
 from retention.discover import discover
 from retention.errors import ConfigError, RetentionError, UsageError
-from retention.ledger import store
+from retention.evidence.checkpoints import write_checkpoint
+from retention.evidence.signing_key import Signer
+from retention.evidence.witness import Witnesses
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import ProviderClient
 from retention.provider.probe import ProbeResult
-from retention.reconcile import DIGEST_KEY, sync_policies
+from retention.services.policy_sync import DIGEST_KEY, sync_policies
 from retention.sweep.probing import probe_with_ledger
-from retention.sweep.report import SweepReport
 from retention.sweep.runner import exclusive, sweep_once
+from retention.sweep.summary import SweepReport
 
 log = get_logger("retention.daemon")
 WORKER_THREADS = 16
@@ -474,7 +474,7 @@ class Daemon:
         """Adopt the policies file when another process applied new policies to the ledger
         (a CLI command after an edit), so this daemon never plans with stale ones."""
         with self.ledger.read() as conn:
-            applied = store.get_meta(conn, DIGEST_KEY)
+            applied = queries.get_meta(conn, DIGEST_KEY)
         if applied is not None and applied != self.policies.digest():
             self._load_policies()
 

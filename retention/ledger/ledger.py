@@ -16,11 +16,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from retention.audit import writer
-from retention.audit.sink import AuditSink, Sealed
 from retention.core.times import format_time, utcnow
 from retention.errors import LedgerError
-from retention.ledger import loopguard
+from retention.ledger import audit_writer, loopguard
+from retention.ledger.audit_file import AuditSink, Sealed
 from retention.ledger.diagnosis import describe
 
 
@@ -43,7 +42,7 @@ class Tx:
     def flush(self) -> None:
         """Seal and insert the queued events now, so a long transaction holds only the
         latest batch of them in memory (the rest are read back from the ledger to publish)."""
-        records = writer.append(self.conn, self.chain, self.bodies, self.now)
+        records = audit_writer.append(self.conn, self.chain, self.bodies, self.now)
         self.bodies.clear()
         if not records:
             return
@@ -64,7 +63,7 @@ class Ledger:
         self, engine: Engine, sink: AuditSink, *, chain: str, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self.engine, self.sink, self.chain, self.clock = engine, sink, chain, clock
-        self.actor = writer.actor()
+        self.actor = audit_writer.actor()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -109,7 +108,7 @@ class Ledger:
     def _backfill(self, chain: str, first: int, last: int) -> list[str]:
         """Committed lines from `first` to `last` (the caller pages through long ranges)."""
         with self.read() as conn:
-            return writer.lines_between(conn, chain, first, last)
+            return audit_writer.lines_between(conn, chain, first, last)
 
     def close(self) -> None:
         """Release the database connections."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from retention.standin.store import ResponseStore, Seen
+from retention.standin.stored import ResponseStore, Seen
 
 
 @dataclass

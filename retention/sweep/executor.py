@@ -15,7 +15,7 @@ from sqlalchemy import Row
 from retention.config.settings import Settings
 from retention.core.outcomes import Outcome, backoff, classify
 from retention.core.policies import PolicySet
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
@@ -28,8 +28,8 @@ from retention.sweep.flight import Budget, Flight
 from retention.sweep.flusher import Flusher
 from retention.sweep.hooks import Hooks
 from retention.sweep.recheck import Recheck
-from retention.sweep.report import SweepReport
 from retention.sweep.results import Result
+from retention.sweep.summary import SweepReport
 
 IN_SWEEP_WAIT = 30.0  # retries due sooner than this wait inside the sweep; later ones defer
 LEASE = timedelta(minutes=5)  # renewed every LEASE / 3 while the sweep runs
@@ -130,7 +130,7 @@ class Sweep:
     def _release(self) -> None:
         """Give back this sweep's leases."""
         with self.ledger.transaction() as conn:
-            store.release_leases(conn, self.owner)
+            queries.release_leases(conn, self.owner)
 
     async def _renew_leases(self) -> None:
         """Keep this sweep's leases alive while it runs (no one else may claim them)."""
@@ -145,7 +145,7 @@ class Sweep:
     def _extend(self) -> None:
         """Move this sweep's lease expiry forward."""
         with self.ledger.transaction() as conn:
-            store.extend_leases(conn, self.owner, self.clock() + LEASE)
+            queries.extend_leases(conn, self.owner, self.clock() + LEASE)
 
     async def _provider(self, run: ProviderRun) -> None:
         """Claim and delete this provider's due records until none are left or we must stop;
@@ -184,7 +184,7 @@ class Sweep:
         """Lease up to `want` due records, within the sweep's budget."""
         now = self.clock()
         with self.ledger.transaction() as conn:
-            rows = store.claim_due(
+            rows = queries.claim_due(
                 conn,
                 provider=provider,
                 now=now,
@@ -199,7 +199,7 @@ class Sweep:
     def _more_due(self, provider: str) -> bool:
         """Whether records are still due for `provider` (the brake held them back)."""
         with self.ledger.read() as conn:
-            return store.any_due(conn, self.clock(), provider)
+            return queries.any_due(conn, self.clock(), provider)
 
     async def _delete(self, run: ProviderRun, row: Row[Any]) -> None:
         """Delete one record; whatever goes wrong, an outcome is recorded and the lease freed."""

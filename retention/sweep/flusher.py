@@ -17,8 +17,8 @@ from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import Answer
 from retention.sweep.hooks import Hooks
-from retention.sweep.report import SweepReport
 from retention.sweep.results import TERMINAL, Result, apply_all
+from retention.sweep.summary import SweepReport
 
 MAX_BATCH = 256
 MAX_WAIT_S = 0.05

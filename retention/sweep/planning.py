@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from retention import chains
 from retention.core.plan import PlannedDeletion, plan
 from retention.core.policies import PolicySet
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
-from retention.reconcile import DIGEST_KEY
+from retention.services import conversations
+from retention.services.policy_sync import DIGEST_KEY
 
 
 def planned_now(
@@ -18,11 +18,11 @@ def planned_now(
     """The due records under `policies`; the index answers when they are the ledger's policies,
     otherwise every open record is planned afresh in memory."""
     with ledger.read() as conn:
-        if store.get_meta(conn, DIGEST_KEY) == policies.digest():
-            facts = [store.facts_of(r) for r in store.due_rows(conn, now, limit)]
+        if queries.get_meta(conn, DIGEST_KEY) == policies.digest():
+            facts = [queries.facts_of(r) for r in queries.due_rows(conn, now, limit)]
             floors = None
         else:
-            facts = [store.facts_of(r) for rows in store.iter_open(conn) for r in rows]
-            floors = chains.floors(conn, policies)
+            facts = [queries.facts_of(r) for rows in queries.iter_open(conn) for r in rows]
+            floors = conversations.floors(conn, policies)
     planned = plan(facts, policies, now, floors=floors)
     return planned[:limit] if limit is not None else planned

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from retention.config.settings import ProviderSettings
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
 from retention.provider.client import ProviderClient
@@ -19,7 +19,7 @@ from retention.provider.probe import AUTH_FAILED, SAMPLE, ProbeResult, probe
 def recent_ids(ledger: Ledger, provider: ProviderSettings, now: datetime) -> list[str]:
     """Up to SAMPLE pending IDs of `provider` recorded most recently whose `created_at` lies
     within its storage period (older ones the provider may have expired on its own)."""
-    r = store.R
+    r = queries.R
     query = (
         select(r.response_id)
         .where(

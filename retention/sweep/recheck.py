@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 
 BATCH = 500
@@ -41,7 +41,7 @@ class Recheck:
         """Whether the DELETE of this claimed record may be sent now: due under the policies
         in force (its facts never change), and still pending, unheld, ours and past its
         deadline in the ledger (what may change while it waited)."""
-        if not decide(store.facts_of(row), self.policies()).is_due(self.clock()):
+        if not decide(queries.facts_of(row), self.policies()).is_due(self.clock()):
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(row.id, []).append(future)
@@ -68,7 +68,7 @@ class Recheck:
 
     def _check(self, ids: list[int]) -> set[int]:
         """The IDs among `ids` that are ours, pending, unheld and past their deadline now."""
-        now, r = self.clock(), store.R
+        now, r = self.clock(), queries.R
         with self.ledger.read() as conn:
             rows = conn.execute(
                 select(r.id, r.state, r.hold, r.lease_owner, r.deadline).where(r.id.in_(ids))

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from retention.core.times import format_time
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.provider.client import Answer
 
@@ -41,7 +41,7 @@ def apply_all(tx: Tx, results: list[Result], *, owner: str) -> None:
             _terminal_event(tx, result)
         else:
             apply(tx, result, owner=owner)
-    store.close_records(tx.conn, closing)
+    queries.close_records(tx.conn, closing)
 
 
 def _closing_row(tx: Tx, result: Result) -> dict[str, Any]:
@@ -91,14 +91,14 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
     These changes apply only while the record is still pending under our lease: a hold or a
     new deadline that arrived meanwhile is never overwritten."""
     row = result.row
-    if result.kind == "failed" and store.owned(tx.conn, row.id, owner):
-        store.close_records(tx.conn, [_closing_row(tx, result)])
+    if result.kind == "failed" and queries.owned(tx.conn, row.id, owner):
+        queries.close_records(tx.conn, [_closing_row(tx, result)])
         _terminal_event(tx, result)
     elif result.kind in ("retry", "deferred", "unconfirmed"):
         _attempt_failed(tx, result, owner)
     elif result.kind == "error":  # something of ours broke: wait before trying again
         later = tx.now + ERROR_PAUSE
-        store.update_owned(
+        queries.update_owned(
             tx.conn,
             row.id,
             owner,
@@ -114,7 +114,7 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
             details={"internal_error": True, "next_attempt_at": format_time(later)},
         )
     else:  # stopped, skipped, auth, or a failure on a changed record: give it back
-        store.update_owned(tx.conn, row.id, owner, lease_owner=None, lease_until=None)
+        queries.update_owned(tx.conn, row.id, owner, lease_owner=None, lease_until=None)
 
 
 def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:
@@ -129,7 +129,7 @@ def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:
     }  # Retry-After holds if we stop now
     if result.kind == "deferred":
         values.update(lease_owner=None, lease_until=None)
-    changed = store.update_owned(tx.conn, result.row.id, owner, **values) == 0
+    changed = queries.update_owned(tx.conn, result.row.id, owner, **values) == 0
     details = {"next_attempt_at": format_time(result.next_at)}
     if changed:
         details["record_changed"] = "held, deleted or re-planned meanwhile; left as it is"

@@ -20,7 +20,7 @@ import httpx
 
 from retention.config.settings import Settings
 from retention.core.policies import PolicySet
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.db import is_sqlite
 from retention.ledger.ledger import Ledger
 from retention.ledger.locks import sweeper_lock
@@ -29,7 +29,7 @@ from retention.provider.client import ProviderClient
 from retention.sweep.executor import Sweep
 from retention.sweep.hooks import Hooks
 from retention.sweep.probing import is_auth, probe_with_ledger, record_faults
-from retention.sweep.report import SweepReport
+from retention.sweep.summary import SweepReport
 
 LAST_SWEEP_KEY = "last_sweep"
 
@@ -52,7 +52,7 @@ def exclusive(ledger: Ledger) -> Iterator[None]:
         return
     with sweeper_lock(Path(ledger.engine.url.database or "")):
         with ledger.transaction() as conn:
-            store.release_leases(conn)
+            queries.release_leases(conn)
         yield
 
 
@@ -113,7 +113,7 @@ async def sweep_once(
 def _count_due(ledger: Ledger, now: datetime) -> int:
     """How many records are due at `now`."""
     with ledger.read() as conn:
-        return store.count_due(conn, now)
+        return queries.count_due(conn, now)
 
 
 def _started(
@@ -122,14 +122,14 @@ def _started(
     """Write `sweep.started` and this replica's heartbeat; how many replicas are live."""
     with ledger.write() as tx:
         tx.event("sweep.started", details={"due": due, "limit": limit})
-        return store.heartbeat(tx.conn, replica_name(), clock(), live_for=live_for)
+        return queries.heartbeat(tx.conn, replica_name(), clock(), live_for=live_for)
 
 
 def _finished(ledger: Ledger, summary: dict[str, object]) -> None:
     """Write `sweep.finished` with the sweep's summary, and keep the summary."""
     with ledger.write() as tx:
         tx.event("sweep.finished", details=summary)
-        store.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
+        queries.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
 
 
 async def _probe_then_sweep(
@@ -163,12 +163,12 @@ async def _probe_then_sweep(
 def _due_providers(ledger: Ledger, names: list[str], now: datetime) -> list[str]:
     """The providers with records due at `now`."""
     with ledger.read() as conn:
-        return [name for name in names if store.any_due(conn, now, name)]
+        return [name for name in names if queries.any_due(conn, now, name)]
 
 
 def _idle(ledger: Ledger, now: datetime) -> SweepReport:
     """Note an idle sweep's time; nothing else happened."""
     report = SweepReport(started_at=now, finished_at=now)
     with ledger.transaction() as conn:
-        store.set_meta(conn, LAST_SWEEP_KEY, json.dumps(report.as_dict()))
+        queries.set_meta(conn, LAST_SWEEP_KEY, json.dumps(report.as_dict()))
     return report

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from retention.audit.chain import canonical
-from retention.audit.signing import Signer, public_pem
+from retention.audit.hashchain import canonical
+from retention.audit.signatures import public_pem
+from retention.evidence.signing_key import Signer
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.forgery import ledger_records, rechain, resign, rewrite_ledger
 from tests.helpers import LONG_AGO, auditor_verify, cli, seed, standin_requests, write_config

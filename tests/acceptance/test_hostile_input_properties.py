@@ -35,12 +35,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 
-from retention.audit.sink import AuditSink
 from retention.config.policyfile import load_policies, parse_policies
 from retention.config.settings import load_settings
 from retention.discover import CrawlState, discover
 from retention.errors import ConfigError
-from retention.ledger import store
+from retention.ledger import queries
+from retention.ledger.audit_file import AuditSink
 from retention.ledger.db import make_engine, open_engine, upgrade
 from retention.ledger.ledger import Ledger
 from tests.acceptance.daemon_helpers import DaemonProcess
@@ -589,7 +589,7 @@ def test_discovery_listing(
     @given(items=st.lists(hostile_records(listed=True), max_size=6), ascii_only=ascii_mostly)
     def check(items: list[dict[str, Any]], ascii_only: bool) -> None:
         with ledger.transaction() as conn:  # every example crawls from the top
-            store.set_meta(conn, CrawlState.key("fireworks"), json.dumps(asdict(CrawlState())))
+            queries.set_meta(conn, CrawlState.key("fireworks"), json.dumps(asdict(CrawlState())))
         listing.page = raw_bytes(
             to_json({"object": "list", "data": items, "has_more": False}, ascii_only)
         )
@@ -609,7 +609,7 @@ def test_discovery_listing(
         assert report.enrolled == len(tracked(engine) - before)
         assert_stored_cleanly(engine)
         with ledger.read() as conn:
-            state = json.loads(store.get_meta(conn, CrawlState.key("fireworks")) or "{}")
+            state = json.loads(queries.get_meta(conn, CrawlState.key("fireworks")) or "{}")
         if state.get("high_water") is not None:
             assert state["high_water"] <= clock().timestamp() + 300
 

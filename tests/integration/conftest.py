@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from retention.audit.sink import AuditSink
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, load_settings
 from retention.core.policies import PolicySet
-from retention.enrol import enrol
-from retention.ingest import NewRecord
+from retention.core.record_input import NewRecord
+from retention.ledger.audit_file import AuditSink
 from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
-from retention.reconcile import sync_policies
+from retention.services.policy_sync import sync_policies
+from retention.services.recording import enrol
 from retention.standin import StandIn
-from retention.sweep.report import SweepReport
 from retention.sweep.runner import sweep_once
+from retention.sweep.summary import SweepReport
 from tests.helpers import write_config
 
 

@@ -66,8 +66,8 @@ def test_a_whole_chain_in_one_batch_shares_one_root(make_env) -> None:  # type: 
     """Turns enrolled together, in any order and with equal times, form one chain."""
     from datetime import UTC, datetime
 
-    from retention.enrol import enrol
-    from retention.ingest import NewRecord
+    from retention.core.record_input import NewRecord
+    from retention.services.recording import enrol
 
     env = make_env(policies=CHAINS)
     same = datetime.now(UTC)
@@ -76,7 +76,7 @@ def test_a_whole_chain_in_one_batch_shares_one_root(make_env) -> None:  # type: 
         NewRecord(response_id="c", created_at=same, previous_response_id="p"),
         NewRecord(response_id="p", created_at=same),
     ]
-    from retention.reconcile import sync_policies
+    from retention.services.policy_sync import sync_policies
 
     sync_policies(env.ledger, env.policies)
     enrol(env.ledger, env.settings, env.policies, batch)

@@ -9,11 +9,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
-from retention.audit.checkpoint import write_checkpoint
 from retention.audit.merkle import root_hex_of
-from retention.audit.signing import Signer
 from retention.audit.verifier import Anchors, verify_records
 from retention.errors import AuditError
+from retention.evidence.checkpoints import write_checkpoint
+from retention.evidence.signing_key import Signer
 from tests.integration.conftest import Env
 
 SIGNER = Signer(Ed25519PrivateKey.generate())

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from retention.enrol import enrol
-from retention.ingest import NewRecord
-from retention.ledger import store
+from retention.core.record_input import NewRecord
+from retention.ledger import queries
 from retention.ledger.db import make_engine, upgrade
-from retention.reconcile import sync_policies
+from retention.services.policy_sync import sync_policies
+from retention.services.recording import enrol
 from tests.helpers import POLICIES
 from tests.integration.conftest import Env
 
@@ -23,7 +23,7 @@ EVENT = "response.deadline_tightened"
 def _row(env: Env, response_id: str) -> Any:
     """The ledger's row of one response."""
     with env.ledger.read() as conn:
-        (row,) = store.rows_for_id(conn, response_id)
+        (row,) = queries.rows_for_id(conn, response_id)
     return row
 
 
@@ -86,7 +86,7 @@ def test_a_sweep_lease_is_never_overtaken(backend_env: Env) -> None:
     env.record("t_leased", age=timedelta(minutes=1))
     rid = _row(env, "t_leased").id
     with env.ledger.transaction() as conn:
-        store.update_record(
+        queries.update_record(
             conn,
             rid,
             lease_owner="another-sweep",
@@ -96,7 +96,7 @@ def test_a_sweep_lease_is_never_overtaken(backend_env: Env) -> None:
     env.record("t_leased", age=timedelta(days=40))
     assert _row(env, "t_leased").deadline == before and not _events(env, EVENT)
     with env.ledger.transaction() as conn:
-        store.update_record(conn, rid, lease_until=datetime.now(UTC) - timedelta(seconds=1))
+        queries.update_record(conn, rid, lease_until=datetime.now(UTC) - timedelta(seconds=1))
     env.record("t_leased", age=timedelta(days=40))
     assert _row(env, "t_leased").deadline < before and len(_events(env, EVENT)) == 1
 
@@ -111,7 +111,7 @@ def test_a_provider_retry_after_survives_a_tightening(backend_env: Env) -> None:
     env.record("t_throttled", age=timedelta(days=31))
     retry_at = datetime.now(UTC) + timedelta(hours=1)
     with env.ledger.transaction() as conn:
-        store.update_record(
+        queries.update_record(
             conn, _row(env, "t_throttled").id, due_at=retry_at, attempts=0, last_status=429
         )
     throttled = _row(env, "t_throttled")

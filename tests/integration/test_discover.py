@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from retention.discover import CrawlState, discover
-from retention.ledger import store
+from retention.ledger import queries
 from tests.integration.conftest import Env
 
 
@@ -19,7 +19,7 @@ def test_vanished_cursor_leaves_no_hole(env: Env) -> None:
     for i in range(250):
         env.standin.store.create({"id": f"v{i:03d}", "created_at": now - i})
     with env.ledger.transaction() as conn:  # as if page 1 had been read, then the run died
-        store.set_meta(conn, CrawlState.key("fireworks"), f'{{"after": "v099", "top": {now}}}')
+        queries.set_meta(conn, CrawlState.key("fireworks"), f'{{"after": "v099", "top": {now}}}')
     env.standin.store.responses.pop("v099")
 
     async def run() -> object:

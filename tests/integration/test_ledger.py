@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, text
 
 from retention.audit.verifier import Anchors, verify_records
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.db import HEAD_REVISION, head_revision
 from retention.ledger.models import Base
 from tests.helpers import auditor_verify
@@ -20,11 +20,11 @@ def test_recording_twice_changes_nothing(env: Env) -> None:
     env.record("resp_a")
     with env.ledger.read() as conn:
         before = conn.execute(text("SELECT count(*) FROM audit_events")).scalar()
-        row = store.rows_for_id(conn, "resp_a")[0]
+        row = queries.rows_for_id(conn, "resp_a")[0]
     env.record("resp_a", age=timedelta(days=1))
     with env.ledger.read() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar() == before
-        assert store.rows_for_id(conn, "resp_a")[0] == row
+        assert queries.rows_for_id(conn, "resp_a")[0] == row
 
 
 def test_each_record_has_its_event_in_the_same_commit(env: Env) -> None:
@@ -96,9 +96,9 @@ def test_due_query_uses_the_partial_index(env: Env) -> None:
     """Finding due work walks the due-time index, not the whole table."""
     env.record("i1")
     query = (
-        select(store.R.id)
-        .where(store.due_filter(datetime.now(UTC), "fireworks"))
-        .order_by(store.R.due_at)
+        select(queries.R.id)
+        .where(queries.due_filter(datetime.now(UTC), "fireworks"))
+        .order_by(queries.R.due_at)
         .limit(10)
     )
     with env.ledger.read() as conn:
@@ -113,12 +113,12 @@ def test_policy_change_recomputes_pending_deadlines(make_env) -> None:  # type: 
     env = make_env()
     env.record("p1", age=timedelta(days=1))
     changed = make_env(policies="version: 1\ndefault:\n  ttl: 12h\n")
-    from retention.reconcile import sync_policies
+    from retention.services.policy_sync import sync_policies
 
     stats = sync_policies(changed.ledger, changed.policies)
     assert stats is not None and stats["changed"] == 1
     with changed.ledger.read() as conn:
-        row = store.rows_for_id(conn, "p1")[0]
+        row = queries.rows_for_id(conn, "p1")[0]
     assert (row.policy, row.deadline - row.created_at) == ("default", timedelta(hours=12))
     assert sync_policies(changed.ledger, changed.policies) is None
 
@@ -130,7 +130,7 @@ def test_hold_added_later_holds_and_release_releases(make_env) -> None:  # type:
     held = make_env(
         policies="version: 1\ndefault: {ttl: 30d}\nholds:\n  - {name: lit, ids: [h1]}\n"
     )
-    from retention.reconcile import sync_policies
+    from retention.services.policy_sync import sync_policies
 
     assert sync_policies(held.ledger, held.policies)["held"] == 1
     released = make_env(policies="version: 1\ndefault: {ttl: 30d}\n")
@@ -163,8 +163,8 @@ def test_kept_counts_match_the_ledger(env: Env) -> None:
     env.sweep()
     with env.ledger.read() as conn:
         real = dict(conn.execute(text("SELECT state, count(*) FROM records GROUP BY state")).all())
-        assert store.counts_by_state(conn) == real == {"deleted": 1, "absent": 2, "pending": 1}
-        assert store.counts_by_provider(conn) == {"fireworks": 4}
+        assert queries.counts_by_state(conn) == real == {"deleted": 1, "absent": 2, "pending": 1}
+        assert queries.counts_by_provider(conn) == {"fireworks": 4}
 
 
 def test_chain_lookups_use_the_provider_chain_root_index(env: Env) -> None:
@@ -174,8 +174,8 @@ def test_chain_lookups_use_the_provider_chain_root_index(env: Env) -> None:
 
     env.record("q1", "q2")
     query = (
-        select(store.R.chain_root)
-        .where(store.R.provider == "fireworks", store.R.chain_root.in_(["q1", "q2"]))
+        select(queries.R.chain_root)
+        .where(queries.R.provider == "fireworks", queries.R.chain_root.in_(["q1", "q2"]))
         .distinct()
     )
     sql = str(query.compile(env.ledger.engine, compile_kwargs={"literal_binds": True}))

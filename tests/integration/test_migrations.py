@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, text
 
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.db import alembic_config, make_engine, upgrade
 
 INSERT = """INSERT INTO records (provider, response_id, meta, state, policy, deadline,
@@ -30,7 +30,7 @@ def counts_match(engine: Engine) -> dict[str, int]:
     """The kept counts per state, asserted equal to a real count."""
     with engine.connect() as conn:
         real = dict(conn.execute(text("SELECT state, count(*) FROM records GROUP BY state")).all())
-        kept = store.counts_by_state(conn)
+        kept = queries.counts_by_state(conn)
     assert kept == real
     return kept
 
@@ -46,7 +46,7 @@ def check_round_trip(engine: Engine) -> None:
     migrate(engine, "0006")
     assert counts_match(engine) == {"pending": 1, "held": 1}
     with engine.begin() as conn:
-        store.insert_records(conn, [new_row("c")])
+        queries.insert_records(conn, [new_row("c")])
         conn.execute(text("UPDATE records SET state = 'deleted' WHERE response_id = 'a'"))
         conn.execute(text("DELETE FROM records WHERE response_id = 'b'"))
     assert counts_match(engine) == {"pending": 1, "deleted": 1}
@@ -61,7 +61,7 @@ def new_row(response_id: str) -> dict[str, object]:
     """Every inserted column of one new pending record."""
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     return {
-        **dict.fromkeys(store.INSERT_COLUMNS),
+        **dict.fromkeys(queries.INSERT_COLUMNS),
         "provider": "fireworks",
         "response_id": response_id,
         "meta": {},

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
-from retention.audit.sink import AuditSink
 from retention.core.times import utcnow
 from retention.daemon.service import Daemon
 from retention.errors import AuditError
+from retention.ledger.audit_file import AuditSink
 from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
 from tests.helpers import LONG_AGO, auditor_verify
@@ -27,7 +27,7 @@ from tests.integration.conftest import Env
 WRITER = """
 import sys
 from pathlib import Path
-from retention.audit.sink import AuditSink
+from retention.ledger.audit_file import AuditSink
 from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from retention.requeue import Selection, requeue
+from retention.services.requeue import Selection, requeue
 
 CHAINS = "version: 1\ndefault: {ttl: 1h, keep_chains_intact: true}\n"
 

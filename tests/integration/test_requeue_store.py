@@ -8,9 +8,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.db import make_engine, upgrade
-from retention.requeue import Selection, requeue
+from retention.services.requeue import Selection, requeue
 from tests.integration.conftest import Env
 
 
@@ -34,8 +34,8 @@ def _check_requeue(env: Env) -> None:
     done = requeue(env.ledger, env.policies, Selection(ids=("q1", "q2")), reason="INC-9")
     assert sorted(i["response_id"] for i in done) == ["q1", "q2"]
     with env.ledger.read() as conn:
-        assert store.counts_by_state(conn) == {"pending": 2, "failed": 2}
-        row = store.rows_for_id(conn, "q1")[0]
+        assert queries.counts_by_state(conn) == {"pending": 2, "failed": 2}
+        row = queries.rows_for_id(conn, "q1")[0]
         assert (row.state, row.attempts, row.closed_at, row.last_error) == (
             "pending",
             0,
@@ -43,12 +43,12 @@ def _check_requeue(env: Env) -> None:
             None,
         )
         assert row.due_at is not None and row.due_at >= row.deadline
-        assert store.count_due(conn, row.due_at) == 2
+        assert queries.count_due(conn, row.due_at) == 2
     rest = requeue(env.ledger, env.policies, Selection(provider="fireworks"), reason="INC-9")
     assert sorted(i["response_id"] for i in rest) == ["q3", "q4"]
     assert requeue(env.ledger, env.policies, Selection(), reason="INC-9") == []
     with env.ledger.read() as conn:
-        assert store.counts_by_state(conn) == {"pending": 4}
+        assert queries.counts_by_state(conn) == {"pending": 4}
         events = conn.execute(
             text("SELECT response_id FROM audit_events WHERE event = 'response.requeued'")
         ).scalars()

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import text
 
-from retention.ledger import store
-from retention.standin.store import Seen
+from retention.ledger import queries
+from retention.standin.stored import Seen
 from retention.sweep.hooks import Hooks
 from tests.helpers import auditor_verify
 from tests.integration.conftest import Env
@@ -120,7 +120,7 @@ def test_other_4xx_fails_the_id_with_the_reason(env: Env) -> None:
     report = env.sweep(transport=httpx.MockTransport(_serving(handler)))
     assert report.total("failed") == 1 and report.exit_code == 1
     with env.ledger.read() as conn:
-        row = store.rows_for_id(conn, "f1")[0]
+        row = queries.rows_for_id(conn, "f1")[0]
     assert (row.state, row.last_status) == ("failed", 400) and "bad id" in row.last_error
 
 
@@ -141,7 +141,7 @@ def test_429s_do_not_count_towards_max_attempts(make_env) -> None:  # type: igno
     report = env.sweep(hooks=_after_probe(env, rate_429=1.0, retry_after=0))
     assert report.total("failed") == 0 and report.total("deferred") == 1
     with env.ledger.read() as conn:
-        row = store.rows_for_id(conn, "t1")[0]
+        row = queries.rows_for_id(conn, "t1")[0]
     assert (row.state, row.attempts, row.last_status) == ("pending", 0, 429)
     assert env.deletes() == ["t1"] * 3, "in-sweep retries stop after max_attempts throttles"
     env.standin.knobs.update({"rate_429": 0.0})
@@ -155,7 +155,7 @@ def test_long_retry_waits_are_deferred_to_the_next_sweep(env: Env) -> None:
     report = env.sweep(hooks=_after_probe(env, rate_429=1.0, retry_after=120))
     assert report.total("deferred") == 1 and report.exit_code == 1
     with env.ledger.read() as conn:
-        row = store.rows_for_id(conn, "d1")[0]
+        row = queries.rows_for_id(conn, "d1")[0]
     assert row.state == "pending" and row.due_at >= datetime.now(UTC) + timedelta(seconds=100)
     env.standin.knobs.update({"rate_429": 0.0})
     assert env.sweep().total("deleted") == 0, "not due again before Retry-After passed"

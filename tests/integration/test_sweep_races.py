@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from retention.config.policyfile import parse_policies
 from retention.errors import LedgerError
-from retention.reconcile import sync_policies
+from retention.services.policy_sync import sync_policies
 from retention.sweep.runner import sweep_once
 from tests.integration.conftest import Env
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retention.audit.chain import GENESIS, seal
+from retention.audit.hashchain import GENESIS, seal
 from retention.audit.verifier import Anchors, verify_records
 
 
@@ -90,7 +90,7 @@ def test_floats_never_enter_the_trail() -> None:
 )
 def test_the_line_is_the_canonical_record(body: dict) -> None:  # type: ignore[type-arg]
     """The line written once equals the canonical JSON of the sealed record, whatever it holds."""
-    from retention.audit.chain import canonical, seal_line
+    from retention.audit.hashchain import canonical, seal_line
 
     record, line = seal_line(body, chain="main", seq=3, prev_hash=GENESIS)
     assert line == canonical(record)

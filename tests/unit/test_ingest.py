@@ -8,8 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from retention.core.record_input import (
+    csv_rows,
+    from_mapping,
+    jsonl_rows,
+    parse_meta_args,
+    validate_rows,
+)
 from retention.errors import InputError
-from retention.ingest import csv_rows, from_mapping, jsonl_rows, parse_meta_args, validate_rows
 
 
 def test_jsonl_rows_skip_blank_lines_and_keep_numbers() -> None:

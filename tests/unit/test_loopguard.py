@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from retention.audit.sink import AuditSink
+from retention.ledger.audit_file import AuditSink
 from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import BlockingCallError, off_loop

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retention.config.policyfile import parse_policies
+from retention.core.record_input import validate_rows
 from retention.errors import ConfigError, UsageError
-from retention.ingest import validate_rows
 
 scalars = (
     st.none() | st.booleans() | st.integers() | st.text(max_size=12) | st.floats(allow_nan=False)

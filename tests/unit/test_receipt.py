@@ -14,15 +14,16 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from retention.audit.chain import canonical
+from retention.audit.hashchain import canonical
 from retention.audit.merkle import inclusion_proof, leaf_hash
-from retention.audit.receipt import (
+from retention.audit.receipt_format import (
     TERMINAL_EVENTS,
     build_receipt,
     check_receipt,
     receipt_text,
 )
-from retention.audit.signing import Signer, public_pem
+from retention.audit.signatures import public_pem
+from retention.evidence.signing_key import Signer
 from tests.forgery import build, checkpoint_details, rehash
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,7 +212,7 @@ def test_build_refuses_leaves_that_are_not_the_signed_tree() -> None:
 def test_the_receipt_module_needs_no_database_stack() -> None:
     """Importing the receipt check loads neither SQLAlchemy nor the configuration."""
     code = (
-        "import sys, retention.audit.receipt\n"
+        "import sys, retention.audit.receipt_format\n"
         "assert not {m for m in sys.modules if m.startswith(('sqlalchemy', 'retention.config',"
         " 'retention.ledger'))}, sorted(sys.modules)\n"
     )

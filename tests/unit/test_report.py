@@ -10,7 +10,7 @@ import pytest
 from retention.cli.report_view import render_report, span
 from retention.core.times import parse_time
 from retention.errors import InputError
-from retention.report import lag_s, summarise, timeliness
+from retention.views.report import lag_s, summarise, timeliness
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from retention.config.policyfile import parse_policies
-from retention.requeue import requeue_columns
+from retention.services.requeue import requeue_columns
 from tests.helpers import POLICIES
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from retention.audit.sink import AuditSink, Sealed
 from retention.errors import LedgerError
+from retention.ledger.audit_file import AuditSink, Sealed
 
 
 def line(seq: int, note: str = "") -> str:

@@ -8,11 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from retention.config.policyfile import parse_policies
-from retention.core.text import name_flaw, printable, text_flaw
-from retention.core.times import FUTURE_SKEW, refuse_future
-from retention.discover import to_record
-from retention.errors import ConfigError, InputError, UsageError
-from retention.ingest import (
+from retention.core.record_input import (
     csv_rows,
     from_mapping,
     jsonl_rows,
@@ -21,6 +17,10 @@ from retention.ingest import (
     parse_meta_args,
     validate_rows,
 )
+from retention.core.text import name_flaw, printable, text_flaw
+from retention.core.times import FUTURE_SKEW, refuse_future
+from retention.discover import to_record
+from retention.errors import ConfigError, InputError, UsageError
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

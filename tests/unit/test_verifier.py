@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from retention.audit.merkle import Frontier, consistency_proof, leaf_hash
-from retention.audit.signing import Signer
 from retention.audit.verifier import Anchors, Verdict, verify_records
+from retention.evidence.signing_key import Signer
 from tests.forgery import build, frontier_before, rechain, rehash, resign, stamp
 
 T0 = datetime(2026, 11, 25, 8, tzinfo=UTC)  # pure code: the trail's times are the test's own
@@ -303,8 +303,8 @@ def test_hash_only_checks_links_and_says_so() -> None:
 
 def test_old_checkpoints_without_roots_keep_verifying() -> None:
     """A checkpoint written before Merkle roots (no root_hash) verifies under the old rules."""
-    from retention.audit.chain import GENESIS, seal
     from retention.audit.checkpoint_message import signed_message
+    from retention.audit.hashchain import GENESIS, seal
 
     first = seal({"event": "policy.loaded", "ts": stamp(T0, 1)}, chain="main", seq=1,
                  prev_hash=GENESIS)  # fmt: skip

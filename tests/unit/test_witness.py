@@ -17,10 +17,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from retention.audit.chain import GENESIS, canonical, seal
-from retention.audit.sink import AuditSink
-from retention.audit.witness import Witnesses, WitnessSettings
+from retention.audit.hashchain import GENESIS, canonical, seal
 from retention.daemon.metrics import Metrics
+from retention.evidence.witness import Witnesses, WitnessSettings
+from retention.ledger.audit_file import AuditSink
 from retention.ledger.db import make_engine
 from retention.ledger.ledger import Ledger
 

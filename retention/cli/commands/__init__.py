@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from retention.cli.app import App
+from retention.core.times import parse_time
 
 
 def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,3 +27,11 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
         is_eager=True,
         help="retention.yaml (default: $RETENTION_CONFIG, then ./retention.yaml).",
     )(func)
+
+
+def parse_optional_time(value: str | None, name: str) -> Any:
+    """Parse an optional --since/--until."""
+    return parse_time(value, field=name) if value else None
+
+
+TIME_HELP = "RFC 3339, a date (midnight UTC) or unix seconds"

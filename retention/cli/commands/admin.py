@@ -57,7 +57,7 @@ def policies_check(ctx: click.Context, file: Path | None, output: str) -> None:
 @click.pass_context
 def policies_diff(ctx: click.Context, old: Path, new: Path, output: str) -> None:
     """How many ledger records a change from OLD to NEW makes due now, per policy."""
-    from retention.policy_diff import diff
+    from retention.views.policy_diff import diff
 
     app = app_of(ctx)
     data = diff(app.ledger, load_policies(old), load_policies(new), app.now())

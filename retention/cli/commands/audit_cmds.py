@@ -11,22 +11,13 @@ from typing import Any
 import click
 
 from retention.cli.app import App, app_of
-from retention.cli.commands import config_option
+from retention.cli.commands import TIME_HELP, config_option, parse_optional_time
 from retention.cli.output import OUTPUT, emit
-from retention.core.times import parse_time
 
 
 @click.group()
 def audit() -> None:
     """Export and verify the audit trail, issue deletion receipts, manage the signing key."""
-
-
-def parse_optional_time(value: str | None, name: str) -> Any:
-    """Parse an optional --since/--until."""
-    return parse_time(value, field=name) if value else None
-
-
-TIME_HELP = "RFC 3339, a date (midnight UTC) or unix seconds"
 
 
 def out_options(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -91,8 +82,8 @@ def export(
     held: tuple[Path, ...],
 ) -> None:
     """The records of a time range with the checkpoints that anchor them, and a manifest."""
-    from retention.audit.checkpoint import transitions
-    from retention.audit.export import (
+    from retention.evidence.checkpoints import transitions
+    from retention.evidence.export import (
         ManifestBuilder,
         chain_bounds,
         consistency,
@@ -100,7 +91,7 @@ def export(
         iter_lines,
         render,
     )
-    from retention.audit.trailfile import manifest_path, read_checkpoints
+    from retention.evidence.trailfile import manifest_path, read_checkpoints
 
     app = app_of(ctx)
     out = chosen_out("audit export", out, legacy_out)
@@ -159,7 +150,7 @@ def _open_out(out: Path | None) -> Any:
 
 def _cover_tails(app: App, signer: Any) -> None:
     """Sign every chain whose last record no checkpoint covers yet, so the export ends signed."""
-    from retention.audit.checkpoint import uncovered_chains, write_checkpoint
+    from retention.evidence.checkpoints import uncovered_chains, write_checkpoint
 
     tails = uncovered_chains(app.ledger)
     if tails and signer is None:
@@ -177,7 +168,7 @@ def _cover_tails(app: App, signer: Any) -> None:
 
 def signer_of(app: App) -> Any:
     """The checkpoint signer, if its key exists (refused when others may read it)."""
-    from retention.audit.signing import Signer
+    from retention.evidence.signing_key import Signer
 
     path = app.settings.audit.signing_key_file
     return Signer.from_file(path, create=False) if path and path.exists() else None
@@ -188,7 +179,7 @@ def signer_of(app: App) -> Any:
 @click.pass_context
 def pubkey_cmd(ctx: click.Context) -> None:
     """Print the public key that verifies checkpoint signatures, and its fingerprint."""
-    from retention.audit.signing import public_pem
+    from retention.audit.signatures import public_pem
     from retention.errors import AuditError
 
     signer = signer_of(app_of(ctx))
@@ -205,9 +196,9 @@ def pubkey_cmd(ctx: click.Context) -> None:
 def rotate_key(ctx: click.Context, output: str) -> None:
     """Replace the signing key: every chain gets a checkpoint, signed by the old key, that names
     the new one; later checkpoints are signed by the new key."""
-    from retention.audit.rotation import rotate
-    from retention.audit.signing import public_pem
+    from retention.audit.signatures import public_pem
     from retention.errors import UsageError
+    from retention.evidence.key_rotation import rotate
 
     app = app_of(ctx)
     path = app.settings.audit.signing_key_file
@@ -228,53 +219,3 @@ def rotate_key(ctx: click.Context, output: str) -> None:
 
 
 COMMANDS: list[click.Command] = [audit]
-
-
-@click.command()
-@click.option("--since", help=f"Deletions from this time ({TIME_HELP}).")
-@click.option("--until", help="Deletions before this time.")
-@click.option(
-    "--tolerance",
-    default=None,
-    help="Lag past the deadline still counted on time (default: sweep.interval).",
-)
-@click.option(
-    "--output",
-    "-o",
-    "output",
-    type=click.Choice(["table", "json", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
-@config_option
-@click.pass_context
-def report(
-    ctx: click.Context, since: str | None, until: str | None, tolerance: str | None, output: str
-) -> None:
-    """Compliance summary: on time, late and late on arrival (lag p50/p99/max), absent,
-    failed, held."""
-    from retention.cli.report_view import render_report
-    from retention.core.durations import parse_duration
-    from retention.errors import UsageError
-    from retention.report import compliance_report
-
-    app = app_of(ctx)
-    try:
-        allowed = parse_duration(tolerance) if tolerance else app.settings.sweep.interval
-    except ValueError as exc:
-        raise UsageError(f"--tolerance: {exc}") from None
-    data = compliance_report(
-        app.ledger,
-        since=parse_optional_time(since, "--since"),
-        until=parse_optional_time(until, "--until"),
-        tolerance_s=allowed.total_seconds(),
-        now=app.now(),
-    )
-    if output == "json":
-        emit(data, output)
-    else:
-        click.echo(render_report(data, markdown=output == "markdown"))
-
-
-COMMANDS.append(report)

@@ -116,8 +116,8 @@ def _policies(settings: Settings) -> Check:
 
 def _ledger(settings: Settings) -> tuple[Check, Ledger | None]:
     """The ledger answers and its schema is current (a SQLite file not made yet is fine)."""
-    from retention.audit.sink import AuditSink
     from retention.errors import SchemaOutdatedError
+    from retention.ledger.audit_file import AuditSink
     from retention.ledger.db import make_engine, require_current, sqlite_path
     from retention.ledger.ledger import Ledger
 
@@ -185,7 +185,7 @@ def _audit_file(path: Path | None) -> Check:
 
 def _signing_key(path: Path | None) -> Check:
     """The checkpoint key is private and loads (or will be made at first start)."""
-    from retention.audit.signing import Signer
+    from retention.evidence.signing_key import Signer
 
     if path is None:
         return Check("signing key", OK, "none configured: no signed checkpoints")

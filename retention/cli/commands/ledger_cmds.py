@@ -18,11 +18,7 @@ from retention.cli.app import app_of
 from retention.cli.commands import config_option
 from retention.cli.output import OUTPUT, emit, progress
 from retention.core.ids import is_valid_id, validate_id
-from retention.core.records import STATES
-from retention.core.text import printable
-from retention.core.times import format_time, parse_time, refuse_future
-from retention.errors import InputError, InvalidIdError
-from retention.ingest import (
+from retention.core.record_input import (
     NewRecord,
     Reject,
     checked_name,
@@ -31,9 +27,13 @@ from retention.ingest import (
     parse_meta_args,
     valid_records,
 )
+from retention.core.records import STATES
+from retention.core.text import printable
+from retention.core.times import format_time, parse_time, refuse_future
+from retention.errors import InputError, InvalidIdError
 
 if TYPE_CHECKING:
-    from retention.enrol import EnrolResult
+    from retention.services.recording import EnrolResult
 
 MAX_SHOWN_REJECTS = 20
 
@@ -208,8 +208,8 @@ def _enrol(
     verdict: Callable[[], InputError | None] | None = None,
 ) -> EnrolResult:
     """Apply current policies, then enrol."""
-    from retention.enrol import enrol
-    from retention.reconcile import sync_policies
+    from retention.services.policy_sync import sync_policies
+    from retention.services.recording import enrol
 
     app = app_of(ctx)
     sync_policies(app.ledger, app.policies)
@@ -238,14 +238,14 @@ def _report(result: EnrolResult, output: str, rejected: int = 0) -> None:
 @click.pass_context
 def ls(ctx: click.Context, state: str | None, due: bool, limit: int | None, output: str) -> None:
     """List the ledger's records."""
-    from retention.ledger import store
+    from retention.ledger import queries
 
     app = app_of(ctx)
     with app.ledger.read() as conn:
         rows = (
-            store.due_rows(conn, app.now(), limit)
+            queries.due_rows(conn, app.now(), limit)
             if due
-            else store.list_rows(conn, state=state, limit=limit)
+            else queries.list_rows(conn, state=state, limit=limit)
         )
     items = [_row_dict(r) for r in rows if not state or r.state == state]
     emit(
@@ -284,7 +284,7 @@ def _row_dict(row: Any) -> dict[str, Any]:
 @click.pass_context
 def status(ctx: click.Context, output: str) -> None:
     """Counts by state, next deadline, overdue count and the last sweep."""
-    from retention.ledger.status import status_of
+    from retention.views.status import status_of
 
     app = app_of(ctx)
     data = status_of(app.ledger, app.now())
@@ -326,7 +326,7 @@ def status(ctx: click.Context, output: str) -> None:
 @click.pass_context
 def explain(ctx: click.Context, response_id: str, output: str) -> None:
     """Why an ID has its policy and deadline, its state, and its audit events."""
-    from retention.ledger.status import explain_id
+    from retention.views.explain import explain_id
 
     validate_id(response_id)
     app = app_of(ctx)

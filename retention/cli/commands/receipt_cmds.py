@@ -37,8 +37,8 @@ def receipt(
     """A deletion receipt for ID: its latest response.deleted or response.absent record, a
     signed checkpoint that covers it (written first when none does yet) and the Merkle proof
     between them. Anyone holding the public key checks it with `audit verify-receipt`."""
-    from retention.audit.receipt import receipt_text
-    from retention.audit.receipts import issue_receipt
+    from retention.audit.receipt_format import receipt_text
+    from retention.evidence.receipts import issue_receipt
 
     app = app_of(ctx)
     out = chosen_out("audit receipt", out, legacy_out)
@@ -93,8 +93,8 @@ def verify_receipt(
     to accept the receipt's own key only if it matches); with --witness or
     --trusted-checkpoint, its checkpoint must also be one of those. Exit 0 when valid, 1
     naming what failed. Needs no configuration."""
-    from retention.audit.receipt import check_receipt, witnessed
-    from retention.audit.trailfile import read_checkpoints
+    from retention.audit.receipt_format import check_receipt, witnessed
+    from retention.evidence.trailfile import read_checkpoints
 
     kept = [r for path in (*trusted, *witnesses) for r in read_checkpoints(path)]
     text = _read_text(file)

@@ -55,8 +55,8 @@ def retry(
     from retention.core.ids import validate_id
     from retention.core.times import parse_time
     from retention.errors import UsageError
-    from retention.reconcile import sync_policies
-    from retention.requeue import Selection, left_alone, preview, requeue
+    from retention.services.policy_sync import sync_policies
+    from retention.services.requeue import Selection, left_alone, preview, requeue
 
     for value in ids:
         validate_id(value)

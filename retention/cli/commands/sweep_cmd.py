@@ -16,7 +16,7 @@ from retention.core.plan import PlannedDeletion
 from retention.core.times import format_time
 
 if TYPE_CHECKING:
-    from retention.sweep.report import SweepReport
+    from retention.sweep.summary import SweepReport
 
 
 @click.command()
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 @click.pass_context
 def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> None:
     """Delete everything due now at its provider, then exit."""
-    from retention.audit.checkpoint import checkpoint_if_due
     from retention.errors import AuditError
-    from retention.ledger import store
-    from retention.reconcile import sync_policies
+    from retention.evidence.checkpoints import checkpoint_if_due
+    from retention.ledger import queries
+    from retention.services.policy_sync import sync_policies
     from retention.sweep.hooks import Hooks
     from retention.sweep.planning import planned_now
     from retention.sweep.runner import sweep_once
@@ -41,7 +41,7 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
         return
     sync_policies(app.ledger, app.policies)
     with app.ledger.read() as conn:
-        due = store.count_due(conn, app.now())
+        due = queries.count_due(conn, app.now())
     with progress(min(due, limit or due), "deleting") as advance:
         report = asyncio.run(
             sweep_once(

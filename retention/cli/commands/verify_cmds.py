@@ -32,8 +32,8 @@ def trusted_key_options(func: Any) -> Any:
 def pinned_key(pubkey: Path | None, fingerprint: str | None, offered: list[Any]) -> Any:
     """The trusted public key: the PEM given, or the offered key (a manifest's or a receipt's)
     whose fingerprint matches the one given. Never an offered key on its own say-so."""
-    from retention.audit.signing import fingerprint as fingerprint_of
-    from retention.audit.signing import load_public, load_public_or_none
+    from retention.audit.signatures import fingerprint as fingerprint_of
+    from retention.audit.signatures import load_public, load_public_or_none
     from retention.errors import InputError, UsageError
 
     if pubkey is not None:
@@ -100,8 +100,8 @@ def verify(
 ) -> None:
     """Check hashes, links, Merkle roots, signatures and coverage of a trail (the ledger's own
     without FILE); exit 1 naming the first fault."""
-    from retention.audit.trailfile import read_checkpoints
     from retention.errors import UsageError
+    from retention.evidence.trailfile import read_checkpoints
 
     kept = [r for path in (*trusted, *witnesses) for r in read_checkpoints(path)]
     if file is not None:
@@ -119,15 +119,15 @@ def _verify_file(
 ) -> Any:
     """An exported trail, with its manifest when there is one."""
     from retention.audit.merkle import Frontier
-    from retention.audit.trailfile import (
+    from retention.audit.verifier import Anchors, Fault, Verdict, as_dict, verify_records
+    from retention.errors import InputError, UsageError
+    from retention.evidence.trailfile import (
         file_sha256,
         iter_records,
         locator,
         read_manifest,
         transitions_in,
     )
-    from retention.audit.verifier import Anchors, Fault, Verdict, as_dict, verify_records
-    from retention.errors import InputError, UsageError
 
     manifest = read_manifest(file) or {}
     key = pinned_key(pubkey, fingerprint, [manifest.get("public_key")])
@@ -176,11 +176,11 @@ def _verify_ledger(
     last checkpoint the ledger remembers of each chain must be in it unchanged."""
     from sqlalchemy import select
 
-    from retention.audit.checkpoint import remembered, transitions
-    from retention.audit.export import chain_bounds, consistency, frontiers, iter_lines
-    from retention.audit.rotation import first_key
-    from retention.audit.signing import load_public_or_none
+    from retention.audit.signatures import load_public_or_none
     from retention.audit.verifier import Anchors, verify_records
+    from retention.evidence.checkpoints import remembered, transitions
+    from retention.evidence.export import chain_bounds, consistency, frontiers, iter_lines
+    from retention.evidence.key_rotation import first_key
     from retention.ledger.models import AuditChain
 
     signer = None if (pubkey or fingerprint or hash_only) else signer_of(app)

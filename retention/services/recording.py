@@ -1,7 +1,7 @@
 """Enrol response IDs in the ledger: each gets its policy, deadline and state, and an event.
 
 An ID already tracked is left as it was, except that an earlier `created_at` tightens its open
-deadline (tightening.py)."""
+deadline (services/tightening.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from retention import chains, tightening
 from retention.config.settings import Settings
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
+from retention.core.record_input import NewRecord
 from retention.core.records import ResponseFacts
 from retention.core.times import format_time
-from retention.ingest import NewRecord
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger, Tx
+from retention.services import conversations, tightening
 
 CHUNK = 5_000  # records enrolled, and audit events sealed, at a time within one transaction
 
@@ -94,16 +94,16 @@ def _enrol_chunk(
             repeats[name].append(record)
     accepted = tightened = 0
     for provider, items in by_provider.items():
-        known = store.existing_ids(tx.conn, provider, items)
+        known = queries.existing_ids(tx.conn, provider, items)
         fresh = [r for rid, r in items.items() if rid not in known]
         account = settings.providers[provider].account_id
         rows = [_row(tx, r, provider, account, policies, source) for r in fresh]
-        touched = chains.assign_roots(tx.conn, provider, rows)
-        store.insert_records(tx.conn, rows)
+        touched = conversations.assign_roots(tx.conn, provider, rows)
+        queries.insert_records(tx.conn, rows)
         accepted += len(rows)
         if policies.keeps_chains:
             for root in touched:
-                chains.refresh(tx, provider, root, policies)
+                conversations.refresh(tx, provider, root, policies)
         later = [r for rid, r in items.items() if rid in known and r.created_at is not None]
         if later or repeats[provider]:
             tightened += tightening.tighten(
@@ -162,5 +162,5 @@ def _row(
         "previous_response_id": facts.previous_response_id,
         "attempts": 0,
         "updated_at": tx.now,
-        **store.decision_columns(decision),
+        **queries.decision_columns(decision),
     }

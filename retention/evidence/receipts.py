@@ -1,5 +1,5 @@
 """Issue deletion receipts from the ledger: find the deletion, a checkpoint that covers it
-(writing one when none does yet), and the Merkle path between them (`audit/receipt.py`)."""
+(writing one when none does yet), and the Merkle path between them (`audit/receipt_format.py`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from retention.audit.checkpoint import Publish, write_checkpoint
 from retention.audit.merkle import leaf_hash
-from retention.audit.receipt import (
+from retention.audit.receipt_format import (
     CHECKPOINT_EVENT,
     TERMINAL_EVENTS,
     Receipt,
@@ -19,9 +18,11 @@ from retention.audit.receipt import (
     check_receipt,
     receipt_text,
 )
-from retention.audit.signing import Signer, public_pem
+from retention.audit.signatures import public_pem
 from retention.core.ids import validate_id
 from retention.errors import AuditError, UsageError
+from retention.evidence.checkpoints import Publish, write_checkpoint
+from retention.evidence.signing_key import Signer
 from retention.ledger.ledger import Ledger
 from retention.ledger.models import AuditEvent
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from retention import chains
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.times import format_time
 from retention.errors import UsageError
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
+from retention.services import conversations
 
 EVENT = "response.requeued"
 ID_CHUNK = 500  # named IDs asked for at a time
@@ -42,7 +42,7 @@ def requeue_columns(row: Any, policies: PolicySet, now: datetime) -> dict[str, A
     """The columns that make a failed record open again: no attempts and no last error; its
     recorded deadline, or the one the policies in force give when that is later; held when a
     hold covers it now, else due at `now` or at its deadline, whichever is later."""
-    decision = decide(store.facts_of(row), policies)
+    decision = decide(queries.facts_of(row), policies)
     policy, deadline, basis = row.policy, row.deadline, row.deadline_basis
     if decision.deadline > deadline:
         policy, deadline, basis = decision.policy, decision.deadline, decision.basis
@@ -85,7 +85,7 @@ def left_alone(ledger: Ledger, selection: Selection) -> list[dict[str, Any]]:
     if not selection.ids:
         return []
     with ledger.read() as conn:
-        rows = store.rows_for_ids(conn, selection.ids)
+        rows = queries.rows_for_ids(conn, selection.ids)
     unknown = sorted(set(selection.ids) - {r.response_id for r in rows})
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if unknown[5:] else "")
@@ -98,7 +98,7 @@ def left_alone(ledger: Ledger, selection: Selection) -> list[dict[str, Any]]:
 
 
 def _selected(row: Any, selection: Selection) -> bool:
-    """Whether a record passes the selection's filters (as `store.failed_query` asks)."""
+    """Whether a record passes the selection's filters (as `queries.failed_query` asks)."""
     return (
         row.state == "failed"
         and selection.provider in (None, row.provider)
@@ -114,13 +114,13 @@ def _failed(conn: Connection, selection: Selection) -> Iterator[list[Row[Any]]]:
     """The selected failed records in batches (named IDs asked for a chunk at a time)."""
     ids = sorted(set(selection.ids))
     for start in range(0, max(len(ids), 1), ID_CHUNK):
-        query = store.failed_query(
+        query = queries.failed_query(
             ids=ids[start : start + ID_CHUNK],
             provider=selection.provider,
             policy=selection.policy,
             since=selection.since,
         )
-        yield from store.iter_failed(conn, query)
+        yield from queries.iter_failed(conn, query)
 
 
 def preview(
@@ -146,7 +146,7 @@ def requeue(
         for rows in _failed(tx.conn, selection):
             for row in rows:
                 columns = requeue_columns(row, policies, tx.now)
-                if not store.requeue_failed(tx.conn, row.id, updated_at=tx.now, **columns):
+                if not queries.requeue_failed(tx.conn, row.id, updated_at=tx.now, **columns):
                     continue
                 done.append(item(row, columns))
                 if row.chain_root is not None:
@@ -164,7 +164,7 @@ def requeue(
         # a failed turn's deadline was left behind while its conversation went on: reopened,
         # it takes its chain's deadline again (keep_chains_intact), never an earlier one
         for provider, root in sorted(chains_touched):
-            chains.refresh(tx, provider, root, policies)
+            conversations.refresh(tx, provider, root, policies)
     return done
 
 

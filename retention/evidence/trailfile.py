@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from retention.audit.chain import canonical
+from retention.audit.hashchain import canonical
 from retention.errors import InputError
 
 csv.field_size_limit(sys.maxsize)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from retention.core.times import format_time
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 
 CLOSED = ("deleted", "absent", "failed")
@@ -101,7 +101,7 @@ def compliance_report(
     now: datetime,
 ) -> dict[str, Any]:
     """The report for records closed in [since, until), with what is held and overdue now."""
-    r = store.R
+    r = queries.R
     query = select(r.provider, r.policy, r.state, r.deadline, r.closed_at, r.first_seen_at).where(
         r.state.in_(CLOSED), r.closed_at.is_not(None)
     )
@@ -112,7 +112,7 @@ def compliance_report(
     with ledger.read() as conn:
         figures = summarise(conn.execute(query), tolerance_s=tolerance_s)
         held = conn.execute(select(func.count()).where(r.state == "held")).scalar_one()
-        overdue = store.overdue_count(conn, now)
+        overdue = queries.overdue_count(conn, now)
     total = figures["total"].get("all", _finish(_bucket()))
     return {
         "since": format_time(since),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from retention import chains
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger, Tx
+from retention.services import conversations
 
 DIGEST_KEY = "policy_digest"
 
@@ -17,13 +17,13 @@ def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
     """Re-compute every open record when the policies changed; None when they had not."""
     digest = policies.digest()
     with ledger.read() as conn:
-        if store.get_meta(conn, DIGEST_KEY) == digest:
+        if queries.get_meta(conn, DIGEST_KEY) == digest:
             return None
     with ledger.write() as tx:
-        if store.get_meta(tx.conn, DIGEST_KEY) == digest:  # another process got here first
+        if queries.get_meta(tx.conn, DIGEST_KEY) == digest:  # another process got here first
             return None
         stats = _recompute(tx, policies)
-        store.set_meta(tx.conn, DIGEST_KEY, digest)
+        queries.set_meta(tx.conn, DIGEST_KEY, digest)
         tx.event(
             "policy.loaded",
             details={
@@ -39,12 +39,12 @@ def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
 def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
     """Apply `policies` to each pending or held record; count what changed."""
     stats = {"recomputed": 0, "changed": 0, "held": 0, "released": 0}
-    chain_floors = chains.floors(tx.conn, policies)
-    for rows in store.iter_open(tx.conn):
+    chain_floors = conversations.floors(tx.conn, policies)
+    for rows in queries.iter_open(tx.conn):
         for row in rows:
             stats["recomputed"] += 1
             floor = chain_floors.get((row.provider, row.chain_root))
-            decision = decide(store.facts_of(row), policies, chain_floor=floor)
+            decision = decide(queries.facts_of(row), policies, chain_floor=floor)
             if (decision.policy, decision.deadline, decision.hold) == (
                 row.policy,
                 row.deadline,
@@ -52,8 +52,8 @@ def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
             ):
                 continue
             stats["changed"] += 1
-            store.update_record(
-                tx.conn, row.id, updated_at=tx.now, **store.decision_columns(decision)
+            queries.update_record(
+                tx.conn, row.id, updated_at=tx.now, **queries.decision_columns(decision)
             )
             common = {
                 "response_id": row.response_id,

@@ -20,14 +20,14 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from retention.audit import writer
 from retention.audit.checkpoint_message import signed_message
 from retention.audit.merkle import Frontier, leaf_hash
-from retention.audit.signing import Signer, public_pem
+from retention.audit.signatures import public_pem
 from retention.audit.verifier import as_dict
 from retention.config.settings import AuditSettings
 from retention.errors import AuditError
-from retention.ledger import store
+from retention.evidence.signing_key import Signer
+from retention.ledger import audit_writer, queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.models import AuditChain, AuditEvent
 
@@ -44,7 +44,7 @@ def _meta_key(chain: str) -> str:
 def last_checkpoint(ledger: Ledger, chain: str | None = None) -> dict[str, Any] | None:
     """The last checkpoint's time, seq, signature and frontier for a chain of this ledger."""
     with ledger.read() as conn:
-        value = store.get_meta(conn, _meta_key(chain or ledger.chain))
+        value = queries.get_meta(conn, _meta_key(chain or ledger.chain))
     return json.loads(value) if value else None
 
 
@@ -69,8 +69,8 @@ def write_checkpoint(
     hand the checkpoint record to `publish` (the witnesses). Returns the record."""
     name = chain or ledger.chain
     with ledger.write(chain=name) as tx:
-        head = writer.lock_head(tx.conn, name)
-        previous = store.get_meta(tx.conn, _meta_key(name))
+        head = audit_writer.lock_head(tx.conn, name)
+        previous = queries.get_meta(tx.conn, _meta_key(name))
         last = json.loads(previous) if previous else None
         if last is not None:
             _check_key(name, last, signer)
@@ -81,7 +81,7 @@ def write_checkpoint(
         tx.flush()
         assert tx.sealed is not None
         record = tx.sealed.records[-1]
-        store.set_meta(
+        queries.set_meta(
             tx.conn,
             _meta_key(name),
             json.dumps(
@@ -97,14 +97,14 @@ def write_checkpoint(
             ),
         )
         if next_key is not None:  # kept apart too: exports hand them to auditors
-            store.set_meta(tx.conn, TRANSITIONS, json.dumps([*transitions(tx.conn), record]))
+            queries.set_meta(tx.conn, TRANSITIONS, json.dumps([*transitions(tx.conn), record]))
     if publish is not None:
         publish(record)
     return record
 
 
 def _details(
-    head: writer.Head,
+    head: audit_writer.Head,
     last: dict[str, Any] | None,
     signer: Signer,
     interval: timedelta,
@@ -136,7 +136,9 @@ def _check_key(chain: str, last: dict[str, Any], signer: Signer) -> None:
         )
 
 
-def _check_extends(conn: Connection, chain: str, last: dict[str, Any], head: writer.Head) -> None:
+def _check_extends(
+    conn: Connection, chain: str, last: dict[str, Any], head: audit_writer.Head
+) -> None:
     """Refuse to sign unless the chain still holds the last checkpoint, unchanged, and the
     records after it lead to the head's frontier."""
     line = conn.execute(
@@ -182,13 +184,13 @@ def _heads_and_last_checkpoints(ledger: Ledger) -> dict[str, tuple[int, dict[str
     """Per chain, its head seq and its last checkpoint as remembered, in one read."""
     with ledger.read() as conn:
         heads = conn.execute(select(AuditChain.name, AuditChain.head_seq)).all()
-        kept = {name: store.get_meta(conn, _meta_key(name)) for name, _ in heads}
+        kept = {name: queries.get_meta(conn, _meta_key(name)) for name, _ in heads}
     return {name: (seq, json.loads(kept[name]) if kept[name] else None) for name, seq in heads}
 
 
 def transitions(conn: Connection) -> list[dict[str, Any]]:
     """Every key hand-over checkpoint written in the ledger, of any chain (a handful)."""
-    return list(json.loads(store.get_meta(conn, TRANSITIONS) or "[]"))
+    return list(json.loads(queries.get_meta(conn, TRANSITIONS) or "[]"))
 
 
 def chains(ledger: Ledger) -> list[str]:

@@ -27,10 +27,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from retention.audit.chain import canonical, record_hash
 from retention.audit.checkpoint_message import signed_message
+from retention.audit.hashchain import canonical, record_hash
 from retention.audit.merkle import inclusion_proof, leaf_hash, root, verify_inclusion
-from retention.audit.signing import fingerprint, public_pem, verify_signature
+from retention.audit.signatures import fingerprint, public_pem, verify_signature
 
 RECEIPT_VERSION = 1
 TERMINAL_EVENTS = ("response.deleted", "response.absent")

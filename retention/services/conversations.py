@@ -12,7 +12,7 @@ from sqlalchemy import Connection, func, select, update
 from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
 from retention.core.records import OPEN_STATES
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.ledger.models import Record
 
@@ -28,7 +28,7 @@ def assign_roots(conn: Connection, provider: str, rows: list[dict[str, Any]]) ->
             touched.add(row["chain_root"])
     for row in rows:
         own, root = row["response_id"], row["chain_root"]
-        if root != own and store.reroot(conn, provider, own, root):
+        if root != own and queries.reroot(conn, provider, own, root):
             touched.add(root)
     return touched | _roots_with_members(
         conn, provider, [r for r in rows if r["chain_root"] == r["response_id"]]
@@ -46,13 +46,13 @@ def _root(
         if parent in batch:
             current = batch[parent]
             continue
-        known = store.root_of(conn, provider, parent)
+        known = queries.root_of(conn, provider, parent)
         if known is None:
             return parent  # not recorded yet: it will take the chain over when it arrives
         if known.chain_root is None:  # recorded before chains were tracked: its own root
             conn.execute(
                 update(Record.__table__)
-                .where(store.R.provider == provider, store.R.response_id == parent)
+                .where(queries.R.provider == provider, queries.R.response_id == parent)
                 .values(chain_root=parent)
             )
             return parent
@@ -64,13 +64,13 @@ def _roots_with_members(conn: Connection, provider: str, roots: list[dict[str, A
     """Which of these new first turns already have later turns in the ledger."""
     ids = [r["response_id"] for r in roots]
     found: set[str] = set()
-    for start in range(0, len(ids), store.CHUNK):
+    for start in range(0, len(ids), queries.CHUNK):
         found.update(
             conn.execute(
-                select(store.R.chain_root)
+                select(queries.R.chain_root)
                 .where(
-                    store.R.provider == provider,
-                    store.R.chain_root.in_(ids[start : start + store.CHUNK]),
+                    queries.R.provider == provider,
+                    queries.R.chain_root.in_(ids[start : start + queries.CHUNK]),
                 )
                 .distinct()
             ).scalars()
@@ -82,7 +82,7 @@ def floors(conn: Connection, policies: PolicySet) -> dict[tuple[str, str], datet
     """Latest own deadline of every chain with more than one turn and one still open."""
     if not policies.keeps_chains:
         return {}
-    r = store.R
+    r = queries.R
     roots = conn.execute(
         select(r.provider, r.chain_root)
         .where(r.chain_root.is_not(None))
@@ -91,9 +91,9 @@ def floors(conn: Connection, policies: PolicySet) -> dict[tuple[str, str], datet
     ).all()
     result = {}
     for provider, root in roots:
-        members = store.chain_members(conn, provider, root)
+        members = queries.chain_members(conn, provider, root)
         if any(m.state in OPEN_STATES for m in members):
-            floor = latest_chain_deadline([store.facts_of(m) for m in members], policies)
+            floor = latest_chain_deadline([queries.facts_of(m) for m in members], policies)
             if floor is not None:
                 result[(provider, root)] = floor
     return result
@@ -102,17 +102,17 @@ def floors(conn: Connection, policies: PolicySet) -> dict[tuple[str, str], datet
 def refresh(tx: Tx, provider: str, root: str, policies: PolicySet) -> int:
     """Give the open turns of one chain the deadline its newest turn implies; returns how
     many deadlines moved (each with a `response.deadline_changed` event)."""
-    members = store.chain_members(tx.conn, provider, root)
-    floor = latest_chain_deadline([store.facts_of(m) for m in members], policies)
+    members = queries.chain_members(tx.conn, provider, root)
+    floor = latest_chain_deadline([queries.facts_of(m) for m in members], policies)
     moved = 0
     for row in members:
         if row.state not in OPEN_STATES:
             continue
-        decision = decide(store.facts_of(row), policies, chain_floor=floor)
+        decision = decide(queries.facts_of(row), policies, chain_floor=floor)
         if decision.deadline == row.deadline:
             continue
         moved += 1
-        store.update_record(
+        queries.update_record(
             tx.conn,
             row.id,
             deadline=decision.deadline,

@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from retention.audit.merkle import Frontier, consistency_proof, leaf_hash
-from retention.audit.signing import Signer, public_pem
-from retention.audit.trailfile import CSV_COLUMNS
-from retention.audit.writer import rebuild_frontier
+from retention.audit.signatures import public_pem
 from retention.core.times import format_time
+from retention.evidence.signing_key import Signer
+from retention.evidence.trailfile import CSV_COLUMNS
+from retention.ledger.audit_writer import rebuild_frontier
 from retention.ledger.models import AuditChain, AuditEvent
 
 E = AuditEvent.__table__.c

@@ -14,13 +14,13 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from retention import chains
 from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
+from retention.core.record_input import NewRecord
 from retention.core.times import format_time
-from retention.ingest import NewRecord
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Tx
+from retention.services import conversations
 
 EVENT = "response.deadline_tightened"
 
@@ -43,10 +43,10 @@ def tighten(
             earliest[record.response_id] = when
     if not earliest:
         return 0
-    stored = store.open_created_at(tx.conn, provider, earliest)  # light: most change nothing
+    stored = queries.open_created_at(tx.conn, provider, earliest)  # light: most change nothing
     candidates = [i for i, when in stored.items() if when is None or earliest[i] < when]
     moved = 0
-    for row in store.open_rows(tx.conn, provider, candidates) if candidates else ():
+    for row in queries.open_rows(tx.conn, provider, candidates) if candidates else ():
         created = earliest[row.response_id]
         if row.created_at is not None and created >= row.created_at:
             continue
@@ -59,13 +59,13 @@ def _tighten_one(
     tx: Tx, policies: PolicySet, row: Any, created: datetime, source: str | None
 ) -> bool:
     """Move one record's deadline earlier when its corrected facts say so."""
-    facts = dataclasses.replace(store.facts_of(row), created_at=created)
+    facts = dataclasses.replace(queries.facts_of(row), created_at=created)
     floor = None
     keeps_chain = policies.keeps_chains and row.chain_root is not None
     if keeps_chain:
         members = [
-            facts if m.id == row.id else store.facts_of(m)
-            for m in store.chain_members(tx.conn, row.provider, row.chain_root)
+            facts if m.id == row.id else queries.facts_of(m)
+            for m in queries.chain_members(tx.conn, row.provider, row.chain_root)
         ]
         floor = latest_chain_deadline(members, policies)
     decision = decide(facts, policies, chain_floor=floor)
@@ -76,7 +76,7 @@ def _tighten_one(
     # provider's Retry-After on a 429, which counts no attempt) is kept
     if due_at is not None and due_at <= row.deadline:
         due_at = min(due_at, decision.deadline)
-    changed = store.tighten_deadline(
+    changed = queries.tighten_deadline(
         tx.conn,
         row,
         tx.now,
@@ -105,5 +105,5 @@ def _tighten_one(
         },
     )
     if keeps_chain:  # the chain's floor may have come down with it
-        chains.refresh(tx, row.provider, row.chain_root, policies)
+        conversations.refresh(tx, row.provider, row.chain_root, policies)
     return True

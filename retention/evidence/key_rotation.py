@@ -12,11 +12,12 @@ import json
 import os
 from pathlib import Path
 
-from retention.audit.checkpoint import Publish, chains, last_checkpoint, write_checkpoint
-from retention.audit.signing import Signer, generate, public_pem
+from retention.audit.signatures import public_pem
 from retention.config.settings import AuditSettings
+from retention.evidence.checkpoints import Publish, chains, last_checkpoint, write_checkpoint
+from retention.evidence.signing_key import Signer, generate
 from retention.files import fsync_folder
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 
 
@@ -50,13 +51,13 @@ def _remember_retired(ledger: Ledger, old: Signer) -> None:
     trail started with."""
     pem = public_pem(old.public)
     with ledger.transaction() as conn:
-        keys = json.loads(store.get_meta(conn, RETIRED_KEYS) or "[]")
+        keys = json.loads(queries.get_meta(conn, RETIRED_KEYS) or "[]")
         if pem not in keys:
-            store.set_meta(conn, RETIRED_KEYS, json.dumps([*keys, pem]))
+            queries.set_meta(conn, RETIRED_KEYS, json.dumps([*keys, pem]))
 
 
 def first_key(ledger: Ledger) -> str | None:
     """The public key (PEM) the ledger's trail was first signed with, if a rotation retired it."""
     with ledger.read() as conn:
-        keys = json.loads(store.get_meta(conn, RETIRED_KEYS) or "[]")
+        keys = json.loads(queries.get_meta(conn, RETIRED_KEYS) or "[]")
     return keys[0] if keys else None

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from retention.audit.chain import canonical
+from retention.audit.hashchain import canonical
 from retention.config.settings import WitnessSettings
 from retention.errors import AuditError, ConfigError
 from retention.files import fsync_folder, make_private, make_private_if_present

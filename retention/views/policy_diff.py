@@ -6,11 +6,11 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from retention import chains
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
-from retention.ledger import store
+from retention.ledger import queries
 from retention.ledger.ledger import Ledger
+from retention.services import conversations
 
 
 def diff(ledger: Ledger, old: PolicySet, new: PolicySet, now: datetime) -> dict[str, Any]:
@@ -19,10 +19,10 @@ def diff(ledger: Ledger, old: PolicySet, new: PolicySet, now: datetime) -> dict[
     no_longer_due: Counter[str] = Counter()
     counts = {"records": 0, "newly_held": 0, "released": 0, "deadline_changed": 0}
     with ledger.read() as conn:
-        old_floors, new_floors = chains.floors(conn, old), chains.floors(conn, new)
-        for rows in store.iter_open(conn):
+        old_floors, new_floors = conversations.floors(conn, old), conversations.floors(conn, new)
+        for rows in queries.iter_open(conn):
             for row in rows:
-                facts, key = store.facts_of(row), (row.provider, row.chain_root)
+                facts, key = queries.facts_of(row), (row.provider, row.chain_root)
                 before = decide(facts, old, chain_floor=old_floors.get(key))
                 after = decide(facts, new, chain_floor=new_floors.get(key))
                 counts["records"] += 1

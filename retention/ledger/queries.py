@@ -22,7 +22,7 @@ from sqlalchemy import (
 from retention.core.plan import Decision
 from retention.core.records import OPEN_STATES, ResponseFacts
 from retention.ledger import bulk
-from retention.ledger.models import Meta, Record, RecordCount
+from retention.ledger.models import AuditEvent, Meta, Record, RecordCount
 
 R = Record.__table__.c
 CHUNK = 500
@@ -437,3 +437,21 @@ def rows_for_ids(conn: Connection, ids: Iterable[str]) -> list[Row[Any]]:
         chunk = ids[start : start + CHUNK]
         found += conn.execute(select(Record.__table__).where(R.response_id.in_(chunk))).all()
     return found
+
+
+def events_for_id(conn: Connection, response_id: str) -> list[Row[Any]]:
+    """The audit rows naming `response_id`, oldest first, across every chain."""
+    return list(
+        conn.execute(
+            select(
+                AuditEvent.chain,
+                AuditEvent.seq,
+                AuditEvent.ts,
+                AuditEvent.event,
+                AuditEvent.hash,
+                AuditEvent.line,
+            )
+            .where(AuditEvent.response_id == response_id)
+            .order_by(AuditEvent.ts, AuditEvent.chain, AuditEvent.seq)
+        ).all()
+    )

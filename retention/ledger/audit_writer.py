@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from retention.audit.chain import GENESIS, seal_line
+from retention.audit.hashchain import GENESIS, seal_line
 from retention.audit.merkle import Frontier, leaf_hash
 from retention.errors import LedgerError
 from retention.ledger import bulk

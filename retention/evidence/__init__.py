@@ -1,0 +1,1 @@
+"""Evidence from the ledger: signed checkpoints, deletion receipts, exports, witnesses, keys."""
