@@ -24,6 +24,7 @@ from retention.core.quoting import quote
 from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE, NewRecord
 from retention.core.text import escaped
 from retention.core.times import FUTURE_SKEW, format_time, parse_time
+from retention.core.vocabulary import MetaKey, meta_key
 from retention.errors import DiscoveryUnsupported, InputError, ProviderError, RetentionError
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
@@ -69,7 +70,7 @@ class CrawlState:
     @staticmethod
     def key(provider: str) -> str:
         """The meta key."""
-        return f"discover:{provider}"
+        return meta_key(MetaKey.DISCOVER, provider)
 
 
 def load_state(ledger: Ledger, provider: str) -> CrawlState:

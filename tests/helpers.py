@@ -103,7 +103,7 @@ def seed(base_url: str, items: list[dict[str, Any]]) -> None:
 
 
 def auditor_verify(path: Path) -> int:
-    """SPEC.md's recipe, as an auditor would write it; returns the records checked."""
+    """The recipe of docs/evidence.md, as an auditor would write it; returns the records checked."""
     heads: dict[str, str] = {}
     count = 0
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -1,4 +1,4 @@
-"""The audit hash chain, exactly as SPEC.md defines it. Pure: no I/O.
+"""The audit hash chain, as docs/evidence.md defines it. Pure: no I/O.
 
     hash = sha256_hex(json.dumps(record_without_hash, sort_keys=True,
                                  separators=(",", ":"), ensure_ascii=False).encode())

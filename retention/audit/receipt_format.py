@@ -31,10 +31,9 @@ from retention.audit.checkpoint_message import signed_message
 from retention.audit.hashchain import canonical, record_hash
 from retention.audit.merkle import inclusion_proof, leaf_hash, root, verify_inclusion
 from retention.audit.signatures import fingerprint, public_pem, verify_signature
+from retention.core.vocabulary import GONE_EVENTS, Event
 
 RECEIPT_VERSION = 1
-TERMINAL_EVENTS = ("response.deleted", "response.absent")
-CHECKPOINT_EVENT = "audit.checkpoint"
 KEYS = frozenset(
     {
         "receipt_version",
@@ -173,7 +172,7 @@ def _record(receipt: Receipt, key: Ed25519PublicKey) -> str | None:
     record = receipt["record"]
     if not _recomputes(record):
         return "the record's hash does not match its content"
-    if record.get("event") not in TERMINAL_EVENTS:
+    if record.get("event") not in GONE_EVENTS:
         return f"the record is a {record.get('event')!r} event, not a deletion"
     if not isinstance(record.get("response_id"), str):
         return "the record names no response_id"
@@ -189,7 +188,7 @@ def _checkpoint(receipt: Receipt, key: Ed25519PublicKey) -> str | None:
     size = receipt["tree_size"]
     if not _recomputes(checkpoint):
         return "the checkpoint's hash does not match its content"
-    if checkpoint.get("event") != CHECKPOINT_EVENT:
+    if checkpoint.get("event") != Event.AUDIT_CHECKPOINT:
         return f"the checkpoint is a {checkpoint.get('event')!r} event"
     if checkpoint["chain"] != record["chain"]:
         return "the checkpoint is of another chain than the record"

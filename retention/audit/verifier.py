@@ -36,8 +36,9 @@ from retention.audit.checkpoint_message import (
 from retention.audit.hashchain import GENESIS, record_hash
 from retention.audit.merkle import Frontier, leaf_hash, verify_consistency
 from retention.audit.signatures import fingerprint, load_public_or_none, verify_signature
+from retention.core.vocabulary import Event
 
-CHECKPOINT = "audit.checkpoint"
+CHECKPOINT = Event.AUDIT_CHECKPOINT
 DETAIL_FIELDS = {*SIGNED_FIELDS, *OPTIONAL_SIGNED_FIELDS, "signature"} - {"chain", "ts"}
 
 
@@ -195,7 +196,7 @@ class Verifier:
             fault = self._checkpoint(record, state)
         if fault:
             return fault
-        if record.get("event") in ("daemon.stopped", "daemon.started"):
+        if record.get("event") in (Event.DAEMON_STOPPED, Event.DAEMON_STARTED):
             state.stopped_since_checkpoint = True  # downtime is no missing checkpoint
         self._advance(state, record)
         return None

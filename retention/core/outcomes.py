@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-
-class Outcome(enum.Enum):
-    """The meaning of one DELETE attempt."""
-
-    DELETED = "deleted"  # 2xx
-    ABSENT = "absent"  # 404: already gone, a compliant outcome
-    RETRY = "retry"  # 429, 5xx, transport errors
-    AUTH = "auth"  # 401/403: stop this provider's sweep, mark nothing
-    FAILED = "failed"  # any other 4xx, or a 2xx saying "not deleted": permanent for this ID
+from retention.core.vocabulary import Outcome
 
 
 def classify(status: int | None, *, refused: bool = False) -> Outcome:

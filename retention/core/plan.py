@@ -8,6 +8,7 @@ from datetime import datetime
 from retention.core.policies import Hold, Policy, PolicySet
 from retention.core.records import ResponseFacts
 from retention.core.times import require_aware
+from retention.core.vocabulary import State
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +21,9 @@ class Decision:
     hold: str | None = None
 
     @property
-    def state(self) -> str:
+    def state(self) -> State:
         """The open ledger state this decision puts a response in."""
-        return "held" if self.hold else "pending"
+        return State.HELD if self.hold else State.PENDING
 
     def is_due(self, now: datetime) -> bool:
         """Whether the response must be deleted at `now` (never before its deadline)."""

@@ -9,9 +9,6 @@ from datetime import datetime
 from retention.core.ids import validate_id
 from retention.core.times import require_aware
 
-STATES = ("pending", "held", "deleted", "absent", "failed")
-OPEN_STATES = ("pending", "held")
-
 
 @dataclass(frozen=True, slots=True)
 class ResponseFacts:

@@ -24,6 +24,7 @@ from retention.audit.verifier import Anchors, verify_records
 from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, load_settings
 from retention.core.times import utcnow
+from retention.core.vocabulary import CLOSING
 from retention.daemon.service import Daemon
 from retention.evidence.signing_key import Signer
 from retention.evidence.trailfile import iter_records
@@ -152,11 +153,11 @@ async def _watch(ledger: Ledger, ids: list[str], timeout: int, echo: Callable[[s
                 seen[row.response_id] = row.state
                 hold = f", hold {row.hold}" if row.hold else ""
                 echo(f"  {row.response_id}  {row.state:<8} policy {row.policy}{hold}")
-        gone = sum(1 for r in rows if r.state in ("deleted", "absent"))
+        gone = sum(1 for r in rows if r.state in CLOSING)
         if gone >= EXPECTED_GONE:
             return gone
         await asyncio.sleep(0.25)
-    return sum(1 for s in seen.values() if s in ("deleted", "absent"))
+    return sum(1 for s in seen.values() if s in CLOSING)
 
 
 def _rows(ledger: Ledger, ids: list[str]) -> list[Any]:

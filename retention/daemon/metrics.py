@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from retention.core.records import STATES
+from retention.core.vocabulary import CLOSING, FINAL, STATES, Outcome
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.sweep.hooks import Hooks
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from retention.evidence.witness import Witnesses
 
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, float("inf"))
-COUNTED = ("deleted", "absent", "failed", "unconfirmed", "deferred")
+COUNTED = (*FINAL, Outcome.UNCONFIRMED, Outcome.DEFERRED)
 REFRESH_S = 5.0
 
 
@@ -77,7 +77,7 @@ class Metrics:
         """Count one outcome; deletions also feed the lag histogram."""
         if kind in COUNTED:
             self.deletions.labels(provider, kind).inc()
-        if kind in ("deleted", "absent") and lag_s is not None:
+        if kind in CLOSING and lag_s is not None:
             self.lag.observe(max(0.0, lag_s))
 
     def refresh(self) -> None:

@@ -25,6 +25,7 @@ from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, split_listen
 from retention.core.loopback import is_loopback
 from retention.core.policies import PolicySet
+from retention.core.vocabulary import Event, MetaKey, Outcome
 from retention.daemon import fdlimit, systemd
 from retention.daemon.connections import ConnectionLimits, ConnectionTable, watch
 from retention.daemon.http import make_app
@@ -44,7 +45,7 @@ from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import ProviderClient
 from retention.provider.probe import ProbeResult
-from retention.services.policy_sync import DIGEST_KEY, sync_policies
+from retention.services.policy_sync import sync_policies
 from retention.sweep.probing import probe_with_ledger
 from retention.sweep.runner import exclusive, sweep_once
 from retention.sweep.summary import SweepReport
@@ -140,7 +141,7 @@ class Daemon:
         """Write `daemon.started`."""
         with self.ledger.write() as tx:
             tx.event(
-                "daemon.started",
+                Event.DAEMON_STARTED,
                 details={
                     "version": __version__,
                     "port": self.port,
@@ -411,10 +412,10 @@ class Daemon:
             report = await asyncio.shield(self._sweep)  # only _drain may cancel a sweep
             log.info(
                 "sweep.done",
-                deleted=report.total("deleted"),
-                absent=report.total("absent"),
-                failed=report.total("failed"),
-                deferred=report.total("deferred"),
+                deleted=report.total(Outcome.DELETED),
+                absent=report.total(Outcome.ABSENT),
+                failed=report.total(Outcome.FAILED),
+                deferred=report.total(Outcome.DEFERRED),
             )
         except asyncio.CancelledError:
             log.warning("sweep.cancelled")
@@ -459,10 +460,10 @@ class Daemon:
                 log.debug("policy.still_rejected", source=str(path))
                 return
             self._rejected = seen
-            log.error("policy.rejected", source=str(path), error=message)
+            log.error(Event.POLICY_REJECTED, source=str(path), error=message)
             with self.ledger.write() as tx:
                 tx.event(
-                    "policy.rejected",
+                    Event.POLICY_REJECTED,
                     error=message,
                     details={"source": str(path), "kept_digest": self.policies.digest()},
                 )
@@ -474,7 +475,7 @@ class Daemon:
         """Adopt the policies file when another process applied new policies to the ledger
         (a CLI command after an edit), so this daemon never plans with stale ones."""
         with self.ledger.read() as conn:
-            applied = queries.get_meta(conn, DIGEST_KEY)
+            applied = queries.get_meta(conn, MetaKey.POLICY_DIGEST)
         if applied is not None and applied != self.policies.digest():
             self._load_policies()
 
@@ -497,12 +498,12 @@ class Daemon:
                 log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
         self.witnesses.close()
         await runner.cleanup()
-        log.info("daemon.stopped", drained=drained)
+        log.info(Event.DAEMON_STOPPED, drained=drained)
 
     def _write_stopped(self, drained: bool) -> None:
         """Write `daemon.stopped`."""
         with self.ledger.write() as tx:
-            tx.event("daemon.stopped", details={"drained": drained})
+            tx.event(Event.DAEMON_STOPPED, details={"drained": drained})
 
     async def _drain(self, grace: float) -> bool:
         """Wait for the running sweep; cancel it after `grace` seconds (leases are returned)."""

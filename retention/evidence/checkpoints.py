@@ -25,26 +25,20 @@ from retention.audit.merkle import Frontier, leaf_hash
 from retention.audit.signatures import public_pem
 from retention.audit.verifier import as_dict
 from retention.config.settings import AuditSettings
+from retention.core.vocabulary import Event, MetaKey, meta_key
 from retention.errors import AuditError
 from retention.evidence.signing_key import Signer
 from retention.ledger import audit_writer, queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.models import AuditChain, AuditEvent
 
-EVENT = "audit.checkpoint"
-TRANSITIONS = "audit:key_transitions"  # meta: every checkpoint that handed over to a new key
 Publish = Callable[[dict[str, Any]], None]
-
-
-def _meta_key(chain: str) -> str:
-    """Where the last checkpoint of `chain` is remembered."""
-    return f"checkpoint:{chain}"
 
 
 def last_checkpoint(ledger: Ledger, chain: str | None = None) -> dict[str, Any] | None:
     """The last checkpoint's time, seq, signature and frontier for a chain of this ledger."""
     with ledger.read() as conn:
-        value = queries.get_meta(conn, _meta_key(chain or ledger.chain))
+        value = queries.get_meta(conn, meta_key(MetaKey.CHECKPOINT, chain or ledger.chain))
     return json.loads(value) if value else None
 
 
@@ -70,20 +64,20 @@ def write_checkpoint(
     name = chain or ledger.chain
     with ledger.write(chain=name) as tx:
         head = audit_writer.lock_head(tx.conn, name)
-        previous = queries.get_meta(tx.conn, _meta_key(name))
+        previous = queries.get_meta(tx.conn, meta_key(MetaKey.CHECKPOINT, name))
         last = json.loads(previous) if previous else None
         if last is not None:
             _check_key(name, last, signer)
             _check_extends(tx.conn, name, last, head)
         details = _details(head, last, signer, interval, next_key)
         details["signature"] = signer.sign(signed_message(details, chain=name, ts=tx.ts))
-        tx.event(EVENT, details=details)
+        tx.event(Event.AUDIT_CHECKPOINT, details=details)
         tx.flush()
         assert tx.sealed is not None
         record = tx.sealed.records[-1]
         queries.set_meta(
             tx.conn,
-            _meta_key(name),
+            meta_key(MetaKey.CHECKPOINT, name),
             json.dumps(
                 {
                     "ts": tx.ts,
@@ -97,7 +91,9 @@ def write_checkpoint(
             ),
         )
         if next_key is not None:  # kept apart too: exports hand them to auditors
-            queries.set_meta(tx.conn, TRANSITIONS, json.dumps([*transitions(tx.conn), record]))
+            queries.set_meta(
+                tx.conn, MetaKey.KEY_TRANSITIONS, json.dumps([*transitions(tx.conn), record])
+            )
     if publish is not None:
         publish(record)
     return record
@@ -146,7 +142,10 @@ def _check_extends(
     ).scalar()
     record = json.loads(line) if line else {}
     details = as_dict(record.get("details"))
-    if record.get("event") != EVENT or details.get("signature") != last["signature"]:
+    if (
+        record.get("event") != Event.AUDIT_CHECKPOINT
+        or details.get("signature") != last["signature"]
+    ):
         raise AuditError(
             f"audit chain {chain}: the checkpoint at seq {last['seq']} is gone or changed; "
             "refusing to sign a rewritten history"
@@ -184,13 +183,15 @@ def _heads_and_last_checkpoints(ledger: Ledger) -> dict[str, tuple[int, dict[str
     """Per chain, its head seq and its last checkpoint as remembered, in one read."""
     with ledger.read() as conn:
         heads = conn.execute(select(AuditChain.name, AuditChain.head_seq)).all()
-        kept = {name: queries.get_meta(conn, _meta_key(name)) for name, _ in heads}
+        kept = {
+            name: queries.get_meta(conn, meta_key(MetaKey.CHECKPOINT, name)) for name, _ in heads
+        }
     return {name: (seq, json.loads(kept[name]) if kept[name] else None) for name, seq in heads}
 
 
 def transitions(conn: Connection) -> list[dict[str, Any]]:
     """Every key hand-over checkpoint written in the ledger, of any chain (a handful)."""
-    return list(json.loads(queries.get_meta(conn, TRANSITIONS) or "[]"))
+    return list(json.loads(queries.get_meta(conn, MetaKey.KEY_TRANSITIONS) or "[]"))
 
 
 def chains(ledger: Ledger) -> list[str]:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, func, select
 from retention.audit.merkle import Frontier, consistency_proof, leaf_hash
 from retention.audit.signatures import public_pem
 from retention.core.times import format_time
+from retention.core.vocabulary import Event
 from retention.evidence.signing_key import Signer
 from retention.evidence.trailfile import CSV_COLUMNS
 from retention.ledger.audit_writer import rebuild_frontier
@@ -31,7 +32,7 @@ def _bounds(
     conn: Connection, chain: str, head: int, since: datetime | None, until: datetime | None
 ) -> tuple[int, int]:
     """First and last seq to export for `chain`."""
-    checkpoints = (E.chain == chain) & (E.event == "audit.checkpoint")
+    checkpoints = (E.chain == chain) & (E.event == Event.AUDIT_CHECKPOINT)
     first = 1
     if since is not None:  # a start needs a signed root for its frontier (none before roots)
         rooted = E.line.contains('"root_hash"')
@@ -159,7 +160,7 @@ class ManifestBuilder:
         )
         entry.update(last_seq=record["seq"], last_hash=record["hash"])
         entry["records"] += 1
-        if record["event"] == "audit.checkpoint":
+        if record["event"] == Event.AUDIT_CHECKPOINT:
             details = record["details"]
             entry["checkpoints"].append(
                 {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from retention.audit.signatures import public_pem
 from retention.config.settings import AuditSettings
+from retention.core.vocabulary import MetaKey
 from retention.evidence.checkpoints import Publish, chains, last_checkpoint, write_checkpoint
 from retention.evidence.signing_key import Signer, generate
 from retention.files import fsync_folder
@@ -43,21 +44,18 @@ def rotate(
     return old, new, announced
 
 
-RETIRED_KEYS = "audit:retired_keys"  # meta: the public keys rotated away from, oldest first
-
-
 def _remember_retired(ledger: Ledger, old: Signer) -> None:
     """Keep the old public key, so that `audit verify` of the ledger can start from the key the
     trail started with."""
     pem = public_pem(old.public)
     with ledger.transaction() as conn:
-        keys = json.loads(queries.get_meta(conn, RETIRED_KEYS) or "[]")
+        keys = json.loads(queries.get_meta(conn, MetaKey.RETIRED_KEYS) or "[]")
         if pem not in keys:
-            queries.set_meta(conn, RETIRED_KEYS, json.dumps([*keys, pem]))
+            queries.set_meta(conn, MetaKey.RETIRED_KEYS, json.dumps([*keys, pem]))
 
 
 def first_key(ledger: Ledger) -> str | None:
     """The public key (PEM) the ledger's trail was first signed with, if a rotation retired it."""
     with ledger.read() as conn:
-        keys = json.loads(queries.get_meta(conn, RETIRED_KEYS) or "[]")
+        keys = json.loads(queries.get_meta(conn, MetaKey.RETIRED_KEYS) or "[]")
     return keys[0] if keys else None

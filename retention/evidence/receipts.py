@@ -11,8 +11,6 @@ from sqlalchemy import Connection, select
 
 from retention.audit.merkle import leaf_hash
 from retention.audit.receipt_format import (
-    CHECKPOINT_EVENT,
-    TERMINAL_EVENTS,
     Receipt,
     build_receipt,
     check_receipt,
@@ -20,6 +18,7 @@ from retention.audit.receipt_format import (
 )
 from retention.audit.signatures import public_pem
 from retention.core.ids import validate_id
+from retention.core.vocabulary import GONE_EVENTS, Event
 from retention.errors import AuditError, UsageError
 from retention.evidence.checkpoints import Publish, write_checkpoint
 from retention.evidence.signing_key import Signer
@@ -61,7 +60,7 @@ def _latest_deletion(conn: Connection, response_id: str) -> dict[str, Any] | Non
     """The last `response.deleted` or `response.absent` record of the ID, in any chain."""
     line = conn.execute(
         select(AuditEvent.line)
-        .where(AuditEvent.response_id == response_id, AuditEvent.event.in_(TERMINAL_EVENTS))
+        .where(AuditEvent.response_id == response_id, AuditEvent.event.in_(GONE_EVENTS))
         .order_by(AuditEvent.ts.desc(), AuditEvent.seq.desc())
         .limit(1)
     ).scalar()
@@ -75,7 +74,7 @@ def _covering_checkpoint(
     lines = conn.execute(
         select(AuditEvent.line)
         .where(AuditEvent.chain == chain, AuditEvent.seq > seq)
-        .where(AuditEvent.event == CHECKPOINT_EVENT)
+        .where(AuditEvent.event == Event.AUDIT_CHECKPOINT)
         .order_by(AuditEvent.seq)
     ).scalars()
     # one signed by a key rotated away since would not verify under the key auditors pin now,

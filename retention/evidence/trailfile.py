@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from retention.audit.hashchain import canonical
+from retention.core.vocabulary import Event
 from retention.errors import InputError
 
 csv.field_size_limit(sys.maxsize)
@@ -155,7 +156,7 @@ def read_checkpoints(path: Path) -> list[dict[str, Any]]:
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     records = [r for f in files for r in iter_records(f, canonical_only=False)]
     if not records or not all(
-        isinstance(r, dict) and r.get("event") == "audit.checkpoint" for r in records
+        isinstance(r, dict) and r.get("event") == Event.AUDIT_CHECKPOINT for r in records
     ):
         raise InputError(f"{path}: not a file (or folder) of audit.checkpoint records")
     return records

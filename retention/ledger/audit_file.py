@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retention.core.vocabulary import Event
 from retention.errors import AuditError, RetentionError
 from retention.files import make_private
 from retention.logs import get_logger
@@ -27,7 +28,7 @@ from retention.logs import get_logger
 BACKFILL_PAGE = 10_000  # lines read back from the ledger at a time
 
 # every other audit event is logged at info
-ALERT_EVENTS = frozenset({"response.failed"})
+ALERT_EVENTS = frozenset({Event.RESPONSE_FAILED})
 ALERT_PREFIXES = ("provider.",)
 
 Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) -> lines

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from retention.core.times import format_time, utcnow
+from retention.core.vocabulary import Event
 from retention.errors import LedgerError
 from retention.ledger import audit_writer, loopguard
 from retention.ledger.audit_file import AuditSink, Sealed
@@ -34,10 +35,11 @@ class Tx:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     sealed: Sealed | None = None
 
-    def event(self, name: str, **fields: Any) -> None:
-        """Queue an audit event; it is sealed and inserted by `flush()` or at commit."""
+    def event(self, name: Event, **fields: Any) -> None:
+        """Queue an audit event (its name from the vocabulary, nothing else); it is sealed and
+        inserted by `flush()` or at commit."""
         fields["deadline"] = format_time(fields.get("deadline"))
-        self.bodies.append({"event": name, "ts": self.ts, "actor": self.actor, **fields})
+        self.bodies.append({"event": str(name), "ts": self.ts, "actor": self.actor, **fields})
 
     def flush(self) -> None:
         """Seal and insert the queued events now, so a long transaction holds only the

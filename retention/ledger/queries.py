@@ -20,7 +20,8 @@ from sqlalchemy import (
 )
 
 from retention.core.plan import Decision
-from retention.core.records import OPEN_STATES, ResponseFacts
+from retention.core.records import ResponseFacts
+from retention.core.vocabulary import OPEN_STATES, MetaKey, State, meta_key
 from retention.ledger import bulk
 from retention.ledger.models import AuditEvent, Meta, Record, RecordCount
 
@@ -195,7 +196,7 @@ def update_owned(conn: Connection, record_id: int, owner: str, **values: Any) ->
     """Set columns of a record only while it is pending under `owner`'s lease."""
     return conn.execute(
         update(Record.__table__)
-        .where(R.id == record_id, R.state == "pending", R.lease_owner == owner)
+        .where(R.id == record_id, R.state == State.PENDING, R.lease_owner == owner)
         .values(**values)
     ).rowcount
 
@@ -204,7 +205,7 @@ def owned(conn: Connection, record_id: int, owner: str) -> bool:
     """Whether the record is pending under `owner`'s lease."""
     return (
         conn.execute(
-            select(R.id).where(R.id == record_id, R.state == "pending", R.lease_owner == owner)
+            select(R.id).where(R.id == record_id, R.state == State.PENDING, R.lease_owner == owner)
         ).first()
         is not None
     )
@@ -363,10 +364,10 @@ def reroot(conn: Connection, provider: str, old: str, new: str) -> int:
 
 def heartbeat(conn: Connection, replica: str, now: datetime, live_for: float) -> int:
     """Note that `replica` sweeps now, forget replicas silent for a day; how many are live."""
-    set_meta(conn, f"replica:{replica}", now.isoformat())
+    set_meta(conn, meta_key(MetaKey.REPLICA, replica), now.isoformat())
     live = 0
     for key, value in conn.execute(
-        select(Meta.key, Meta.value).where(Meta.key.like("replica:%"))
+        select(Meta.key, Meta.value).where(Meta.key.like(MetaKey.REPLICA + "%"))
     ).all():
         age = (now - datetime.fromisoformat(value)).total_seconds()
         if age > 86400:
@@ -396,7 +397,7 @@ def failed_query(
 ) -> Any:
     """Failed records, oldest first by primary key: of these response IDs (all when none are
     named), of one provider and policy, failed at or after `since`."""
-    query = select(Record.__table__).where(R.state == "failed").order_by(R.id)
+    query = select(Record.__table__).where(R.state == State.FAILED).order_by(R.id)
     ids = list(ids)
     if ids:
         query = query.where(R.response_id.in_(ids))
@@ -425,7 +426,7 @@ def requeue_failed(conn: Connection, record_id: int, **values: Any) -> int:
     """Set columns of a record only while it is still failed; the count triggers move it from
     `failed` to its new state. Returns the number of rows changed."""
     return conn.execute(
-        update(Record.__table__).where(R.id == record_id, R.state == "failed").values(**values)
+        update(Record.__table__).where(R.id == record_id, R.state == State.FAILED).values(**values)
     ).rowcount
 
 

@@ -20,6 +20,7 @@ from functools import partial
 
 from retention.core.durations import format_duration
 from retention.core.outcomes import backoff
+from retention.core.vocabulary import Event
 from retention.provider.client import Answer, ProviderClient
 
 ENDPOINTS = {"fireworks": "/responses?limit=1", "openai": "/models"}
@@ -28,9 +29,9 @@ SAMPLE = 3  # recent IDs looked up
 TRIES = 4  # a transient answer (no connection, 429, 5xx) is asked again, this many times in all
 MAX_WAIT_S = 5.0  # the longest Retry-After the probe honours before asking again
 MISCONFIGURED, UNREACHABLE, AUTH_FAILED = (
-    "provider.misconfigured",
-    "provider.unreachable",
-    "provider.auth_failed",
+    Event.PROVIDER_MISCONFIGURED,
+    Event.PROVIDER_UNREACHABLE,
+    Event.PROVIDER_AUTH_FAILED,
 )
 
 
@@ -39,7 +40,7 @@ class ProbeResult:
     """One provider's probe: `event` is None when it passed, else the fault to record."""
 
     provider: str
-    event: str | None
+    event: Event | None
     reason: str
     check: str = "endpoint"  # what decided it: endpoint | visibility
     http_status: int | None = None

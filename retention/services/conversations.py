@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select, update
 
 from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
-from retention.core.records import OPEN_STATES
+from retention.core.vocabulary import OPEN_STATES, Event
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.ledger.models import Record
@@ -122,7 +122,7 @@ def refresh(tx: Tx, provider: str, root: str, policies: PolicySet) -> int:
             updated_at=tx.now,
         )
         tx.event(
-            "response.deadline_changed",
+            Event.RESPONSE_DEADLINE_CHANGED,
             response_id=row.response_id,
             provider=provider,
             account=row.account,

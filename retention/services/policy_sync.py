@@ -6,26 +6,27 @@ from typing import Any
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
+from retention.core.vocabulary import Event, MetaKey, State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger, Tx
 from retention.services import conversations
-
-DIGEST_KEY = "policy_digest"
 
 
 def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
     """Re-compute every open record when the policies changed; None when they had not."""
     digest = policies.digest()
     with ledger.read() as conn:
-        if queries.get_meta(conn, DIGEST_KEY) == digest:
+        if queries.get_meta(conn, MetaKey.POLICY_DIGEST) == digest:
             return None
     with ledger.write() as tx:
-        if queries.get_meta(tx.conn, DIGEST_KEY) == digest:  # another process got here first
+        if (
+            queries.get_meta(tx.conn, MetaKey.POLICY_DIGEST) == digest
+        ):  # another process got here first
             return None
         stats = _recompute(tx, policies)
-        queries.set_meta(tx.conn, DIGEST_KEY, digest)
+        queries.set_meta(tx.conn, MetaKey.POLICY_DIGEST, digest)
         tx.event(
-            "policy.loaded",
+            Event.POLICY_LOADED,
             details={
                 "digest": digest,
                 "source": policies.source,
@@ -62,11 +63,11 @@ def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
                 "policy": decision.policy,
                 "deadline": decision.deadline,
             }
-            if decision.hold and row.state != "held":
+            if decision.hold and row.state != State.HELD:
                 stats["held"] += 1
-                tx.event("response.held", **common, details={"hold": decision.hold})
-            elif not decision.hold and row.state == "held":
+                tx.event(Event.RESPONSE_HELD, **common, details={"hold": decision.hold})
+            elif not decision.hold and row.state == State.HELD:
                 stats["released"] += 1
-                tx.event("response.released", **common, details={"hold": row.hold})
+                tx.event(Event.RESPONSE_RELEASED, **common, details={"hold": row.hold})
         tx.flush()  # a policy change over a large ledger keeps one batch of events in memory
     return stats

@@ -17,6 +17,7 @@ from retention.core.policies import PolicySet
 from retention.core.record_input import NewRecord
 from retention.core.records import ResponseFacts
 from retention.core.times import format_time
+from retention.core.vocabulary import Event
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger, Tx
 from retention.services import conversations, tightening
@@ -140,7 +141,7 @@ def _row(
         "deadline": decision.deadline,
     }
     tx.event(
-        "response.recorded",
+        Event.RESPONSE_RECORDED,
         **common,
         details={
             "deadline_basis": decision.basis,
@@ -150,7 +151,7 @@ def _row(
         },
     )
     if decision.hold:
-        tx.event("response.held", **common, details={"hold": decision.hold})
+        tx.event(Event.RESPONSE_HELD, **common, details={"hold": decision.hold})
     return {
         "provider": provider,
         "response_id": facts.response_id,

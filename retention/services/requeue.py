@@ -19,12 +19,12 @@ from sqlalchemy import Connection, Row
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.times import format_time
+from retention.core.vocabulary import Event, State
 from retention.errors import UsageError
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.services import conversations
 
-EVENT = "response.requeued"
 ID_CHUNK = 500  # named IDs asked for at a time
 
 
@@ -47,7 +47,7 @@ def requeue_columns(row: Any, policies: PolicySet, now: datetime) -> dict[str, A
     if decision.deadline > deadline:
         policy, deadline, basis = decision.policy, decision.deadline, decision.basis
     return {
-        "state": "held" if decision.hold else "pending",
+        "state": State.HELD if decision.hold else State.PENDING,
         "policy": policy,
         "deadline": deadline,
         "deadline_basis": basis,
@@ -100,7 +100,7 @@ def left_alone(ledger: Ledger, selection: Selection) -> list[dict[str, Any]]:
 def _selected(row: Any, selection: Selection) -> bool:
     """Whether a record passes the selection's filters (as `queries.failed_query` asks)."""
     return (
-        row.state == "failed"
+        row.state == State.FAILED
         and selection.provider in (None, row.provider)
         and selection.policy in (None, row.policy)
         and (
@@ -152,7 +152,7 @@ def requeue(
                 if row.chain_root is not None:
                     chains_touched.add((row.provider, row.chain_root))
                 tx.event(
-                    EVENT,
+                    Event.RESPONSE_REQUEUED,
                     response_id=row.response_id,
                     provider=row.provider,
                     account=row.account,

@@ -18,11 +18,10 @@ from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
 from retention.core.record_input import NewRecord
 from retention.core.times import format_time
+from retention.core.vocabulary import Event
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.services import conversations
-
-EVENT = "response.deadline_tightened"
 
 
 def tighten(
@@ -89,7 +88,7 @@ def _tighten_one(
     if not changed:  # a sweep holds it, or it changed since it was read
         return False
     tx.event(
-        EVENT,
+        Event.RESPONSE_DEADLINE_TIGHTENED,
         response_id=row.response_id,
         provider=row.provider,
         account=row.account,

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import Row
 
 from retention.config.settings import Settings
-from retention.core.outcomes import Outcome, backoff, classify
+from retention.core.outcomes import backoff, classify
 from retention.core.policies import PolicySet
+from retention.core.vocabulary import Outcome
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
@@ -211,7 +212,7 @@ class Sweep:
                 response_id=row.response_id,
                 error=f"{type(exc).__name__}: {exc}",
             )
-            self.flusher.put(Result(row, "error", row.attempts, error=type(exc).__name__))
+            self.flusher.put(Result(row, Outcome.ERROR, row.attempts, error=type(exc).__name__))
 
     async def _attempts(self, run: ProviderRun, row: Row[Any]) -> None:
         """Send, and retry in the sweep while the wait is short.
@@ -228,26 +229,26 @@ class Sweep:
             if answer is None:  # stopped, or no longer due: nothing was sent
                 return self.flusher.put(Result(row, kind, attempt))
             if answer.connection_failed and run.stopped:
-                return self.flusher.put(Result(row, "stopped", attempt))
+                return self.flusher.put(Result(row, Outcome.STOPPED, attempt))
             throttle = answer.status == 429 or answer.connection_failed
             if throttle:
                 throttled += 1
             else:
                 attempt += 1
-            if kind != "retry" and kind != "unconfirmed":
+            if kind != Outcome.RETRY and kind != Outcome.UNCONFIRMED:
                 return self._finish(run, row, kind, attempt, answer, verified)
             if not throttle and attempt >= max_attempts:
                 error = f"gave up after {attempt} attempts: {answer.error or answer.status}"
-                return self.flusher.put(Result(row, "failed", attempt, answer, error=error))
+                return self.flusher.put(Result(row, Outcome.FAILED, attempt, answer, error=error))
             # 429s and failures each back off on their own count
             delay = backoff(throttled if throttle else attempt, retry_after=answer.retry_after)
             next_at = self.clock() + timedelta(seconds=delay)
             if delay > IN_SWEEP_WAIT or throttled >= max_attempts or not self.budget.take():
-                return self.flusher.put(Result(row, "deferred", attempt, answer, next_at))
+                return self.flusher.put(Result(row, Outcome.DEFERRED, attempt, answer, next_at))
             self.report.requests += 1
-            self.flusher.put(Result(row, "retry", attempt, answer, next_at))
+            self.flusher.put(Result(row, Outcome.RETRY, attempt, answer, next_at))
             if await self._stopped_within(run, delay):
-                return self.flusher.put(Result(row, "stopped", attempt))
+                return self.flusher.put(Result(row, Outcome.STOPPED, attempt))
 
     async def _stopped_within(self, run: ProviderRun, seconds: float) -> bool:
         """Wait `seconds`, or less if the provider's part of the sweep ends; whether it did."""
@@ -261,13 +262,13 @@ class Sweep:
         self,
         run: ProviderRun,
         row: Row[Any],
-        kind: str,
+        kind: Outcome,
         attempt: int,
         answer: Answer,
         verified: bool | None,
     ) -> None:
         """Queue a final outcome; 401/403 stops this provider's sweep."""
-        if kind == "auth" and not run.stopped:
+        if kind == Outcome.AUTH and not run.stopped:
             run.halt()
             self.report.auth_failed.append(run.name)
             self.flusher.auth_failed(run.name, answer)
@@ -275,27 +276,27 @@ class Sweep:
 
     async def _attempt(
         self, run: ProviderRun, row: Row[Any]
-    ) -> tuple[str, Answer | None, bool | None]:
+    ) -> tuple[Outcome, Answer | None, bool | None]:
         """One DELETE (and the confirming GET when configured): (kind, answer, verified).
 
         Nothing is sent once the sweep stops or the provider refused our key, nor when the
         last look at the ledger says the record is no longer ours to delete now."""
         if not await run.limiter.acquire(run.halted) or run.stopped or self.stop.is_set():
-            return "stopped", None, None
+            return Outcome.STOPPED, None, None
         async with run.semaphore:
             if run.stopped or self.stop.is_set():
-                return "stopped", None, None
+                return Outcome.STOPPED, None, None
             if not await self.recheck.may_send(row):
-                return "skipped", None, None  # held, changed or not due: never early
+                return Outcome.SKIPPED, None, None  # held, changed or not due: never early
             if run.stopped or self.stop.is_set():  # halted while the last look ran
-                return "stopped", None, None
+                return Outcome.STOPPED, None, None
             answer = await run.client.delete(row.response_id)
         run.semaphore.feedback(answer.status)
         self._observe(run, answer)
         outcome = classify(answer.status, refused=answer.refused)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
             return await self._confirm(run, row.response_id, answer)
-        return outcome.value, answer, None
+        return outcome, answer, None
 
     def _observe(self, run: ProviderRun, answer: Answer) -> None:
         """Tell the hooks and the breaker; pause the provider when the breaker opens."""
@@ -312,15 +313,15 @@ class Sweep:
 
     async def _confirm(
         self, run: ProviderRun, response_id: str, deleted: Answer
-    ) -> tuple[str, Answer | None, bool | None]:
+    ) -> tuple[Outcome, Answer | None, bool | None]:
         """GET after a 2xx DELETE: only a 404 confirms the deletion."""
         await run.limiter.acquire(None)
         async with run.semaphore:
             check = await run.client.get(response_id)
         self._observe(run, check)
         if check.status == 404:
-            return "deleted", deleted, True
+            return Outcome.DELETED, deleted, True
         if check.status is not None and 200 <= check.status < 300:
             still = Answer(check.status, check.request_id, None, "still present after DELETE")
-            return "unconfirmed", still, None
-        return ("auth" if check.status in (401, 403) else "retry"), check, None
+            return Outcome.UNCONFIRMED, still, None
+        return (Outcome.AUTH if check.status in (401, 403) else Outcome.RETRY), check, None

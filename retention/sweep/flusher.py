@@ -11,13 +11,14 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
+from retention.core.vocabulary import FINAL, Event
 from retention.errors import LedgerError
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import Answer
 from retention.sweep.hooks import Hooks
-from retention.sweep.results import TERMINAL, Result, apply_all
+from retention.sweep.results import Result, apply_all
 from retention.sweep.summary import SweepReport
 
 MAX_BATCH = 256
@@ -50,12 +51,14 @@ class Flusher:
 
     def auth_failed(self, provider: str, answer: Answer) -> None:
         """Queue the alert that a provider refused our credentials."""
-        log.error("provider.auth_failed", provider=provider, http_status=answer.status)
-        self.fault("provider.auth_failed", provider, http_status=answer.status, error=answer.error)
+        log.error(Event.PROVIDER_AUTH_FAILED, provider=provider, http_status=answer.status)
+        self.fault(
+            Event.PROVIDER_AUTH_FAILED, provider, http_status=answer.status, error=answer.error
+        )
 
     def fault(
         self,
-        event: str,
+        event: Event,
         provider: str,
         *,
         http_status: int | None = None,
@@ -117,6 +120,6 @@ class Flusher:
     def _observe(self, batch: list[Result], now: datetime) -> None:
         """Tell the hooks what was committed."""
         for result in batch:
-            lag = (now - result.row.deadline).total_seconds() if result.kind in TERMINAL else None
+            lag = (now - result.row.deadline).total_seconds() if result.kind in FINAL else None
             self.hooks.on_outcome(result.row.provider, result.kind, lag)
-        self.hooks.on_progress(sum(1 for r in batch if r.kind in TERMINAL))
+        self.hooks.on_progress(sum(1 for r in batch if r.kind in FINAL))

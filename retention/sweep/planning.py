@@ -6,10 +6,10 @@ from datetime import datetime
 
 from retention.core.plan import PlannedDeletion, plan
 from retention.core.policies import PolicySet
+from retention.core.vocabulary import MetaKey
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.services import conversations
-from retention.services.policy_sync import DIGEST_KEY
 
 
 def planned_now(
@@ -18,7 +18,7 @@ def planned_now(
     """The due records under `policies`; the index answers when they are the ledger's policies,
     otherwise every open record is planned afresh in memory."""
     with ledger.read() as conn:
-        if queries.get_meta(conn, DIGEST_KEY) == policies.digest():
+        if queries.get_meta(conn, MetaKey.POLICY_DIGEST) == policies.digest():
             facts = [queries.facts_of(r) for r in queries.due_rows(conn, now, limit)]
             floors = None
         else:

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from retention.config.settings import ProviderSettings
+from retention.core.vocabulary import State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
@@ -24,7 +25,7 @@ def recent_ids(ledger: Ledger, provider: ProviderSettings, now: datetime) -> lis
         select(r.response_id)
         .where(
             r.provider == provider.name,
-            r.state == "pending",
+            r.state == State.PENDING,
             r.created_at >= now - provider.storage_period,
         )
         .order_by(r.id.desc())  # ids grow as records are added: the newest first

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
+from retention.core.vocabulary import State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 
@@ -76,7 +77,7 @@ class Recheck:
         return {
             row.id
             for row in rows
-            if row.state == "pending"
+            if row.state == State.PENDING
             and row.hold is None
             and row.lease_owner == self.owner
             and row.deadline <= now

@@ -9,21 +9,20 @@ from typing import Any
 from sqlalchemy import Row
 
 from retention.core.times import format_time
+from retention.core.vocabulary import CLOSING, FINAL_EVENTS, Event, Outcome
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.provider.client import Answer
 
 ERROR_PAUSE = timedelta(seconds=60)
-TERMINAL = {"deleted": "response.deleted", "absent": "response.absent", "failed": "response.failed"}
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """One outcome for one record: `kind` is deleted, absent, failed, retry, deferred,
-    unconfirmed, auth, stopped, skipped or error."""
+    """One outcome for one record (core/vocabulary.py says what each kind means)."""
 
     row: Row[Any]
-    kind: str
+    kind: Outcome
     attempt: int
     answer: Answer | None = None
     next_at: datetime | None = None
@@ -36,7 +35,7 @@ def apply_all(tx: Tx, results: list[Result], *, owner: str) -> None:
     executemany, the rest one by one."""
     closing = []
     for result in results:
-        if result.kind in ("deleted", "absent"):
+        if result.kind in CLOSING:
             closing.append(_closing_row(tx, result))
             _terminal_event(tx, result)
         else:
@@ -82,7 +81,7 @@ def _terminal_event(tx: Tx, result: Result) -> None:
     }
     if result.verified is not None:
         details["verified"] = result.verified
-    tx.event(TERMINAL[result.kind], **_common(result), details=details)
+    tx.event(FINAL_EVENTS[result.kind], **_common(result), details=details)
 
 
 def apply(tx: Tx, result: Result, *, owner: str) -> None:
@@ -91,12 +90,12 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
     These changes apply only while the record is still pending under our lease: a hold or a
     new deadline that arrived meanwhile is never overwritten."""
     row = result.row
-    if result.kind == "failed" and queries.owned(tx.conn, row.id, owner):
+    if result.kind == Outcome.FAILED and queries.owned(tx.conn, row.id, owner):
         queries.close_records(tx.conn, [_closing_row(tx, result)])
         _terminal_event(tx, result)
-    elif result.kind in ("retry", "deferred", "unconfirmed"):
+    elif result.kind in (Outcome.RETRY, Outcome.DEFERRED, Outcome.UNCONFIRMED):
         _attempt_failed(tx, result, owner)
-    elif result.kind == "error":  # something of ours broke: wait before trying again
+    elif result.kind == Outcome.ERROR:  # something of ours broke: wait before trying again
         later = tx.now + ERROR_PAUSE
         queries.update_owned(
             tx.conn,
@@ -109,7 +108,7 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
             updated_at=tx.now,
         )
         tx.event(
-            "response.delete_attempt_failed",
+            Event.RESPONSE_DELETE_ATTEMPT_FAILED,
             **_common(result),
             details={"internal_error": True, "next_attempt_at": format_time(later)},
         )
@@ -127,15 +126,15 @@ def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:
         "updated_at": tx.now,
         "due_at": result.next_at,
     }  # Retry-After holds if we stop now
-    if result.kind == "deferred":
+    if result.kind == Outcome.DEFERRED:
         values.update(lease_owner=None, lease_until=None)
     changed = queries.update_owned(tx.conn, result.row.id, owner, **values) == 0
     details = {"next_attempt_at": format_time(result.next_at)}
     if changed:
         details["record_changed"] = "held, deleted or re-planned meanwhile; left as it is"
     name = (
-        "response.delete_unconfirmed"
-        if result.kind == "unconfirmed"
-        else "response.delete_attempt_failed"
+        Event.RESPONSE_DELETE_UNCONFIRMED
+        if result.kind == Outcome.UNCONFIRMED
+        else Event.RESPONSE_DELETE_ATTEMPT_FAILED
     )
     tx.event(name, **common, details=details)

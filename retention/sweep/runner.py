@@ -20,6 +20,7 @@ import httpx
 
 from retention.config.settings import Settings
 from retention.core.policies import PolicySet
+from retention.core.vocabulary import Event, MetaKey
 from retention.ledger import queries
 from retention.ledger.db import is_sqlite
 from retention.ledger.ledger import Ledger
@@ -30,8 +31,6 @@ from retention.sweep.executor import Sweep
 from retention.sweep.hooks import Hooks
 from retention.sweep.probing import is_auth, probe_with_ledger, record_faults
 from retention.sweep.summary import SweepReport
-
-LAST_SWEEP_KEY = "last_sweep"
 
 
 def replica_name() -> str:
@@ -121,15 +120,15 @@ def _started(
 ) -> int:
     """Write `sweep.started` and this replica's heartbeat; how many replicas are live."""
     with ledger.write() as tx:
-        tx.event("sweep.started", details={"due": due, "limit": limit})
+        tx.event(Event.SWEEP_STARTED, details={"due": due, "limit": limit})
         return queries.heartbeat(tx.conn, replica_name(), clock(), live_for=live_for)
 
 
 def _finished(ledger: Ledger, summary: dict[str, object]) -> None:
     """Write `sweep.finished` with the sweep's summary, and keep the summary."""
     with ledger.write() as tx:
-        tx.event("sweep.finished", details=summary)
-        queries.set_meta(tx.conn, LAST_SWEEP_KEY, json.dumps(summary))
+        tx.event(Event.SWEEP_FINISHED, details=summary)
+        queries.set_meta(tx.conn, MetaKey.LAST_SWEEP, json.dumps(summary))
 
 
 async def _probe_then_sweep(
@@ -170,5 +169,5 @@ def _idle(ledger: Ledger, now: datetime) -> SweepReport:
     """Note an idle sweep's time; nothing else happened."""
     report = SweepReport(started_at=now, finished_at=now)
     with ledger.transaction() as conn:
-        queries.set_meta(conn, LAST_SWEEP_KEY, json.dumps(report.as_dict()))
+        queries.set_meta(conn, MetaKey.LAST_SWEEP, json.dumps(report.as_dict()))
     return report

@@ -14,10 +14,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from retention.core.times import format_time
+from retention.core.vocabulary import CLOSED_STATES, CLOSING, State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
-
-CLOSED = ("deleted", "absent", "failed")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -73,9 +72,9 @@ def summarise(
         for kind, key in (("total", "all"), ("policy", policy), ("provider", provider)):
             bucket = groups[kind][key]
             bucket[state] += 1
-            if state in ("deleted", "absent"):
+            if state in CLOSING:
                 bucket["lags"].append(lag)
-            if state == "deleted":
+            if state == State.DELETED:
                 bucket[kind_of] += 1
     return {
         kind: {key: _finish(b) for key, b in sorted(found.items())}
@@ -103,7 +102,7 @@ def compliance_report(
     """The report for records closed in [since, until), with what is held and overdue now."""
     r = queries.R
     query = select(r.provider, r.policy, r.state, r.deadline, r.closed_at, r.first_seen_at).where(
-        r.state.in_(CLOSED), r.closed_at.is_not(None)
+        r.state.in_(CLOSED_STATES), r.closed_at.is_not(None)
     )
     if since is not None:
         query = query.where(r.closed_at >= since)
@@ -111,7 +110,7 @@ def compliance_report(
         query = query.where(r.closed_at < until)
     with ledger.read() as conn:
         figures = summarise(conn.execute(query), tolerance_s=tolerance_s)
-        held = conn.execute(select(func.count()).where(r.state == "held")).scalar_one()
+        held = conn.execute(select(func.count()).where(r.state == State.HELD)).scalar_one()
         overdue = queries.overdue_count(conn, now)
     total = figures["total"].get("all", _finish(_bucket()))
     return {

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from retention.core.records import STATES
 from retention.core.times import format_time
+from retention.core.vocabulary import STATES, MetaKey
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.models import Meta
@@ -19,7 +19,7 @@ def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
     """Counts by state, what is due and overdue, the next deadline and the last sweep."""
     with ledger.read() as conn:
         counts = queries.counts_by_state(conn)
-        last = queries.get_meta(conn, "last_sweep")
+        last = queries.get_meta(conn, MetaKey.LAST_SWEEP)
         return {
             "states": {state: counts.get(state, 0) for state in STATES},
             "total": sum(counts.values()),
@@ -34,7 +34,9 @@ def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
 def _coverage(conn: Connection) -> dict[str, Any]:
     """Per provider: records tracked, and what discovery has read of the provider's listing."""
     tracked = queries.counts_by_provider(conn)
-    rows = conn.execute(select(Meta.key, Meta.value).where(Meta.key.like("discover:%"))).all()
+    rows = conn.execute(
+        select(Meta.key, Meta.value).where(Meta.key.like(MetaKey.DISCOVER + "%"))
+    ).all()
     crawls = {key.split(":", 1)[1]: json.loads(value) for key, value in rows}
     return {
         name: {

@@ -89,7 +89,7 @@ def test_second_sweep_sends_nothing(six: tuple[Path, str]) -> None:
 
 
 def test_audit_file_verifies_and_proves_each_deletion(six: tuple[Path, str]) -> None:
-    """The audit file passes SPEC.md's recipe; deletions carry policy and http_status."""
+    """The audit file passes the recipe of docs/evidence.md; deletions carry policy and status."""
     workdir, _ = six
     assert cli("sweep", cwd=workdir).returncode == 0
     audit = workdir / "audit.jsonl"

@@ -1,4 +1,4 @@
-"""The audit hash chain: sealing as SPEC.md defines it, and spotting tampering."""
+"""The audit hash chain: sealing as docs/evidence.md defines it, and spotting tampering."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from retention.core.outcomes import Outcome, backoff, classify, parse_retry_afte
     ],
 )
 def test_status_classification(status: int | None, outcome: Outcome) -> None:
-    """Each status means exactly what SPEC.md says."""
+    """Each status means exactly what docs/evidence.md and the README say."""
     assert classify(status) is outcome
 
 

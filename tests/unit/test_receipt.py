@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from retention.audit.hashchain import canonical
 from retention.audit.merkle import inclusion_proof, leaf_hash
 from retention.audit.receipt_format import (
-    TERMINAL_EVENTS,
     build_receipt,
     check_receipt,
     receipt_text,
 )
 from retention.audit.signatures import public_pem
+from retention.core.vocabulary import GONE_EVENTS
 from retention.evidence.signing_key import Signer
 from tests.forgery import build, checkpoint_details, rehash
 
@@ -59,7 +59,7 @@ def resealed(receipt: Record) -> Record:
 
 def test_every_deletion_under_every_later_checkpoint_verifies() -> None:
     """Each deletion record has a valid receipt under each checkpoint after it."""
-    deletions = [r for r in TRAIL if r["event"] in TERMINAL_EVENTS]
+    deletions = [r for r in TRAIL if r["event"] in GONE_EVENTS]
     assert len(deletions) == 20
     checked = 0
     for record in deletions:

@@ -27,9 +27,9 @@ from retention.core.record_input import (
     parse_meta_args,
     valid_records,
 )
-from retention.core.records import STATES
 from retention.core.text import printable
 from retention.core.times import format_time, parse_time, refuse_future
+from retention.core.vocabulary import STATES
 from retention.errors import InputError, InvalidIdError
 
 if TYPE_CHECKING:
