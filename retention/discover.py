@@ -202,7 +202,7 @@ def _read_page(
     now: datetime | None = None,
 ) -> tuple[list[NewRecord], bool]:
     """The page's records down to the high-water mark, and whether it was reached."""
-    records = []
+    records: list[NewRecord] = []
     for item in items:
         try:
             record = to_record(item, provider, now)

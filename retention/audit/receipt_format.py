@@ -164,7 +164,8 @@ def _shape(receipt: Receipt, key: Ed25519PublicKey) -> str | None:
 
 def _recomputes(record: dict[str, Any]) -> bool:
     """Whether a record's `hash` is the hash of the rest of it."""
-    return record_hash({k: v for k, v in record.items() if k != "hash"}) == record["hash"]
+    claimed: object = record["hash"]
+    return record_hash({k: v for k, v in record.items() if k != "hash"}) == claimed
 
 
 def _record(receipt: Receipt, key: Ed25519PublicKey) -> str | None:

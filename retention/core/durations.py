@@ -62,7 +62,7 @@ def format_age(delta: timedelta) -> str:
     """A rounded human length of time: `54d 22h`, `3h 5m`, `42s`."""
     seconds = int(delta.total_seconds())
     sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")

@@ -46,7 +46,7 @@ def _shown(value: Any, depth: int) -> str:
 
 def _first(items: Any) -> list[Any]:
     """The first ITEMS of an iterable."""
-    out = []
+    out: list[Any] = []
     for item in items:
         if len(out) == ITEMS:
             break

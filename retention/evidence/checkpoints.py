@@ -186,7 +186,7 @@ def _heads_and_last_checkpoints(ledger: Ledger) -> dict[str, tuple[int, dict[str
         kept = {
             name: queries.get_meta(conn, meta_key(MetaKey.CHECKPOINT, name)) for name, _ in heads
         }
-    return {name: (seq, json.loads(kept[name]) if kept[name] else None) for name, seq in heads}
+    return {name: (seq, json.loads(text) if (text := kept[name]) else None) for name, seq in heads}
 
 
 def transitions(conn: Connection) -> list[dict[str, Any]]:

@@ -22,9 +22,9 @@ from retention.core.vocabulary import Event
 from retention.evidence.signing_key import Signer
 from retention.evidence.trailfile import CSV_COLUMNS
 from retention.ledger.audit_writer import rebuild_frontier
-from retention.ledger.models import AuditChain, AuditEvent
+from retention.ledger.models import AUDIT_EVENTS, AuditChain
 
-E = AuditEvent.__table__.c
+E = AUDIT_EVENTS.c
 PAGE = 5000
 
 

@@ -16,7 +16,7 @@ from retention.audit.hashchain import GENESIS, seal_line
 from retention.audit.merkle import Frontier, leaf_hash
 from retention.errors import LedgerError
 from retention.ledger import bulk
-from retention.ledger.models import AuditChain, AuditEvent
+from retention.ledger.models import AUDIT_EVENTS, AuditChain, AuditEvent
 
 
 def actor() -> dict[str, Any]:
@@ -46,7 +46,7 @@ def append(
         records.append((record, line))
     bulk.insert_many(
         conn,
-        AuditEvent.__table__,
+        AUDIT_EVENTS,
         EVENT_COLUMNS,
         [
             (r["chain"], r["seq"], now, r["event"], r.get("response_id"), line, r["hash"])

@@ -23,9 +23,9 @@ from retention.core.plan import Decision
 from retention.core.records import ResponseFacts
 from retention.core.vocabulary import OPEN_STATES, MetaKey, State, meta_key
 from retention.ledger import bulk
-from retention.ledger.models import AuditEvent, Meta, Record, RecordCount
+from retention.ledger.models import RECORDS, AuditEvent, Meta, RecordCount
 
-R = Record.__table__.c
+R = RECORDS.c
 CHUNK = 500
 
 
@@ -96,7 +96,7 @@ def open_rows(conn: Connection, provider: str, ids: Iterable[str]) -> list[Row[A
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         found += conn.execute(
-            select(Record.__table__).where(
+            select(RECORDS).where(
                 R.provider == provider, R.response_id.in_(chunk), R.state.in_(OPEN_STATES)
             )
         ).all()
@@ -108,7 +108,7 @@ def tighten_deadline(conn: Connection, row: Row[Any], now: datetime, **values: A
     deadline) and no sweep holds a live lease on it; whether it was changed."""
     return (
         conn.execute(
-            update(Record.__table__)
+            update(RECORDS)
             .where(
                 R.id == row.id,
                 R.state == row.state,
@@ -150,7 +150,7 @@ def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert new records (the caller has removed those already tracked); the database's
     triggers count them."""
     values = itemgetter(*INSERT_COLUMNS)
-    bulk.insert_many(conn, Record.__table__, INSERT_COLUMNS, [values(row) for row in rows])
+    bulk.insert_many(conn, RECORDS, INSERT_COLUMNS, [values(row) for row in rows])
 
 
 def iter_open(conn: Connection, batch: int = 2000) -> Iterator[list[Row[Any]]]:
@@ -158,20 +158,17 @@ def iter_open(conn: Connection, batch: int = 2000) -> Iterator[list[Row[Any]]]:
     last = 0
     while True:
         rows = conn.execute(
-            select(Record.__table__)
-            .where(R.state.in_(OPEN_STATES), R.id > last)
-            .order_by(R.id)
-            .limit(batch)
+            select(RECORDS).where(R.state.in_(OPEN_STATES), R.id > last).order_by(R.id).limit(batch)
         ).all()
         if not rows:
             return
-        yield rows
+        yield list(rows)
         last = rows[-1].id
 
 
 def update_record(conn: Connection, record_id: int, **values: Any) -> int:
     """Set columns of one record; returns the number of rows changed."""
-    return conn.execute(update(Record.__table__).where(R.id == record_id).values(**values)).rowcount
+    return conn.execute(update(RECORDS).where(R.id == record_id).values(**values)).rowcount
 
 
 CLOSE_COLUMNS = ("state", "closed_at", "attempts", "last_status", "last_error", "updated_at")
@@ -185,7 +182,7 @@ def close_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     cleared = (None,) * len(_CLEARED)
     bulk.update_many(
         conn,
-        Record.__table__,
+        RECORDS,
         (*CLOSE_COLUMNS, *_CLEARED),
         "id",
         [(*values(row), *cleared, row["rid"]) for row in rows],
@@ -195,7 +192,7 @@ def close_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
 def update_owned(conn: Connection, record_id: int, owner: str, **values: Any) -> int:
     """Set columns of a record only while it is pending under `owner`'s lease."""
     return conn.execute(
-        update(Record.__table__)
+        update(RECORDS)
         .where(R.id == record_id, R.state == State.PENDING, R.lease_owner == owner)
         .values(**values)
     ).rowcount
@@ -256,16 +253,16 @@ def claim_due(
     rows = conn.execute(query).all()
     if rows:
         conn.execute(
-            update(Record.__table__)
+            update(RECORDS)
             .where(R.id.in_([r.id for r in rows]))
             .values(lease_owner=owner, lease_until=lease_until)
         )
-    return rows
+    return list(rows)
 
 
 def release_leases(conn: Connection, owner: str | None = None) -> int:
     """Drop leases (all, or those of `owner`)."""
-    query = update(Record.__table__).where(R.lease_owner.is_not(None))
+    query = update(RECORDS).where(R.lease_owner.is_not(None))
     if owner is not None:
         query = query.where(R.lease_owner == owner)
     return conn.execute(query.values(lease_owner=None, lease_until=None)).rowcount
@@ -274,14 +271,14 @@ def release_leases(conn: Connection, owner: str | None = None) -> int:
 def extend_leases(conn: Connection, owner: str, until: datetime) -> int:
     """Move the expiry of `owner`'s leases to `until`."""
     return conn.execute(
-        update(Record.__table__).where(R.lease_owner == owner).values(lease_until=until)
+        update(RECORDS).where(R.lease_owner == owner).values(lease_until=until)
     ).rowcount
 
 
 def due_rows(conn: Connection, now: datetime, limit: int | None = None) -> list[Row[Any]]:
     """Due records without claiming them (for --dry-run and `ls --due`)."""
-    query = select(Record.__table__).where(due_filter(now)).order_by(R.due_at, R.response_id)
-    return conn.execute(query.limit(limit) if limit else query).all()
+    query = select(RECORDS).where(due_filter(now)).order_by(R.due_at, R.response_id)
+    return list(conn.execute(query.limit(limit) if limit else query).all())
 
 
 def any_due(conn: Connection, now: datetime, provider: str | None = None) -> bool:
@@ -327,22 +324,22 @@ def overdue_count(conn: Connection, now: datetime) -> int:
 
 def list_rows(conn: Connection, *, state: str | None, limit: int | None) -> list[Row[Any]]:
     """Records, optionally of one state, by deadline."""
-    query = select(Record.__table__).order_by(R.deadline, R.response_id)
+    query = select(RECORDS).order_by(R.deadline, R.response_id)
     if state:
         query = query.where(R.state == state)
-    return conn.execute(query.limit(limit) if limit else query).all()
+    return list(conn.execute(query.limit(limit) if limit else query).all())
 
 
 def rows_for_id(conn: Connection, response_id: str) -> list[Row[Any]]:
     """Every record with this response ID (one per provider)."""
-    return conn.execute(select(Record.__table__).where(R.response_id == response_id)).all()
+    return list(conn.execute(select(RECORDS).where(R.response_id == response_id)).all())
 
 
 def chain_members(conn: Connection, provider: str, root: str) -> list[Row[Any]]:
     """Every record of one conversation chain."""
-    return conn.execute(
-        select(Record.__table__).where(R.provider == provider, R.chain_root == root)
-    ).all()
+    return list(
+        conn.execute(select(RECORDS).where(R.provider == provider, R.chain_root == root)).all()
+    )
 
 
 def root_of(conn: Connection, provider: str, response_id: str) -> Row[Any] | None:
@@ -356,9 +353,7 @@ def root_of(conn: Connection, provider: str, response_id: str) -> Row[Any] | Non
 def reroot(conn: Connection, provider: str, old: str, new: str) -> int:
     """Move a chain under a newly known, older first turn."""
     return conn.execute(
-        update(Record.__table__)
-        .where(R.provider == provider, R.chain_root == old)
-        .values(chain_root=new)
+        update(RECORDS).where(R.provider == provider, R.chain_root == old).values(chain_root=new)
     ).rowcount
 
 
@@ -397,7 +392,7 @@ def failed_query(
 ) -> Any:
     """Failed records, oldest first by primary key: of these response IDs (all when none are
     named), of one provider and policy, failed at or after `since`."""
-    query = select(Record.__table__).where(R.state == State.FAILED).order_by(R.id)
+    query = select(RECORDS).where(R.state == State.FAILED).order_by(R.id)
     ids = list(ids)
     if ids:
         query = query.where(R.response_id.in_(ids))
@@ -426,7 +421,7 @@ def requeue_failed(conn: Connection, record_id: int, **values: Any) -> int:
     """Set columns of a record only while it is still failed; the count triggers move it from
     `failed` to its new state. Returns the number of rows changed."""
     return conn.execute(
-        update(Record.__table__).where(R.id == record_id, R.state == State.FAILED).values(**values)
+        update(RECORDS).where(R.id == record_id, R.state == State.FAILED).values(**values)
     ).rowcount
 
 
@@ -436,11 +431,11 @@ def rows_for_ids(conn: Connection, ids: Iterable[str]) -> list[Row[Any]]:
     ids = list(ids)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        found += conn.execute(select(Record.__table__).where(R.response_id.in_(chunk))).all()
+        found += conn.execute(select(RECORDS).where(R.response_id.in_(chunk))).all()
     return found
 
 
-def events_for_id(conn: Connection, response_id: str) -> list[Row[Any]]:
+def events_for_id(conn: Connection, response_id: str) -> list[Any]:
     """The audit rows naming `response_id`, oldest first, across every chain."""
     return list(
         conn.execute(

@@ -14,7 +14,7 @@ from retention.core.policies import PolicySet
 from retention.core.vocabulary import OPEN_STATES, Event
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
-from retention.ledger.models import Record
+from retention.ledger.models import RECORDS
 
 
 def assign_roots(conn: Connection, provider: str, rows: list[dict[str, Any]]) -> set[str]:
@@ -51,7 +51,7 @@ def _root(
             return parent  # not recorded yet: it will take the chain over when it arrives
         if known.chain_root is None:  # recorded before chains were tracked: its own root
             conn.execute(
-                update(Record.__table__)
+                update(RECORDS)
                 .where(queries.R.provider == provider, queries.R.response_id == parent)
                 .values(chain_root=parent)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,7 +28,7 @@ def policies_check(ctx: click.Context, file: Path | None, output: str) -> None:
     """Validate a policies file (default: the one retention.yaml names)."""
     path = file or app_of(ctx).settings.policies_file
     loaded = load_policies(path)
-    data = {
+    data: dict[str, Any] = {
         "file": str(path),
         "valid": True,
         "digest": loaded.digest(),
