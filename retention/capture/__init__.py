@@ -30,9 +30,11 @@ from retention.capture.sniff import Sniffer, is_create
 from retention.capture.spool import MAX_BYTES
 from retention.core.quoting import quote
 from retention.errors import ConfigError
+from retention.redaction import scrub
 
 __all__ = ["instrument"]
 log = logging.getLogger("retention.capture")
+WHY_MAX = 200  # characters of the reason a warning gives: the exception's type and message
 C = TypeVar("C")
 _shippers: dict[tuple[str, Path], Shipper] = {}
 _tees: dict[tuple[str, str], type] = {}
@@ -54,7 +56,7 @@ def instrument(
     `ingest_url` must be https, or http only to loopback (the token travels with every
     request): anything else raises `retention.errors.ConfigError` here, at set-up. `ca_file`
     names the CA (PEM) that signed the daemon's certificate when it is not a public one."""
-    http = getattr(client, "_client", client)  # the OpenAI SDK keeps its HTTP client here
+    http: Any = getattr(client, "_client", client)  # the OpenAI SDK keeps its HTTP client here
     hooks = getattr(http, "event_hooks", None)
     if not isinstance(hooks, dict) or not isinstance(hooks.get("response"), list):
         raise TypeError(
@@ -109,8 +111,8 @@ def _finish(sniffer: Sniffer, shipper: Shipper, provider: str | None) -> None:
         record = sniffer.result()
         if record is not None:
             shipper.put({**record, "provider": provider} if provider else record)
-    except Exception:
-        log.debug("retention capture: could not read a response", exc_info=True)
+    except Exception as exc:
+        _not_recorded(exc)
 
 
 def _tap(response: httpx.Response, kind: str, shipper: Shipper, provider: str | None) -> None:
@@ -120,8 +122,17 @@ def _tap(response: httpx.Response, kind: str, shipper: Shipper, provider: str | 
             sniffer = Sniffer(response.headers.get("content-type", ""))
             tee = _tee_class(response, kind)
             response.stream = tee(response.stream, sniffer, shipper, provider)
-    except Exception:
-        log.debug("retention capture: hook failed", exc_info=True)
+    except Exception as exc:
+        _not_recorded(exc)
+
+
+def _not_recorded(exc: Exception) -> None:
+    """One warning line in the app's log: a response's ID was not recorded, and why (the
+    exception's type and message, secrets redacted, cut short; never the body). The
+    traceback goes to debug."""
+    why = scrub(f"{type(exc).__name__}: {exc}", WHY_MAX)
+    log.warning("retention capture: a response ID was not recorded (%s)", why)
+    log.debug("retention capture: why the ID was not recorded", exc_info=exc)
 
 
 def _sync_hook(shipper: Shipper, provider: str | None) -> Any:
@@ -193,5 +204,6 @@ def _feed(sniffer: Sniffer, chunk: bytes) -> None:
     """Show a chunk to the sniffer; its failure is never the app's."""
     try:
         sniffer.feed(chunk)
-    except Exception:
+    except Exception as exc:  # the sniffer stops here: the ID is lost, and said so once
         sniffer.settled = True
+        _not_recorded(exc)

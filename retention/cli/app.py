@@ -30,6 +30,7 @@ class App:
     _settings: Settings | None = None
     _policies: PolicySet | None = None
     _ledger: Ledger | None = None
+    _applied: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -48,16 +49,21 @@ class App:
 
     @property
     def ledger(self) -> Ledger:
-        """The ledger, migrated when it is the embedded SQLite default."""
+        """The ledger as it is, for reading (migrated when it is the embedded SQLite default)."""
         if self._ledger is None:
-            from retention.ledger.audit_file import AuditSink
-            from retention.ledger.db import open_engine
-            from retention.ledger.ledger import Ledger
+            from retention.services.open_ledger import open_ledger
 
-            audit = self.settings.audit
-            engine = open_engine(self.settings.database_url)
-            self._ledger = Ledger(engine, AuditSink(audit.file), chain=audit.chain)
+            self._ledger = open_ledger(self.settings)
         return self._ledger
+
+    def apply_policies(self) -> None:
+        """Apply the policies file to the ledger (once per command), before a command records,
+        sweeps, discovers or requeues IDs; reading commands leave the ledger as it is."""
+        if not self._applied:
+            from retention.services.policy_sync import sync_policies
+
+            sync_policies(self.ledger, self.policies)
+            self._applied = True
 
     def publish_checkpoint(self, record: dict[str, Any]) -> None:
         """Hand a new checkpoint to the configured witnesses (never raises)."""

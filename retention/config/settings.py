@@ -408,7 +408,8 @@ def _sweep(r: Reader) -> SweepSettings:
     """The `sweep` section."""
     r.only("interval", "batch_size", "max_attempts", "max_deletes_per_sweep", "shutdown_grace")
     return SweepSettings(
-        interval=r.convert("interval", parse_duration, timedelta(seconds=60)),
+        # above 0, checked here for every command: the daemon sweeps on this timer
+        interval=r.convert("interval", _positive_duration, timedelta(seconds=60)),
         batch_size=r.convert("batch_size", _positive_int(100_000), 500),
         max_attempts=r.convert("max_attempts", _positive_int(1000), 8),
         max_deletes_per_sweep=r.convert("max_deletes_per_sweep", _positive_int(10**9), 100_000),

@@ -29,9 +29,8 @@ from retention.daemon.service import Daemon
 from retention.evidence.signing_key import Signer
 from retention.evidence.trailfile import iter_records
 from retention.ledger import queries
-from retention.ledger.audit_file import AuditSink
-from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
+from retention.services.open_ledger import open_ledger
 from retention.standin import StandIn
 
 POLICIES = """\
@@ -90,12 +89,9 @@ async def run_demo(directory: Path | None, *, timeout: int, echo: Callable[[str]
     await standin.serve()
     echo(f"provider stand-in on {standin.base_url}; files in {workdir}")
     settings = load_settings(_config(workdir, standin.base_url))
-    ledger = Ledger(
-        open_engine(settings.database_url),
-        AuditSink(settings.audit.file, log_events=False),
-        chain=settings.audit.chain,
-    )
-    daemon = Daemon(settings, load_policies(settings.policies_file), ledger, clock=utcnow)
+    policies = load_policies(settings.policies_file)
+    ledger = open_ledger(settings, policies=policies, log_events=False)
+    daemon = Daemon(settings, policies, ledger, clock=utcnow)
     running = asyncio.create_task(daemon.run())
     try:
         ids = await _app_creates_responses(standin, daemon, key, token, echo)

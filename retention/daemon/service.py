@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -62,13 +63,12 @@ def file_fingerprint(path: Path) -> str:
         return f"unreadable: {exc.strerror}"
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) into its parts (checked when the settings load; this
-    guards a value built in code)."""
-    try:
-        return split_listen(listen)
-    except ValueError as exc:
-        raise ConfigError(str(exc), key="server.listen") from None
+def failure(exc: BaseException) -> dict[str, Any]:
+    """Log fields for a job that failed: our own errors by their message; anything else (a bug
+    of ours or a library's) with its traceback too, redacted like every line."""
+    if isinstance(exc, RetentionError):
+        return {"error": exc.message}
+    return {"error": f"{type(exc).__name__}: {exc}", "exc_info": exc}
 
 
 class Daemon:
@@ -82,8 +82,6 @@ class Daemon:
         *,
         clock: Callable[[], datetime],
     ) -> None:
-        if settings.sweep.interval.total_seconds() <= 0:
-            raise ConfigError("sweep.interval: the daemon needs an interval above 0")
         self.settings, self.policies, self.ledger, self.clock = settings, policies, ledger, clock
         self.metrics = Metrics(ledger, clock)
         self.witnesses = Witnesses(settings.audit.witness)
@@ -160,7 +158,7 @@ class Daemon:
         """Start the HTTP surface on `server.listen`: header, body and keep-alive timeouts, a
         connection cap under the descriptor limit, accept errors logged at most once a minute,
         https when a certificate is configured (see daemon/connections.py, listener.py)."""
-        host, port = parse_listen(self.settings.server.listen)
+        host, port = split_listen(self.settings.server.listen)  # checked when loaded
         tls = server_context(self.settings)  # a file that does not load: exit 2 naming it
         limits = self._connection_limits()
         noise = self.noise
@@ -263,7 +261,7 @@ class Daemon:
         try:
             await self.probe_providers(list(self.settings.providers))
         except Exception as exc:
-            log.error("provider.probe_crashed", error=f"{type(exc).__name__}: {exc}")
+            log.error("provider.probe_crashed", **failure(exc))
 
     def remember_probe(self, result: ProbeResult) -> None:
         """Keep a sweep's probe result for /readyz (its fault is an audit event, logged as
@@ -349,7 +347,7 @@ class Daemon:
                     self.ledger, self.settings, self.policies, name, clock=self.clock
                 )
             except Exception as exc:
-                log.error("discover.crashed", provider=name, error=f"{type(exc).__name__}: {exc}")
+                log.error("discover.crashed", provider=name, **failure(exc))
                 continue
             if report.unsupported:
                 self._no_listing.add(name)
@@ -363,7 +361,7 @@ class Daemon:
         try:
             await off_loop(self._checkpoint)
         except Exception as exc:
-            log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            log.error("audit.checkpoint_failed", **failure(exc))
 
     def _checkpoint(self) -> None:
         """Write one checkpoint with the key file as it is now (`audit rotate-key` may have
@@ -421,7 +419,7 @@ class Daemon:
             log.warning("sweep.cancelled")
         except Exception as exc:
             self.metrics.sweep_errors.inc()
-            log.error("sweep.crashed", error=f"{type(exc).__name__}: {exc}")
+            log.error("sweep.crashed", **failure(exc))
         finally:
             self.metrics.sweep_duration.observe(time.monotonic() - started)
 
@@ -495,7 +493,7 @@ class Daemon:
             try:
                 await off_loop(self._checkpoint)
             except Exception as exc:
-                log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+                log.error("audit.checkpoint_failed", **failure(exc))
         self.witnesses.close()
         await runner.cleanup()
         log.info(Event.DAEMON_STOPPED, drained=drained)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, func, select, update
 
 from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
+from retention.core.times import format_time
 from retention.core.vocabulary import OPEN_STATES, Event
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
@@ -131,7 +132,7 @@ def refresh(tx: Tx, provider: str, root: str, policies: PolicySet) -> int:
             details={
                 "reason": "conversation chain kept intact",
                 "chain_root": root,
-                "previous_deadline": row.deadline.isoformat(),
+                "previous_deadline": format_time(row.deadline),
             },
         )
     return moved

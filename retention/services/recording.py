@@ -98,7 +98,7 @@ def _enrol_chunk(
         known = queries.existing_ids(tx.conn, provider, items)
         fresh = [r for rid, r in items.items() if rid not in known]
         account = settings.providers[provider].account_id
-        rows = [_row(tx, r, provider, account, policies, source) for r in fresh]
+        rows = [_record_with_events(tx, r, provider, account, policies, source) for r in fresh]
         touched = conversations.assign_roots(tx.conn, provider, rows)
         queries.insert_records(tx.conn, rows)
         accepted += len(rows)
@@ -113,7 +113,7 @@ def _enrol_chunk(
     return accepted, tightened
 
 
-def _row(
+def _record_with_events(
     tx: Tx,
     record: NewRecord,
     provider: str,
@@ -121,7 +121,8 @@ def _row(
     policies: PolicySet,
     source: str | None,
 ) -> dict[str, Any]:
-    """The records row for one new response, with its events queued on `tx`."""
+    """Queue the events of one new response on `tx` (`response.recorded`, and
+    `response.held` under a hold), and return its records row."""
     facts = ResponseFacts(
         response_id=record.response_id,
         provider=provider,

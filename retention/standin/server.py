@@ -1,7 +1,7 @@
 """The stand-in HTTP server (aiohttp): the provider API on loopback, with fault knobs.
 
 Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`, GET `/models`.
-Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `reset`.
+Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`.
 A second key, `blind_key`, is accepted but sees nothing (like a key of another OpenAI project):
 its listing is empty and every ID answers 404. With `echo_key` it plays a careless provider that
 echoes the Authorization header it received: in `x-request-id`, raw in a 401's text body,
@@ -280,7 +280,7 @@ async def _stream(request: web.Request, item: dict[str, Any]) -> web.StreamRespo
     """The Responses API's event stream: created, one text delta, completed."""
     answer = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await answer.prepare(request)
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "response.created", "response": {**item, "status": "in_progress", "output": []}},
         {
             "type": "response.output_text.delta",

@@ -40,9 +40,8 @@ from retention.config.settings import load_settings
 from retention.discover import CrawlState, discover
 from retention.errors import ConfigError
 from retention.ledger import queries
-from retention.ledger.audit_file import AuditSink
-from retention.ledger.db import make_engine, open_engine, upgrade
-from retention.ledger.ledger import Ledger
+from retention.ledger.db import make_engine, upgrade
+from retention.services.open_ledger import open_ledger
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.helpers import POLICIES, ago, cli, user_env, write_config
 
@@ -577,11 +576,7 @@ def test_discovery_listing(
     config = write_config(workdir, listing.base_url)
     app_settings = load_settings(config)
     policies = load_policies(app_settings.policies_file)
-    ledger = Ledger(
-        open_engine(app_settings.database_url),
-        AuditSink(app_settings.audit.file),
-        chain=app_settings.audit.chain,
-    )
+    ledger = open_ledger(app_settings, policies=policies)
     engine = backend.engine()
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 

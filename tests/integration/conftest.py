@@ -14,9 +14,8 @@ from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, load_settings
 from retention.core.policies import PolicySet
 from retention.core.record_input import NewRecord
-from retention.ledger.audit_file import AuditSink
-from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
+from retention.services.open_ledger import open_ledger
 from retention.services.policy_sync import sync_policies
 from retention.services.recording import enrol
 from retention.standin import StandIn
@@ -39,12 +38,12 @@ class Env:
         """Enrol IDs created `age` ago."""
         created = datetime.now(UTC) - age
         records = [NewRecord(response_id=i, created_at=created, **kw) for i in ids]  # type: ignore[arg-type]
-        sync_policies(self.ledger, self.policies)
+        sync_policies(self.ledger, self.policies)  # as `retention record` applies them
         enrol(self.ledger, self.settings, self.policies, records)
 
     def sweep(self, **kw: object) -> SweepReport:
         """Run one sweep now."""
-        sync_policies(self.ledger, self.policies)
+        sync_policies(self.ledger, self.policies)  # as `retention sweep` applies them
         return asyncio.run(
             sweep_once(
                 self.ledger, self.settings, self.policies, clock=lambda: datetime.now(UTC), **kw
@@ -68,12 +67,8 @@ def make_env(
     def build(**kw: str) -> Env:
         config = write_config(tmp_path, standin.base_url, **kw)
         settings = load_settings(config)
-        ledger = Ledger(
-            open_engine(settings.database_url),
-            AuditSink(settings.audit.file),
-            chain=settings.audit.chain,
-        )
-        env = Env(settings, load_policies(settings.policies_file), ledger, standin, tmp_path)
+        policies = load_policies(settings.policies_file)
+        env = Env(settings, policies, open_ledger(settings), standin, tmp_path)
         made.append(env)
         return env
 

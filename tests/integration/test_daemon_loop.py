@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from retention.config.settings import split_listen
 from retention.core.times import utcnow
-from retention.daemon.service import Daemon, parse_listen
-from retention.errors import ConfigError
+from retention.daemon.service import Daemon
 from retention.sweep.runner import sweep_once
 from tests.integration.conftest import Env
 
@@ -67,10 +67,10 @@ def test_cancelled_sweep_gives_leases_back_and_marks_nothing(env: Env) -> None:
 )
 def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
     """`server.listen` forms."""
-    assert parse_listen(listen) == expected
+    assert split_listen(listen) == expected
 
 
 def test_parse_listen_refuses_nonsense() -> None:
-    """A listen address without a port is a configuration error."""
-    with pytest.raises(ConfigError):
-        parse_listen("localhost")
+    """A listen address without a port is refused, saying what is expected."""
+    with pytest.raises(ValueError, match="expected host:port"):
+        split_listen("localhost")

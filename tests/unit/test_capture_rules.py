@@ -1,10 +1,12 @@
 """The capture shipper's pure rules: where it may send the token, what each answer means,
-how long it waits."""
+how long it waits; and the one warning line when an ID is lost."""
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ import retention.capture
 from retention.capture import target
 from retention.capture.answers import backoff, judge, retry_after
 from retention.errors import ConfigError
+from retention.redaction import register_secret
 
 
 @pytest.mark.parametrize(
@@ -109,3 +112,65 @@ def test_a_ca_file_that_cannot_be_loaded_is_refused_at_set_up(tmp_path: Path) ->
                 spool_path=tmp_path / "spool.jsonl",
                 ca_file=ca_file,
             )
+
+
+BODY = b'{"id": "resp_lost1", "store": true, "output_text": "private-answer-text"}'
+LOST_SECRET = "lost-path-secret-0123456789"
+
+
+class _BrokenShipper:
+    """A shipper whose `put` fails with a long message holding a registered secret."""
+
+    def put(self, record: dict[str, Any]) -> None:
+        raise RuntimeError(f"queue gone {LOST_SECRET} " + "x" * 1000)
+
+
+def _created(hook: Any) -> httpx.Response:
+    """POST /v1/responses through a client carrying `hook`, the body read as an app reads it."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        chunks = iter([BODY[:20], BODY[20:]])  # streamed, as a provider sends it
+        return httpx.Response(200, content=chunks, headers={"content-type": "application/json"})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer), event_hooks={"response": [hook]})
+    with client:
+        return client.post("https://api.example.com/v1/responses", json={"input": "hi"})
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warning lines the capture logger wrote."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "retention.capture" and r.levelno == logging.WARNING
+    ]
+
+
+def test_an_id_lost_while_shipping_is_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A failed shipping is one warning: exception named, cut short, no secret, no body."""
+    register_secret(LOST_SECRET)
+    caplog.set_level(logging.DEBUG, logger="retention.capture")
+    hook = retention.capture._sync_hook(_BrokenShipper(), "fw")  # type: ignore[arg-type]
+    response = _created(hook)
+    assert response.content == BODY
+    [line] = _warnings(caplog)
+    assert line.startswith("retention capture: a response ID was not recorded (RuntimeError: ")
+    assert "queue gone" in line and len(line) < 300
+    assert LOST_SECRET not in line and "private-answer-text" not in line
+
+
+def test_a_hook_that_fails_is_one_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook that cannot tap the body leaves the app's response whole and logs one warning."""
+
+    def broken(content_type: str) -> None:
+        raise ValueError("sniffer cannot start")
+
+    monkeypatch.setattr(retention.capture, "Sniffer", broken)
+    caplog.set_level(logging.WARNING, logger="retention.capture")
+    response = _created(retention.capture._sync_hook(_BrokenShipper(), None))  # type: ignore[arg-type]
+    assert response.content == BODY
+    assert _warnings(caplog) == [
+        "retention capture: a response ID was not recorded (ValueError: sniffer cannot start)"
+    ]

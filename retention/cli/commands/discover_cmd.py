@@ -19,11 +19,10 @@ from retention.cli.output import OUTPUT, emit, table
 def discover(ctx: click.Context, provider: str | None, output: str) -> None:
     """Enrol every stored response the provider lists that the ledger lacks."""
     from retention.discover import discover as crawl
-    from retention.services.policy_sync import sync_policies
 
     app = app_of(ctx)
     names = [app.settings.provider(provider).name] if provider else list(app.settings.providers)
-    sync_policies(app.ledger, app.policies)
+    app.apply_policies()
 
     async def run_all() -> list[dict[str, object]]:
         return [

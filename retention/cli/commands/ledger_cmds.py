@@ -208,11 +208,10 @@ def _enrol(
     verdict: Callable[[], InputError | None] | None = None,
 ) -> EnrolResult:
     """Apply current policies, then enrol."""
-    from retention.services.policy_sync import sync_policies
     from retention.services.recording import enrol
 
     app = app_of(ctx)
-    sync_policies(app.ledger, app.policies)
+    app.apply_policies()
     return enrol(app.ledger, app.settings, app.policies, records, verdict=verdict)
 
 

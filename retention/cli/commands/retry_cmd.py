@@ -55,7 +55,6 @@ def retry(
     from retention.core.ids import validate_id
     from retention.core.times import parse_time
     from retention.errors import UsageError
-    from retention.services.policy_sync import sync_policies
     from retention.services.requeue import Selection, left_alone, preview, requeue
 
     for value in ids:
@@ -75,7 +74,7 @@ def retry(
     if dry_run:
         items = preview(app.ledger, app.policies, selection, app.now())
     else:
-        sync_policies(app.ledger, app.policies)
+        app.apply_policies()
         items = requeue(app.ledger, app.policies, selection, reason=reason.strip())
     _show(items, skipped, dry_run=dry_run, reason=reason.strip(), output=output)
 

@@ -30,7 +30,6 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
     from retention.errors import AuditError
     from retention.evidence.checkpoints import checkpoint_if_due
     from retention.ledger import queries
-    from retention.services.policy_sync import sync_policies
     from retention.sweep.hooks import Hooks
     from retention.sweep.planning import planned_now
     from retention.sweep.runner import sweep_once
@@ -39,7 +38,7 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
     if dry_run:
         _print_plan(planned_now(app.ledger, app.policies, app.now(), limit), app.now(), output)
         return
-    sync_policies(app.ledger, app.policies)
+    app.apply_policies()
     with app.ledger.read() as conn:
         due = queries.count_due(conn, app.now())
     with progress(min(due, limit or due), "deleting") as advance:
