@@ -1,1 +1,2 @@
-"""The pure core: IDs, durations, times, policies, deadlines, plans and outcomes. No I/O here."""
+"""The pure core: the vocabulary, IDs, durations, times, policies, deadlines, plans, outcomes and
+the parsing of what users hand us. No I/O here."""

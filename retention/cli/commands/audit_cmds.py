@@ -1,4 +1,4 @@
-"""`retention audit export|pubkey|rotate-key` and `retention report`: the trail for auditors."""
+"""`retention audit export|pubkey|rotate-key`: the trail for auditors, and the signing key."""
 
 from __future__ import annotations
 
