@@ -72,6 +72,10 @@ class SchemaOutdatedError(LedgerError):
     """The ledger's schema is not current; run `retention db upgrade`."""
 
 
+class SweeperBusyError(LedgerError):
+    """Another retention process is sweeping this SQLite ledger; use PostgreSQL for replicas."""
+
+
 class ProviderError(RetentionError):
     """The provider could not be asked."""
 

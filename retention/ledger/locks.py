@@ -8,11 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from retention.errors import LedgerError
-
-
-class SweeperBusyError(LedgerError):
-    """Another retention process is sweeping this SQLite ledger; use PostgreSQL for replicas."""
+from retention.errors import SweeperBusyError
 
 
 @contextmanager
