@@ -29,3 +29,39 @@ class ResponseFacts:
         require_aware(self.first_seen_at)
         if self.created_at is not None:
             require_aware(self.created_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedRecord:
+    """A due record a sweep has leased, from its claim to its outcome: its facts (for the last
+    policy check) and what its audit events carry. Only pending records are due, so a claimed
+    record is pending when claimed; the ledger's row says whether it still is."""
+
+    id: int
+    response_id: str
+    provider: str
+    account: str | None
+    created_at: datetime | None
+    first_seen_at: datetime
+    model: str | None
+    metadata: Mapping[str, str]
+    previous_response_id: str | None
+    chain_root: str | None
+    policy: str
+    deadline: datetime
+    deadline_basis: str
+    attempts: int
+
+    def facts(self) -> ResponseFacts:
+        """The facts policies match on, checked as `ResponseFacts` checks them."""
+        return ResponseFacts(
+            response_id=self.response_id,
+            provider=self.provider,
+            account=self.account,
+            created_at=self.created_at,
+            first_seen_at=self.first_seen_at,
+            model=self.model,
+            metadata=self.metadata,
+            previous_response_id=self.previous_response_id,
+            chain_root=self.chain_root,
+        )

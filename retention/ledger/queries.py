@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 
 from retention.core.plan import Decision
-from retention.core.records import ResponseFacts
+from retention.core.records import ClaimedRecord, ResponseFacts
 from retention.core.vocabulary import OPEN_STATES, MetaKey, State, meta_key
 from retention.ledger import bulk
 from retention.ledger.models import RECORDS, AuditEvent, Meta, RecordCount
@@ -220,9 +220,30 @@ def due_filter(now: datetime, provider: str | None = None) -> Any:
     return and_(*clauses)
 
 
-# what a sweep needs of a record: its facts (for the last policy check) and what its audit
-# events carry; leaving the bookkeeping columns out saves most of the row decoding
+# what a sweep needs of a record (a ClaimedRecord's fields): its facts (for the last policy
+# check) and what its audit events carry; leaving the bookkeeping columns out saves most of
+# the row decoding
 CLAIM_COLUMNS = ("id", *FACT_COLUMNS, "policy", "deadline", "deadline_basis", "attempts")
+
+
+def claimed(row: Row[Any]) -> ClaimedRecord:
+    """The sweep's view of one row read with CLAIM_COLUMNS (or more)."""
+    return ClaimedRecord(
+        id=row.id,
+        response_id=row.response_id,
+        provider=row.provider,
+        account=row.account,
+        created_at=row.created_at,
+        first_seen_at=row.first_seen_at,
+        model=row.model,
+        metadata=row.meta or {},
+        previous_response_id=row.previous_response_id,
+        chain_root=row.chain_root,
+        policy=row.policy,
+        deadline=row.deadline,
+        deadline_basis=row.deadline_basis,
+        attempts=row.attempts,
+    )
 
 
 def due_batch_query(now: datetime, provider: str, limit: int) -> Any:
@@ -243,7 +264,7 @@ def claim_due(
     limit: int,
     owner: str,
     lease_until: datetime,
-) -> list[Row[Any]]:
+) -> list[ClaimedRecord]:
     """Lease up to `limit` due records of `provider`, oldest due first."""
     if limit <= 0:
         return []
@@ -257,7 +278,7 @@ def claim_due(
             .where(R.id.in_([r.id for r in rows]))
             .values(lease_owner=owner, lease_until=lease_until)
         )
-    return list(rows)
+    return [claimed(row) for row in rows]
 
 
 def release_leases(conn: Connection, owner: str | None = None) -> int:

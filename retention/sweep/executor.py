@@ -8,13 +8,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import Row
 
 from retention.config.settings import Settings
 from retention.core.outcomes import backoff, classify
 from retention.core.policies import PolicySet
+from retention.core.records import ClaimedRecord
 from retention.core.vocabulary import Outcome
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
@@ -172,20 +170,20 @@ class Sweep:
         batch = self.settings.sweep.batch_size
         while not run.stopped and not self.stop.is_set():
             if len(flight) < max(1, batch // 2) and self.budget.left:
-                rows = await off_loop(self._claim, run.name, batch - len(flight))
-                for row in rows:
-                    flight.start(self._delete(run, row))
-                if rows:
+                records = await off_loop(self._claim, run.name, batch - len(flight))
+                for record in records:
+                    flight.start(self._delete(run, record))
+                if records:
                     continue
             if not flight:
                 return
             await flight.one_done()
 
-    def _claim(self, provider: str, want: int) -> list[Row[Any]]:
+    def _claim(self, provider: str, want: int) -> list[ClaimedRecord]:
         """Lease up to `want` due records, within the sweep's budget."""
         now = self.clock()
         with self.ledger.transaction() as conn:
-            rows = queries.claim_due(
+            records = queries.claim_due(
                 conn,
                 provider=provider,
                 now=now,
@@ -193,28 +191,30 @@ class Sweep:
                 owner=self.owner,
                 lease_until=now + LEASE,
             )
-        self.budget.take(len(rows))
-        self.report.requests += len(rows)
-        return rows
+        self.budget.take(len(records))
+        self.report.requests += len(records)
+        return records
 
     def _more_due(self, provider: str) -> bool:
         """Whether records are still due for `provider` (the brake held them back)."""
         with self.ledger.read() as conn:
             return queries.any_due(conn, self.clock(), provider)
 
-    async def _delete(self, run: ProviderRun, row: Row[Any]) -> None:
+    async def _delete(self, run: ProviderRun, record: ClaimedRecord) -> None:
         """Delete one record; whatever goes wrong, an outcome is recorded and the lease freed."""
         try:
-            await self._attempts(run, row)
+            await self._attempts(run, record)
         except Exception as exc:
             log.error(
                 "sweep.delete_crashed",
-                response_id=row.response_id,
+                response_id=record.response_id,
                 error=f"{type(exc).__name__}: {exc}",
             )
-            self.flusher.put(Result(row, Outcome.ERROR, row.attempts, error=type(exc).__name__))
+            self.flusher.put(
+                Result(record, Outcome.ERROR, record.attempts, error=type(exc).__name__)
+            )
 
-    async def _attempts(self, run: ProviderRun, row: Row[Any]) -> None:
+    async def _attempts(self, run: ProviderRun, record: ClaimedRecord) -> None:
         """Send, and retry in the sweep while the wait is short.
 
         A 429 is the provider asking us to slow down, not a failed deletion: it is honoured
@@ -223,32 +223,34 @@ class Sweep:
         connection is the provider's fault, not the ID's: it is treated as a 429, and once
         the breaker opens the record is given back as it was."""
         max_attempts = self.settings.sweep.max_attempts
-        attempt, throttled = row.attempts, 0
+        attempt, throttled = record.attempts, 0
         while True:
-            kind, answer, verified = await self._attempt(run, row)
+            kind, answer, verified = await self._attempt(run, record)
             if answer is None:  # stopped, or no longer due: nothing was sent
-                return self.flusher.put(Result(row, kind, attempt))
+                return self.flusher.put(Result(record, kind, attempt))
             if answer.connection_failed and run.stopped:
-                return self.flusher.put(Result(row, Outcome.STOPPED, attempt))
+                return self.flusher.put(Result(record, Outcome.STOPPED, attempt))
             throttle = answer.status == 429 or answer.connection_failed
             if throttle:
                 throttled += 1
             else:
                 attempt += 1
             if kind != Outcome.RETRY and kind != Outcome.UNCONFIRMED:
-                return self._finish(run, row, kind, attempt, answer, verified)
+                return self._finish(run, record, kind, attempt, answer, verified)
             if not throttle and attempt >= max_attempts:
                 error = f"gave up after {attempt} attempts: {answer.error or answer.status}"
-                return self.flusher.put(Result(row, Outcome.FAILED, attempt, answer, error=error))
+                return self.flusher.put(
+                    Result(record, Outcome.FAILED, attempt, answer, error=error)
+                )
             # 429s and failures each back off on their own count
             delay = backoff(throttled if throttle else attempt, retry_after=answer.retry_after)
             next_at = self.clock() + timedelta(seconds=delay)
             if delay > IN_SWEEP_WAIT or throttled >= max_attempts or not self.budget.take():
-                return self.flusher.put(Result(row, Outcome.DEFERRED, attempt, answer, next_at))
+                return self.flusher.put(Result(record, Outcome.DEFERRED, attempt, answer, next_at))
             self.report.requests += 1
-            self.flusher.put(Result(row, Outcome.RETRY, attempt, answer, next_at))
+            self.flusher.put(Result(record, Outcome.RETRY, attempt, answer, next_at))
             if await self._stopped_within(run, delay):
-                return self.flusher.put(Result(row, Outcome.STOPPED, attempt))
+                return self.flusher.put(Result(record, Outcome.STOPPED, attempt))
 
     async def _stopped_within(self, run: ProviderRun, seconds: float) -> bool:
         """Wait `seconds`, or less if the provider's part of the sweep ends; whether it did."""
@@ -261,7 +263,7 @@ class Sweep:
     def _finish(
         self,
         run: ProviderRun,
-        row: Row[Any],
+        record: ClaimedRecord,
         kind: Outcome,
         attempt: int,
         answer: Answer,
@@ -272,10 +274,10 @@ class Sweep:
             run.halt()
             self.report.auth_failed.append(run.name)
             self.flusher.auth_failed(run.name, answer)
-        self.flusher.put(Result(row, kind, attempt, answer, verified=verified))
+        self.flusher.put(Result(record, kind, attempt, answer, verified=verified))
 
     async def _attempt(
-        self, run: ProviderRun, row: Row[Any]
+        self, run: ProviderRun, record: ClaimedRecord
     ) -> tuple[Outcome, Answer | None, bool | None]:
         """One DELETE (and the confirming GET when configured): (kind, answer, verified).
 
@@ -286,16 +288,16 @@ class Sweep:
         async with run.semaphore:
             if run.stopped or self.stop.is_set():
                 return Outcome.STOPPED, None, None
-            if not await self.recheck.may_send(row):
+            if not await self.recheck.may_send(record):
                 return Outcome.SKIPPED, None, None  # held, changed or not due: never early
             if run.stopped or self.stop.is_set():  # halted while the last look ran
                 return Outcome.STOPPED, None, None
-            answer = await run.client.delete(row.response_id)
+            answer = await run.client.delete(record.response_id)
         run.semaphore.feedback(answer.status)
         self._observe(run, answer)
         outcome = classify(answer.status, refused=answer.refused)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
-            return await self._confirm(run, row.response_id, answer)
+            return await self._confirm(run, record.response_id, answer)
         return outcome, answer, None
 
     def _observe(self, run: ProviderRun, answer: Answer) -> None:

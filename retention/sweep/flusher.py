@@ -45,7 +45,7 @@ class Flusher:
     def put(self, result: Result) -> None:
         """Queue one outcome."""
         self._pending.append(result)
-        self.report.add(result.row.provider, result.kind)
+        self.report.add(result.record.provider, result.kind)
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
 
@@ -120,6 +120,6 @@ class Flusher:
     def _observe(self, batch: list[Result], now: datetime) -> None:
         """Tell the hooks what was committed."""
         for result in batch:
-            lag = (now - result.row.deadline).total_seconds() if result.kind in FINAL else None
-            self.hooks.on_outcome(result.row.provider, result.kind, lag)
+            lag = (now - result.record.deadline).total_seconds() if result.kind in FINAL else None
+            self.hooks.on_outcome(result.record.provider, result.kind, lag)
         self.hooks.on_progress(sum(1 for r in batch if r.kind in FINAL))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
+from retention.core.records import ClaimedRecord
 from retention.core.vocabulary import State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
@@ -38,14 +38,14 @@ class Recheck:
         self._waiting: dict[int, list[asyncio.Future[bool]]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    async def may_send(self, row: Any) -> bool:
+    async def may_send(self, record: ClaimedRecord) -> bool:
         """Whether the DELETE of this claimed record may be sent now: due under the policies
         in force (its facts never change), and still pending, unheld, ours and past its
         deadline in the ledger (what may change while it waited)."""
-        if not decide(queries.facts_of(row), self.policies()).is_due(self.clock()):
+        if not decide(record.facts(), self.policies()).is_due(self.clock()):
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(row.id, []).append(future)
+        self._waiting.setdefault(record.id, []).append(future)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._answer())
         return await future

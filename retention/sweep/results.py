@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row
-
+from retention.core.records import ClaimedRecord
 from retention.core.times import format_time
 from retention.core.vocabulary import CLOSING, FINAL_EVENTS, Event, Outcome
 from retention.ledger import queries
@@ -21,7 +20,7 @@ ERROR_PAUSE = timedelta(seconds=60)
 class Result:
     """One outcome for one record (core/vocabulary.py says what each kind means)."""
 
-    row: Row[Any]
+    record: ClaimedRecord
     kind: Outcome
     attempt: int
     answer: Answer | None = None
@@ -47,7 +46,7 @@ def _closing_row(tx: Tx, result: Result) -> dict[str, Any]:
     """The columns a deletion or absence sets."""
     answer = result.answer
     return {
-        "rid": result.row.id,
+        "rid": result.record.id,
         "state": result.kind,
         "closed_at": tx.now,
         "attempts": result.attempt,
@@ -59,13 +58,13 @@ def _closing_row(tx: Tx, result: Result) -> dict[str, Any]:
 
 def _common(result: Result) -> dict[str, Any]:
     """The event fields every outcome carries."""
-    row, answer = result.row, result.answer
+    record, answer = result.record, result.answer
     return {
-        "response_id": row.response_id,
-        "provider": row.provider,
-        "account": row.account,
-        "policy": row.policy,
-        "deadline": row.deadline,
+        "response_id": record.response_id,
+        "provider": record.provider,
+        "account": record.account,
+        "policy": record.policy,
+        "deadline": record.deadline,
         "http_status": answer.status if answer else None,
         "attempt": result.attempt,
         "provider_request_id": answer.request_id if answer else None,
@@ -76,8 +75,8 @@ def _common(result: Result) -> dict[str, Any]:
 def _terminal_event(tx: Tx, result: Result) -> None:
     """The event of a deleted, absent or failed record."""
     details: dict[str, Any] = {
-        "deadline_basis": result.row.deadline_basis,
-        "lag_s": int((tx.now - result.row.deadline).total_seconds()),
+        "deadline_basis": result.record.deadline_basis,
+        "lag_s": int((tx.now - result.record.deadline).total_seconds()),
     }
     if result.verified is not None:
         details["verified"] = result.verified
@@ -89,8 +88,8 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
 
     These changes apply only while the record is still pending under our lease: a hold or a
     new deadline that arrived meanwhile is never overwritten."""
-    row = result.row
-    if result.kind == Outcome.FAILED and queries.owned(tx.conn, row.id, owner):
+    record = result.record
+    if result.kind == Outcome.FAILED and queries.owned(tx.conn, record.id, owner):
         queries.close_records(tx.conn, [_closing_row(tx, result)])
         _terminal_event(tx, result)
     elif result.kind in (Outcome.RETRY, Outcome.DEFERRED, Outcome.UNCONFIRMED):
@@ -99,7 +98,7 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
         later = tx.now + ERROR_PAUSE
         queries.update_owned(
             tx.conn,
-            row.id,
+            record.id,
             owner,
             lease_owner=None,
             lease_until=None,
@@ -113,7 +112,7 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
             details={"internal_error": True, "next_attempt_at": format_time(later)},
         )
     else:  # stopped, skipped, auth, or a failure on a changed record: give it back
-        queries.update_owned(tx.conn, row.id, owner, lease_owner=None, lease_until=None)
+        queries.update_owned(tx.conn, record.id, owner, lease_owner=None, lease_until=None)
 
 
 def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:
@@ -128,7 +127,7 @@ def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:
     }  # Retry-After holds if we stop now
     if result.kind == Outcome.DEFERRED:
         values.update(lease_owner=None, lease_until=None)
-    changed = queries.update_owned(tx.conn, result.row.id, owner, **values) == 0
+    changed = queries.update_owned(tx.conn, result.record.id, owner, **values) == 0
     details = {"next_attempt_at": format_time(result.next_at)}
     if changed:
         details["record_changed"] = "held, deleted or re-planned meanwhile; left as it is"
