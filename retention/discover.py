@@ -38,7 +38,7 @@ PAGE_SIZE = 100
 
 
 @dataclass
-class DiscoverReport:
+class DiscoverySummary:
     """What one discovery run did for one provider."""
 
     provider: str
@@ -153,11 +153,11 @@ async def discover(
     *,
     clock: Callable[[], datetime],
     transport: httpx.AsyncBaseTransport | None = None,
-) -> DiscoverReport:
+) -> DiscoverySummary:
     """Crawl `provider`'s listing until complete; errors end the run with the cursor saved."""
     config = settings.providers[provider]
     key = config.api_key()
-    report = DiscoverReport(provider=provider)
+    report = DiscoverySummary(provider=provider)
     state = await off_loop(load_state, ledger, provider)
     client = ProviderClient(config, key, transport=transport)
     asked: set[str | None] = set()  # the cursors this run sent: one sent twice is a loop
@@ -197,7 +197,7 @@ async def discover(
 def _read_page(
     items: list[Any],
     state: CrawlState,
-    report: DiscoverReport,
+    report: DiscoverySummary,
     provider: str,
     now: datetime | None = None,
 ) -> tuple[list[NewRecord], bool]:
@@ -227,7 +227,7 @@ def _commit(
     state: CrawlState,
     records: list[NewRecord],
     cursor: str | None,
-    report: DiscoverReport,
+    report: DiscoverySummary,
     now: datetime,
 ) -> None:
     """Enrol a page and move the cursor (or the high-water mark) in one transaction."""

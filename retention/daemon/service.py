@@ -49,7 +49,7 @@ from retention.provider.probe import ProbeResult
 from retention.services.policy_sync import sync_policies
 from retention.sweep.probing import probe_with_ledger
 from retention.sweep.runner import exclusive, sweep_once
-from retention.sweep.summary import SweepReport
+from retention.sweep.summary import SweepSummary
 
 log = get_logger("retention.daemon")
 WORKER_THREADS = 16
@@ -91,7 +91,7 @@ class Daemon:
         self.port: int | None = None
         self._stop = asyncio.Event()
         self._stop_sweeps = asyncio.Event()
-        self._sweep: asyncio.Task[SweepReport] | None = None
+        self._sweep: asyncio.Task[SweepSummary] | None = None
         self._reloading: asyncio.Task[None] | None = None
         self.signer: Signer | None = None
         self._no_listing: set[str] = set()

@@ -356,7 +356,7 @@ def rows_for_id(conn: Connection, response_id: str) -> list[Row[Any]]:
     return list(conn.execute(select(RECORDS).where(R.response_id == response_id)).all())
 
 
-def chain_members(conn: Connection, provider: str, root: str) -> list[Row[Any]]:
+def conversation_members(conn: Connection, provider: str, root: str) -> list[Row[Any]]:
     """Every record of one conversation chain."""
     return list(
         conn.execute(select(RECORDS).where(R.provider == provider, R.chain_root == root)).all()

@@ -92,7 +92,7 @@ def floors(conn: Connection, policies: PolicySet) -> dict[tuple[str, str], datet
     ).all()
     result = {}
     for provider, root in roots:
-        members = queries.chain_members(conn, provider, root)
+        members = queries.conversation_members(conn, provider, root)
         if any(m.state in OPEN_STATES for m in members):
             floor = latest_chain_deadline([queries.facts_of(m) for m in members], policies)
             if floor is not None:
@@ -103,7 +103,7 @@ def floors(conn: Connection, policies: PolicySet) -> dict[tuple[str, str], datet
 def refresh(tx: Tx, provider: str, root: str, policies: PolicySet) -> int:
     """Give the open turns of one chain the deadline its newest turn implies; returns how
     many deadlines moved (each with a `response.deadline_changed` event)."""
-    members = queries.chain_members(tx.conn, provider, root)
+    members = queries.conversation_members(tx.conn, provider, root)
     floor = latest_chain_deadline([queries.facts_of(m) for m in members], policies)
     moved = 0
     for row in members:

@@ -64,7 +64,7 @@ def _tighten_one(
     if keeps_chain:
         members = [
             facts if m.id == row.id else queries.facts_of(m)
-            for m in queries.chain_members(tx.conn, row.provider, row.chain_root)
+            for m in queries.conversation_members(tx.conn, row.provider, row.chain_root)
         ]
         floor = latest_chain_deadline(members, policies)
     decision = decide(facts, policies, chain_floor=floor)

@@ -28,7 +28,7 @@ from retention.sweep.flusher import Flusher
 from retention.sweep.hooks import Hooks
 from retention.sweep.recheck import Recheck
 from retention.sweep.results import Result
-from retention.sweep.summary import SweepReport
+from retention.sweep.summary import SweepSummary
 
 IN_SWEEP_WAIT = 30.0  # retries due sooner than this wait inside the sweep; later ones defer
 LEASE = timedelta(minutes=5)  # renewed every LEASE / 3 while the sweep runs
@@ -79,7 +79,7 @@ class Sweep:
         self.stop = stop or asyncio.Event()
         cap = settings.sweep.max_deletes_per_sweep
         self.budget = Budget(min(cap, limit) if limit is not None else cap)
-        self.report = SweepReport(started_at=clock())
+        self.report = SweepSummary(started_at=clock())
         self.flusher = Flusher(ledger, self.report, self.hooks, owner)
         self.recheck = Recheck(ledger, owner, self.policies, clock)
         self.runs = {
@@ -94,7 +94,7 @@ class Sweep:
             for p in [settings.providers[name]]
         }
 
-    async def run(self) -> SweepReport:
+    async def run(self) -> SweepSummary:
         """Sweep every provider concurrently; returns the report once all is written.
 
         Setting `stop` ends claiming and sending; requests on the wire finish. However the

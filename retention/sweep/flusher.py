@@ -19,7 +19,7 @@ from retention.logs import get_logger
 from retention.provider.client import Answer
 from retention.sweep.hooks import Hooks
 from retention.sweep.results import Result, apply_all
-from retention.sweep.summary import SweepReport
+from retention.sweep.summary import SweepSummary
 
 MAX_BATCH = 256
 MAX_WAIT_S = 0.05
@@ -30,7 +30,7 @@ log = get_logger("retention.sweep")
 class Flusher:
     """Collects Results and commits them at most every 50 ms or 256 outcomes."""
 
-    def __init__(self, ledger: Ledger, report: SweepReport, hooks: Hooks, owner: str) -> None:
+    def __init__(self, ledger: Ledger, report: SweepSummary, hooks: Hooks, owner: str) -> None:
         self.ledger, self.report, self.hooks, self.owner = ledger, report, hooks, owner
         self._pending: list[Result] = []
         self._faults: list[dict[str, Any]] = []

@@ -30,7 +30,7 @@ from retention.provider.client import ProviderClient
 from retention.sweep.executor import Sweep
 from retention.sweep.hooks import Hooks
 from retention.sweep.probing import is_auth, probe_with_ledger, record_faults
-from retention.sweep.summary import SweepReport
+from retention.sweep.summary import SweepSummary
 
 
 def replica_name() -> str:
@@ -66,7 +66,7 @@ async def sweep_once(
     stop: asyncio.Event | None = None,
     lock: bool = True,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> SweepReport:
+) -> SweepSummary:
     """Run one sweep over every provider; `sweep.started`/`sweep.finished` frame it when
     anything is due (an idle sweep writes no events, only the time of the last sweep)."""
     keys = {name: p.api_key() for name, p in settings.providers.items()}
@@ -139,7 +139,7 @@ async def _probe_then_sweep(
     clock: Callable[[], datetime],
     hooks: Hooks,
     sweep: Callable[[dict[str, ProviderClient]], Sweep],
-) -> SweepReport:
+) -> SweepSummary:
     """Probe each provider with work due; sweep those that pass; a failed probe stops its
     provider before any DELETE, with its event, and no record is touched."""
     due = await off_loop(_due_providers, ledger, list(clients), clock())
@@ -165,9 +165,9 @@ def _due_providers(ledger: Ledger, names: list[str], now: datetime) -> list[str]
         return [name for name in names if queries.any_due(conn, now, name)]
 
 
-def _idle(ledger: Ledger, now: datetime) -> SweepReport:
+def _idle(ledger: Ledger, now: datetime) -> SweepSummary:
     """Note an idle sweep's time; nothing else happened."""
-    report = SweepReport(started_at=now, finished_at=now)
+    report = SweepSummary(started_at=now, finished_at=now)
     with ledger.transaction() as conn:
         queries.set_meta(conn, MetaKey.LAST_SWEEP, json.dumps(report.as_dict()))
     return report

@@ -24,7 +24,7 @@ SUMMED = (
 
 
 @dataclass
-class SweepReport:
+class SweepSummary:
     """Counts per provider and outcome, and what stopped the sweep early: `faults` names each
     provider whose part stopped (failed probe, open breaker) with its event and reason."""
 

@@ -19,7 +19,7 @@ def explain_id(ledger: Ledger, policies: PolicySet, response_id: str) -> dict[st
         rows = queries.rows_for_id(conn, response_id)
         events = queries.events_for_id(conn, response_id)
         conversations = {
-            row.id: queries.chain_members(conn, row.provider, row.chain_root)
+            row.id: queries.conversation_members(conn, row.provider, row.chain_root)
             for row in rows
             if row.chain_root
         }

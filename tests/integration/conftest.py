@@ -20,7 +20,7 @@ from retention.services.policy_sync import sync_policies
 from retention.services.recording import enrol
 from retention.standin import StandIn
 from retention.sweep.runner import sweep_once
-from retention.sweep.summary import SweepReport
+from retention.sweep.summary import SweepSummary
 from tests.helpers import write_config
 
 
@@ -41,7 +41,7 @@ class Env:
         sync_policies(self.ledger, self.policies)  # as `retention record` applies them
         enrol(self.ledger, self.settings, self.policies, records)
 
-    def sweep(self, **kw: object) -> SweepReport:
+    def sweep(self, **kw: object) -> SweepSummary:
         """Run one sweep now."""
         sync_policies(self.ledger, self.policies)  # as `retention sweep` applies them
         return asyncio.run(

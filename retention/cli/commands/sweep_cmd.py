@@ -16,7 +16,7 @@ from retention.core.plan import PlannedDeletion
 from retention.core.times import format_time
 
 if TYPE_CHECKING:
-    from retention.sweep.summary import SweepReport
+    from retention.sweep.summary import SweepSummary
 
 
 @click.command()
@@ -83,7 +83,7 @@ def _print_plan(planned: list[PlannedDeletion], now: datetime, output: str) -> N
     click.echo(f"dry run: {len(items)} would be deleted; nothing was sent")
 
 
-def _print_report(report: SweepReport, output: str) -> None:
+def _print_report(report: SweepSummary, output: str) -> None:
     """The sweep's summary."""
     data = report.as_dict()
     if output == "json":
