@@ -338,7 +338,14 @@ class Daemon:
         return Signer.from_file(path, create=True) if path else None
 
     async def _discover_job(self) -> None:
-        """Crawl each provider's listing; a provider without one is skipped from then on."""
+        """Crawl each provider's listing; a provider without one is skipped from then on. The
+        policies in force are applied first, as every command that records IDs does (one read
+        when another replica or the last reload already applied them)."""
+        try:
+            await off_loop(sync_policies, self.ledger, self.policies)
+        except Exception as exc:
+            log.error("discover.crashed", **failure(exc))
+            return
         for name in self.settings.providers:
             if self.stopping or name in self._no_listing:
                 continue

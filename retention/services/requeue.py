@@ -47,7 +47,7 @@ def requeue_columns(row: Any, policies: PolicySet, now: datetime) -> dict[str, A
     if decision.deadline > deadline:
         policy, deadline, basis = decision.policy, decision.deadline, decision.basis
     return {
-        "state": State.HELD if decision.hold else State.PENDING,
+        "state": (State.HELD if decision.hold else State.PENDING).value,
         "policy": policy,
         "deadline": deadline,
         "deadline_basis": basis,

@@ -42,7 +42,7 @@ class SweepSummary:
 
     def fault(self, provider: str, event: Event, reason: str) -> None:
         """Note that `provider`'s part stopped (the first reason is kept)."""
-        self.faults.setdefault(provider, {"event": event, "reason": reason})
+        self.faults.setdefault(provider, {"event": event.value, "reason": reason})
 
     def total(self, kind: Outcome) -> int:
         """One outcome summed over providers."""

@@ -54,6 +54,18 @@ def test_config_before_or_after_the_command(workdir: Path) -> None:
     assert (sub / "retention.db").exists(), "a relative SQLite path counts from the config"
 
 
+def test_ls_filters_by_state_as_written(workdir: Path) -> None:
+    """`ls --state pending` takes the states as users write them, and lists only those."""
+    config = write_config(workdir, "http://127.0.0.1:9/v1")
+    assert cli("-c", str(config), "record", "resp_a", cwd=workdir).returncode == 0
+    pending = cli("-c", str(config), "ls", "--state", "pending", "-o", "json", cwd=workdir)
+    assert pending.returncode == 0, pending.stderr
+    assert [r["response_id"] for r in json.loads(pending.stdout)] == ["resp_a"]
+    failed = cli("-c", str(config), "ls", "--state", "failed", "-o", "json", cwd=workdir)
+    assert json.loads(failed.stdout) == []
+    assert cli("-c", str(config), "ls", "--state", "PENDING", cwd=workdir).returncode == 2
+
+
 def test_missing_config_is_a_usage_error(workdir: Path) -> None:
     """Without any configuration the command exits 2 and says how to give one."""
     result = cli("status", cwd=workdir)

@@ -229,7 +229,11 @@ def _report(result: EnrolResult, output: str, rejected: int = 0) -> None:
 
 
 @click.command("ls")
-@click.option("--state", type=click.Choice(STATES), help="Only records in this state.")
+@click.option(
+    "--state",
+    type=click.Choice([state.value for state in STATES]),
+    help="Only records in this state.",
+)
 @click.option("--due", is_flag=True, help="Only records due for deletion now.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
 @config_option
