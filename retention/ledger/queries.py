@@ -29,19 +29,24 @@ R = RECORDS.c
 CHUNK = 500
 
 
+def _fact_fields(row: Row[Any]) -> dict[str, Any]:
+    """The columns policies match on, by the names the core gives them."""
+    return {
+        "response_id": row.response_id,
+        "provider": row.provider,
+        "account": row.account,
+        "created_at": row.created_at,
+        "first_seen_at": row.first_seen_at,
+        "model": row.model,
+        "metadata": row.meta or {},
+        "previous_response_id": row.previous_response_id,
+        "chain_root": row.chain_root,
+    }
+
+
 def facts_of(row: Row[Any]) -> ResponseFacts:
     """The core's view of one records row."""
-    return ResponseFacts(
-        response_id=row.response_id,
-        provider=row.provider,
-        account=row.account,
-        created_at=row.created_at,
-        first_seen_at=row.first_seen_at,
-        model=row.model,
-        metadata=row.meta or {},
-        previous_response_id=row.previous_response_id,
-        chain_root=row.chain_root,
-    )
+    return ResponseFacts(**_fact_fields(row))
 
 
 def decision_columns(decision: Decision) -> dict[str, Any]:
@@ -230,15 +235,7 @@ def claimed(row: Row[Any]) -> ClaimedRecord:
     """The sweep's view of one row read with CLAIM_COLUMNS (or more)."""
     return ClaimedRecord(
         id=row.id,
-        response_id=row.response_id,
-        provider=row.provider,
-        account=row.account,
-        created_at=row.created_at,
-        first_seen_at=row.first_seen_at,
-        model=row.model,
-        metadata=row.meta or {},
-        previous_response_id=row.previous_response_id,
-        chain_root=row.chain_root,
+        **_fact_fields(row),
         policy=row.policy,
         deadline=row.deadline,
         deadline_basis=row.deadline_basis,
