@@ -15,6 +15,8 @@ from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import format_duration, parse_duration
 from retention.core.loopback import is_loopback
 from retention.core.quoting import quote
+from retention.core.record_input import MAX_KEY
+from retention.core.text import name_flaw
 from retention.errors import ConfigError
 from retention.files import SecretFileError, read_secret_file
 from retention.redaction import register_secret
@@ -169,6 +171,16 @@ class AuditSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ErasureSettings:
+    """Erasure by data subject: which metadata keys name a person, the key that pseudonymises
+    their values in the ledger, and how long a request may stay open."""
+
+    subject_keys: tuple[str, ...] = ("user_id",)
+    key_file: Path | None = None
+    deadline: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """The daemon's HTTP surface."""
 
@@ -211,6 +223,7 @@ class Settings:
     discover_interval: timedelta = timedelta(minutes=15)
     audit: AuditSettings = field(default_factory=lambda: AuditSettings(file=None))
     server: ServerSettings = field(default_factory=ServerSettings)
+    erasure: ErasureSettings = field(default_factory=ErasureSettings)
 
     def provider(self, name: str | None) -> ProviderSettings:
         """The provider called `name`, or the only/first one when `name` is None."""
@@ -242,7 +255,16 @@ def find_config(explicit: str | None) -> Path:
 def load_settings(path: Path) -> Settings:
     """Parse and validate `retention.yaml` at `path`, applying environment overrides."""
     top = Reader(load_yaml(path) or None, file=str(path), line=1)
-    top.only("database_url", "policies_file", "providers", "sweep", "discover", "audit", "server")
+    top.only(
+        "database_url",
+        "policies_file",
+        "providers",
+        "sweep",
+        "discover",
+        "audit",
+        "server",
+        "erasure",
+    )
     base = path.resolve().parent
     from_env = os.environ.get("RETENTION_DATABASE_URL", "").strip()
     url = from_env or top.get("database_url", str, "sqlite:///retention.db")
@@ -261,6 +283,7 @@ def load_settings(path: Path) -> Settings:
         ),
         audit=_audit(top.child("audit"), base),
         server=_server(top.child("server"), base),
+        erasure=_erasure(top.child("erasure"), base),
     )
 
 
@@ -437,6 +460,29 @@ def _audit(r: Reader, base: Path) -> AuditSettings:
         signing_key_file=path_in(base, key_file),
         checkpoint_interval=r.convert("checkpoint_interval", parse_duration, timedelta(hours=1)),
         witness=_witnesses(r, base),
+    )
+
+
+def _erasure(r: Reader, base: Path) -> ErasureSettings:
+    """The `erasure` section."""
+    r.only("subject_keys", "key_file", "deadline")
+    keys = r.get("subject_keys", list, ["user_id"])
+    checked: list[str] = []
+    for key in keys:
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY or name_flaw(key):
+            raise r.error(
+                "subject_keys",
+                f"a metadata key is 1 to {MAX_KEY} printable characters, got {quote(key)}",
+            )
+        if key in checked:
+            raise r.error("subject_keys", f"{quote(key)} is listed twice")
+        checked.append(key)
+    if not checked:
+        raise r.error("subject_keys", "list at least one metadata key (the default is [user_id])")
+    return ErasureSettings(
+        subject_keys=tuple(checked),
+        key_file=path_in(base, r.get("key_file", str, "erasure.key")),
+        deadline=r.convert("deadline", _positive_duration, timedelta(days=30)),
     )
 
 

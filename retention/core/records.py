@@ -51,6 +51,7 @@ class ClaimedRecord:
     deadline: datetime
     deadline_basis: str
     attempts: int
+    erasure_id: str | None = None  # the erasure request that made it due, if one did
 
     def facts(self) -> ResponseFacts:
         """The facts policies match on, checked as `ResponseFacts` checks them."""

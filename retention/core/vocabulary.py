@@ -27,6 +27,15 @@ OPEN_STATES: tuple[State, ...] = (State.PENDING, State.HELD)
 CLOSED_STATES: tuple[State, ...] = (State.DELETED, State.ABSENT, State.FAILED)
 
 
+class Basis(StrEnum):
+    """What a record's deadline counts from."""
+
+    CREATED_AT = "created_at"  # the response's creation time, as the provider or app gave it
+    FIRST_SEEN = "first_seen"  # when the ledger first saw the ID
+    CHAIN = "chain"  # its conversation's newest turn (`keep_chains_intact`)
+    ERASURE = "erasure"  # a data subject's erasure request: due at the request's time
+
+
 class Outcome(StrEnum):
     """What one deletion attempt of one record came to. The first five classify a provider's
     answer (core/outcomes.py); the rest are the sweep's own."""
@@ -72,6 +81,9 @@ class Event(StrEnum):
     PROVIDER_AUTH_FAILED = "provider.auth_failed"
     PROVIDER_MISCONFIGURED = "provider.misconfigured"
     PROVIDER_UNREACHABLE = "provider.unreachable"
+    ERASURE_REQUESTED = "erasure.requested"
+    ERASURE_COMPLETED = "erasure.completed"
+    ERASURE_OVERDUE = "erasure.overdue"
 
 
 # the event that closes a record for each final outcome
@@ -94,6 +106,17 @@ class MetaKey(StrEnum):
     CHECKPOINT = "checkpoint:"  # + chain: the last checkpoint of that chain
     DISCOVER = "discover:"  # + provider: discovery's crawl state
     REPLICA = "replica:"  # + replica name: when it last swept
+    # records with an id above this were recorded before subjects were indexed, up to the id
+    # SUBJECTS_BACKFILL_UNTIL; the backfill moves it on in batches (services/subject_index.py)
+    SUBJECTS_BACKFILL_AFTER = "erasure:backfill_after"
+    SUBJECTS_BACKFILL_UNTIL = "erasure:backfill_until"
+
+
+class ErasureState(StrEnum):
+    """Where an erasure request stands."""
+
+    OPEN = "open"  # some of its records are still to be deleted
+    COMPLETED = "completed"  # every record is deleted, absent, failed or withheld by a hold
 
 
 def meta_key(prefix: MetaKey, name: str) -> str:

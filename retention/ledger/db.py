@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # The newest migration in migrations/versions (a test keeps the two equal). Knowing it here
 # lets every command check the schema without importing Alembic.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 # files beside a SQLite ledger, made private with it: SQLite's own, and our sweeper lock
 COMPANIONS = ("-wal", "-shm", "-journal", ".lock")

@@ -158,6 +158,8 @@ class Record(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the erasure request that last made this record due (its outcome events name it)
+    erasure_id: Mapped[str | None] = mapped_column(String(40))
 
     __table_args__ = (
         UniqueConstraint("provider", "response_id"),
@@ -204,6 +206,47 @@ class RecordCount(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class RecordSubject(Base):
+    """The data subjects of a record: the HMAC of each `KEY=VALUE` pair of its metadata whose
+    key is one of `erasure.subject_keys` (core/subjects.py), never the value. Looked up by
+    subject first: an erasure finds a person's records through this index, not a scan."""
+
+    __tablename__ = "record_subjects"
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    response_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class Erasure(Base):
+    """One data subject's erasure request: when, why, until when, and where it stands."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subjects: Mapped[str] = mapped_column(Text)  # JSON list of the subject digests
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_by: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_erasures_state", "state"),)
+
+
+class ErasureItem(Base):
+    """A record an erasure request covers, as found when it was made; `withheld` names the
+    hold that kept it."""
+
+    __tablename__ = "erasure_items"
+
+    erasure_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    record_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    withheld: Mapped[str | None] = mapped_column(String(128))
+
+
 class AuditEvent(Base):
     """One sealed audit record: `line` is its exact JSON, `hash` covers it."""
 
@@ -248,3 +291,5 @@ class Meta(Base):
 # the tables as SQLAlchemy Core sees them, for statements that skip the ORM on hot paths
 RECORDS = cast(Table, Record.__table__)
 AUDIT_EVENTS = cast(Table, AuditEvent.__table__)
+RECORD_SUBJECTS = cast(Table, RecordSubject.__table__)
+ERASURE_ITEMS = cast(Table, ErasureItem.__table__)

@@ -228,7 +228,15 @@ def due_filter(now: datetime, provider: str | None = None) -> Any:
 # what a sweep needs of a record (a ClaimedRecord's fields): its facts (for the last policy
 # check) and what its audit events carry; leaving the bookkeeping columns out saves most of
 # the row decoding
-CLAIM_COLUMNS = ("id", *FACT_COLUMNS, "policy", "deadline", "deadline_basis", "attempts")
+CLAIM_COLUMNS = (
+    "id",
+    *FACT_COLUMNS,
+    "policy",
+    "deadline",
+    "deadline_basis",
+    "attempts",
+    "erasure_id",
+)
 
 
 def claimed(row: Row[Any]) -> ClaimedRecord:
@@ -240,6 +248,7 @@ def claimed(row: Row[Any]) -> ClaimedRecord:
         deadline=row.deadline,
         deadline_basis=row.deadline_basis,
         attempts=row.attempts,
+        erasure_id=row.erasure_id,
     )
 
 

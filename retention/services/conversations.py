@@ -12,7 +12,7 @@ from sqlalchemy import Connection, func, select, update
 from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
 from retention.core.times import format_time
-from retention.core.vocabulary import OPEN_STATES, Event
+from retention.core.vocabulary import OPEN_STATES, Basis, Event
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.ledger.models import RECORDS
@@ -107,8 +107,8 @@ def refresh(tx: Tx, provider: str, root: str, policies: PolicySet) -> int:
     floor = latest_chain_deadline([queries.facts_of(m) for m in members], policies)
     moved = 0
     for row in members:
-        if row.state not in OPEN_STATES:
-            continue
+        if row.state not in OPEN_STATES or row.deadline_basis == Basis.ERASURE:
+            continue  # closed, or a person asked for it to go: no conversation keeps it
         decision = decide(queries.facts_of(row), policies, chain_floor=floor)
         if decision.deadline == row.deadline:
             continue

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
-from retention.core.vocabulary import Event, MetaKey, State
+from retention.core.vocabulary import Basis, Event, MetaKey, State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger, Tx
 from retention.services import conversations
@@ -46,6 +47,10 @@ def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
             stats["recomputed"] += 1
             floor = chain_floors.get((row.provider, row.chain_root))
             decision = decide(queries.facts_of(row), policies, chain_floor=floor)
+            if row.deadline_basis == Basis.ERASURE:  # a person asked: no policy delays it
+                decision = dataclasses.replace(
+                    decision, policy=row.policy, deadline=row.deadline, basis=Basis.ERASURE
+                )
             if (decision.policy, decision.deadline, decision.hold) == (
                 row.policy,
                 row.deadline,

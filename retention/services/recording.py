@@ -20,7 +20,8 @@ from retention.core.times import format_time
 from retention.core.vocabulary import Event
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger, Tx
-from retention.services import conversations, tightening
+from retention.services import conversations, subject_index, tightening
+from retention.services.subject_key import subject_key
 
 CHUNK = 5_000  # records enrolled, and audit events sealed, at a time within one transaction
 
@@ -99,6 +100,9 @@ def _enrol_chunk(
         fresh = [r for rid, r in items.items() if rid not in known]
         account = settings.providers[provider].account_id
         rows = [_record_with_events(tx, r, provider, account, policies, source) for r in fresh]
+        if any(row["meta"] for row in rows):  # a person's value never reaches the ledger
+            key = subject_key(settings.erasure.key_file)
+            subject_index.index_rows(tx.conn, rows, key, settings.erasure.subject_keys)
         touched = conversations.assign_roots(tx.conn, provider, rows)
         queries.insert_records(tx.conn, rows)
         accepted += len(rows)

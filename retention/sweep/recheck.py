@@ -17,7 +17,7 @@ from sqlalchemy import select
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.records import ClaimedRecord
-from retention.core.vocabulary import State
+from retention.core.vocabulary import Basis, State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 
@@ -39,11 +39,15 @@ class Recheck:
         self._task: asyncio.Task[None] | None = None
 
     async def may_send(self, record: ClaimedRecord) -> bool:
-        """Whether the DELETE of this claimed record may be sent now: due under the policies
-        in force (its facts never change), and still pending, unheld, ours and past its
-        deadline in the ledger (what may change while it waited)."""
-        if not decide(record.facts(), self.policies()).is_due(self.clock()):
+        """Whether the DELETE of this claimed record may be sent now: unheld and due under the
+        policies in force (its facts never change; an erasure makes it due at the request),
+        and still pending, unheld, ours and past its deadline in the ledger (what may change
+        while it waited)."""
+        decision = decide(record.facts(), self.policies())
+        if decision.hold is not None:  # a hold wins, an erasure's too
             return False
+        if record.deadline_basis != Basis.ERASURE and not decision.is_due(self.clock()):
+            return False  # an erasure is due at its request, whatever the policies say
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(record.id, []).append(future)
         if self._task is None or self._task.done():

@@ -80,7 +80,7 @@ def _terminal_event(tx: Tx, result: Result) -> None:
     }
     if result.verified is not None:
         details["verified"] = result.verified
-    tx.event(FINAL_EVENTS[result.kind], **_common(result), details=details)
+    tx.event(FINAL_EVENTS[result.kind], **_common(result), details=_erasure(result, details))
 
 
 def apply(tx: Tx, result: Result, *, owner: str) -> None:
@@ -109,7 +109,9 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
         tx.event(
             Event.RESPONSE_DELETE_ATTEMPT_FAILED,
             **_common(result),
-            details={"internal_error": True, "next_attempt_at": format_time(later)},
+            details=_erasure(
+                result, {"internal_error": True, "next_attempt_at": format_time(later)}
+            ),
         )
     else:  # stopped, skipped, auth, or a failure on a changed record: give it back
         queries.update_owned(tx.conn, record.id, owner, lease_owner=None, lease_until=None)
@@ -136,4 +138,11 @@ def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:
         if result.kind == Outcome.UNCONFIRMED
         else Event.RESPONSE_DELETE_ATTEMPT_FAILED
     )
-    tx.event(name, **common, details=details)
+    tx.event(name, **common, details=_erasure(result, details))
+
+
+def _erasure(result: Result, details: dict[str, Any]) -> dict[str, Any]:
+    """`details`, naming the erasure request that made the record due when one did."""
+    if result.record.erasure_id is not None:
+        details["erasure_id"] = result.record.erasure_id
+    return details

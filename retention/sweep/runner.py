@@ -27,6 +27,7 @@ from retention.ledger.ledger import Ledger
 from retention.ledger.locks import sweeper_lock
 from retention.ledger.loopguard import off_loop
 from retention.provider.client import ProviderClient
+from retention.services.erasure import settle
 from retention.sweep.executor import Sweep
 from retention.sweep.hooks import Hooks
 from retention.sweep.probing import is_auth, probe_with_ledger, record_faults
@@ -75,7 +76,9 @@ async def sweep_once(
             await off_loop(stack.enter_context, exclusive(ledger))
         due = await off_loop(_count_due, ledger, clock())
         if due == 0:
-            return await off_loop(_idle, ledger, clock())
+            idle = await off_loop(_idle, ledger, clock())
+            await off_loop(settle, ledger, clock())  # requests with nothing left, or overdue
+            return idle
         live_for = 3 * settings.sweep.interval.total_seconds() + 60
         replicas = await off_loop(_started, ledger, due, limit, clock, live_for)
         clients = {
@@ -106,6 +109,7 @@ async def sweep_once(
             for client in clients.values():
                 await client.aclose()
         await off_loop(_finished, ledger, report.as_dict())
+        await off_loop(settle, ledger, clock())  # erasure requests this sweep finished
     return report
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from retention.errors import SchemaOutdatedError
-from retention.ledger.db import make_engine, open_engine, upgrade
+from retention.ledger.db import HEAD_REVISION, make_engine, open_engine, upgrade
 from tests.helpers import auditor_verify, cli, write_config
 from tests.integration.conftest import Env
 
@@ -51,5 +51,5 @@ def test_db_upgrade_command_on_postgres(pg_url: str, workdir: Path) -> None:
     plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
     result = cli("db", "upgrade", cwd=workdir, env={"RETENTION_DATABASE_URL": plain})
     assert result.returncode == 0, result.stderr
-    assert "-> 0007" in result.stdout
+    assert f"-> {HEAD_REVISION}" in result.stdout
     assert cli("record", "p_1", cwd=workdir, env={"RETENTION_DATABASE_URL": plain}).returncode == 0

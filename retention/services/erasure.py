@@ -1,0 +1,375 @@
+"""Erasure by data subject: a person's request makes every record of theirs due at once.
+
+`request_erasure` finds the records of the subject through the subject index (never a scan),
+and in one transaction: pending ones become due at the request's time (deadline basis
+`erasure`, `response.deadline_changed` when the deadline moved), failed ones are reopened
+(`response.requeued`), held ones are withheld (a hold wins), deleted or absent ones are noted as
+already gone; the request is stored with the records it covers and `erasure.requested` is
+written with the subject's digests and the counts, never a value. The sweep then deletes them
+as it deletes anything due, each outcome event naming the erasure. `settle` closes a request
+once none of its records is still to be deleted (`erasure.completed`), and marks one open past
+`erasure.deadline` (`erasure.overdue`, once).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from retention.config.settings import Settings
+from retention.core.quoting import quote
+from retention.core.subjects import MAX_VALUE, subject_digest
+from retention.core.text import text_flaw
+from retention.core.times import format_time
+from retention.core.vocabulary import Basis, ErasureState, Event, State
+from retention.errors import InputError
+from retention.ledger import bulk, queries
+from retention.ledger.ledger import Ledger, Tx
+from retention.ledger.models import ERASURE_ITEMS, RECORD_SUBJECTS, RECORDS, Erasure
+from retention.services import subject_index
+from retention.services.subject_key import subject_key
+
+MAX_REASON = 1000  # characters
+MAX_TICKET = 200
+ITEM_COLUMNS = ("erasure_id", "record_id", "withheld")
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRequest:
+    """A checked request: the subject's pairs, why, and the ticket it answers."""
+
+    subject: dict[str, str]
+    reason: str
+    ticket: str | None = None
+
+
+def checked_request(subject: Any, reason: Any, ticket: Any, settings: Settings) -> ErasureRequest:
+    """Validate a request as given (CLI or HTTP); InputError says what is wrong."""
+    keys = settings.erasure.subject_keys
+    if not isinstance(subject, dict) or not subject:
+        raise InputError(f"subject: give one or more of {', '.join(keys)} with its value")
+    if len(subject) > len(keys):
+        raise InputError(f"subject: at most {len(keys)} pairs, one per key of {', '.join(keys)}")
+    pairs: dict[str, str] = {}
+    for name, value in subject.items():
+        if name not in keys:
+            raise InputError(
+                f"subject: {quote(name)} is not a subject key (erasure.subject_keys: "
+                f"{', '.join(keys)})"
+            )
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"subject: {name}: expected a non-empty string")
+        if len(value) > MAX_VALUE or text_flaw(value):
+            raise InputError(f"subject: {name}: at most {MAX_VALUE} printable characters")
+        pairs[name] = value
+    if not isinstance(reason, str) or not reason.strip():
+        raise InputError("reason: say why (for example the request's reference)")
+    if len(reason) > MAX_REASON or text_flaw(reason):
+        raise InputError(f"reason: at most {MAX_REASON} printable characters")
+    if ticket is not None and (
+        not isinstance(ticket, str) or not ticket or len(ticket) > MAX_TICKET or text_flaw(ticket)
+    ):
+        raise InputError(f"ticket: at most {MAX_TICKET} printable characters")
+    return ErasureRequest(pairs, reason.strip(), ticket)
+
+
+def subject_digests(settings: Settings, request: ErasureRequest) -> list[str]:
+    """The digests that find the subject's records."""
+    key = subject_key(settings.erasure.key_file)
+    return sorted({subject_digest(key, name, value) for name, value in request.subject.items()})
+
+
+def request_erasure(
+    ledger: Ledger, settings: Settings, request: ErasureRequest, *, dry_run: bool = False
+) -> dict[str, Any]:
+    """Make the subject's records due now (or, with `dry_run`, say what would go and what is
+    withheld); returns the request's summary."""
+    digests = subject_digests(settings, request)
+    subject_index.backfill(ledger, settings, subject_key(settings.erasure.key_file))
+    if dry_run:
+        with ledger.read() as conn:
+            rows = _records_of(conn, digests)
+        return _preview(rows)
+    with ledger.write() as tx:
+        rows = _records_of(tx.conn, digests)
+        erasure_id = "er_" + secrets.token_hex(10)
+        counts, items = _apply(tx, rows, erasure_id)
+        due_by = tx.now + settings.erasure.deadline
+        tx.conn.execute(
+            insert(Erasure).values(
+                id=erasure_id,
+                subjects=json.dumps(digests),
+                requested_at=tx.now,
+                due_by=due_by,
+                reason=request.reason,
+                ticket=request.ticket,
+                state=ErasureState.OPEN.value,
+            )
+        )
+        bulk.insert_many(tx.conn, ERASURE_ITEMS, ITEM_COLUMNS, items)
+        tx.event(
+            Event.ERASURE_REQUESTED,
+            details={
+                "erasure_id": erasure_id,
+                "subjects": digests,
+                "reason": request.reason,
+                "ticket": request.ticket,
+                "due_by": format_time(due_by),
+                **counts,
+            },
+        )
+        if counts["due"] == 0:
+            _complete(tx, erasure_id)
+    return {"erasure_id": erasure_id, "state": _state_after(counts), **counts}
+
+
+def _state_after(counts: dict[str, int]) -> str:
+    """An erasure with nothing left to delete completes at once."""
+    return (ErasureState.OPEN if counts["due"] else ErasureState.COMPLETED).value
+
+
+def _records_of(conn: Connection, digests: list[str]) -> list[Row[Any]]:
+    """Every record of the subject (one per provider and ID), found by index."""
+    s, r = RECORD_SUBJECTS.c, RECORDS.c
+    return list(
+        conn.execute(
+            select(RECORDS)
+            .join(RECORD_SUBJECTS, (s.provider == r.provider) & (s.response_id == r.response_id))
+            .where(s.subject.in_(digests))
+            .distinct()
+            .order_by(r.id)
+        ).all()
+    )
+
+
+def _preview(rows: list[Row[Any]]) -> dict[str, Any]:
+    """What a request would do, written nowhere."""
+    would, withheld, gone = [], [], 0
+    for row in rows:
+        if row.state == State.HELD:
+            withheld.append(_item(row, hold=row.hold))
+        elif row.state in (State.PENDING, State.FAILED):
+            would.append(_item(row))
+        else:
+            gone += 1
+    return {
+        "dry_run": True,
+        "matched": len(rows),
+        "would_delete": would,
+        "withheld": withheld,
+        "already_gone": gone,
+    }
+
+
+def _item(row: Any, **extra: Any) -> dict[str, Any]:
+    """One record as a request's lists show it."""
+    return {"response_id": row.response_id, "provider": row.provider, "state": row.state, **extra}
+
+
+def _apply(
+    tx: Tx, rows: list[Row[Any]], erasure_id: str
+) -> tuple[dict[str, int], list[tuple[str, int, str | None]]]:
+    """Make each open or failed record due now; the counts, and the request's items."""
+    counts = Counter({"matched": len(rows), "due": 0, "reopened": 0, "withheld": 0})
+    items: list[tuple[str, int, str | None]] = []
+    for row in rows:
+        if row.state == State.HELD:
+            counts["withheld"] += 1
+            items.append((erasure_id, row.id, row.hold))
+            continue
+        items.append((erasure_id, row.id, None))
+        if row.state not in (State.PENDING, State.FAILED):
+            counts["already_gone"] += 1
+            continue
+        counts["due"] += 1
+        _make_due(tx, row, erasure_id)
+        if row.state == State.FAILED:
+            counts["reopened"] += 1
+    return {k: counts[k] for k in ("matched", "due", "reopened", "withheld", "already_gone")}, items
+
+
+def _make_due(tx: Tx, row: Row[Any], erasure_id: str) -> None:
+    """One record due at the request (never earlier than its own deadline had it already
+    passed), with its event."""
+    moved = row.deadline > tx.now
+    values: dict[str, Any] = {"erasure_id": erasure_id, "updated_at": tx.now}
+    if moved:
+        values.update(deadline=tx.now, deadline_basis=Basis.ERASURE.value)
+    common = {
+        "response_id": row.response_id,
+        "provider": row.provider,
+        "account": row.account,
+        "policy": row.policy,
+        "deadline": values.get("deadline", row.deadline),
+    }
+    if row.state == State.FAILED:  # it is still at the provider: try again, from scratch
+        values.update(
+            state=State.PENDING.value,
+            attempts=0,
+            last_status=None,
+            last_error=None,
+            closed_at=None,
+            due_at=tx.now,
+        )
+        queries.update_record(tx.conn, row.id, **values)
+        tx.event(
+            Event.RESPONSE_REQUEUED,
+            **common,
+            details={"reason": "erasure", "erasure_id": erasure_id, "state": State.PENDING.value},
+        )
+        return
+    if moved or row.due_at is None:  # already due: a retry keeps its backoff
+        values["due_at"] = tx.now
+    queries.update_record(tx.conn, row.id, **values)
+    if moved:
+        tx.event(
+            Event.RESPONSE_DEADLINE_CHANGED,
+            **common,
+            details={
+                "reason": "erasure",
+                "erasure_id": erasure_id,
+                "previous_deadline": format_time(row.deadline),
+                "previous_deadline_basis": row.deadline_basis,
+            },
+        )
+
+
+def settle(ledger: Ledger, now: datetime | None = None) -> list[str]:
+    """Complete each open request none of whose records is still to be deleted, and mark the
+    ones past their deadline overdue; returns the ids completed."""
+    with ledger.read() as conn:
+        open_ids = (
+            conn.execute(select(Erasure.id).where(Erasure.state == ErasureState.OPEN.value))
+            .scalars()
+            .all()
+        )
+    if not open_ids:
+        return []
+    done = []
+    with ledger.write() as tx:
+        when = now or tx.now
+        for erasure_id in open_ids:
+            row = tx.conn.execute(select(Erasure).where(Erasure.id == erasure_id)).one()
+            if row.state != ErasureState.OPEN:  # another replica got here first
+                continue
+            if _left(tx.conn, erasure_id) == 0:
+                _complete(tx, erasure_id)
+                done.append(erasure_id)
+            elif when > row.due_by and row.overdue_at is None:
+                tx.conn.execute(
+                    update(Erasure).where(Erasure.id == erasure_id).values(overdue_at=tx.now)
+                )
+                tx.event(
+                    Event.ERASURE_OVERDUE,
+                    details={
+                        "erasure_id": erasure_id,
+                        "due_by": format_time(row.due_by),
+                        "left": _left(tx.conn, erasure_id),
+                    },
+                )
+    return done
+
+
+def _left(conn: Connection, erasure_id: str) -> int:
+    """How many of a request's records are still to be deleted."""
+    i, r = ERASURE_ITEMS.c, RECORDS.c
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(ERASURE_ITEMS.join(RECORDS, r.id == i.record_id))
+            .where(
+                i.erasure_id == erasure_id,
+                r.state == State.PENDING.value,
+                r.erasure_id == erasure_id,
+            )
+        ).scalar_one()
+    )
+
+
+def _complete(tx: Tx, erasure_id: str) -> None:
+    """Close a request: `erasure.completed` with what became of each of its records."""
+    progress = progress_of(tx.conn, erasure_id)
+    tx.conn.execute(
+        update(Erasure)
+        .where(Erasure.id == erasure_id)
+        .values(state=ErasureState.COMPLETED.value, completed_at=tx.now)
+    )
+    tx.event(
+        Event.ERASURE_COMPLETED,
+        details={
+            "erasure_id": erasure_id,
+            **progress["counts"],
+            "withheld_records": progress["withheld"],
+        },
+    )
+
+
+def progress_of(conn: Connection, erasure_id: str) -> dict[str, Any]:
+    """Where each record of a request stands: counts by outcome, and the withheld ones."""
+    i, r = ERASURE_ITEMS.c, RECORDS.c
+    rows = conn.execute(
+        select(r.response_id, r.provider, r.state, r.hold, r.erasure_id, i.withheld)
+        .select_from(ERASURE_ITEMS.join(RECORDS, r.id == i.record_id))
+        .where(i.erasure_id == erasure_id)
+        .order_by(r.provider, r.response_id)
+    ).all()
+    counts = Counter({k: 0 for k in ("deleted", "absent", "failed", "pending", "withheld")})
+    withheld = []
+    for row in rows:
+        if row.state == State.HELD or (row.withheld and row.state == State.PENDING):
+            counts["withheld"] += 1
+            withheld.append(
+                {
+                    "response_id": row.response_id,
+                    "provider": row.provider,
+                    "hold": row.hold or row.withheld,
+                }
+            )
+        elif row.state == State.PENDING and row.erasure_id != erasure_id:
+            counts["withheld"] += 1  # released from its hold later: its own deadline applies
+            withheld.append(
+                {"response_id": row.response_id, "provider": row.provider, "hold": row.withheld}
+            )
+        else:
+            counts[str(row.state)] += 1
+    return {"counts": {"matched": len(rows), **counts}, "withheld": withheld}
+
+
+def erasure_status(ledger: Ledger, erasure_id: str) -> dict[str, Any]:
+    """A request and its progress (InputError when there is no such request)."""
+    with ledger.read() as conn:
+        row = conn.execute(select(Erasure).where(Erasure.id == erasure_id)).one_or_none()
+        if row is None:
+            raise InputError(f"no erasure request {quote(erasure_id)}")
+        progress = progress_of(conn, erasure_id)
+    return {**_summary(row), **progress}
+
+
+def list_erasures(ledger: Ledger, *, state: str | None = None) -> list[dict[str, Any]]:
+    """Every request, newest first."""
+    query = select(Erasure).order_by(Erasure.requested_at.desc(), Erasure.id)
+    if state:
+        query = query.where(Erasure.state == state)
+    with ledger.read() as conn:
+        return [_summary(row) for row in conn.execute(query).all()]
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    """A request as commands and the HTTP API show it."""
+    return {
+        "erasure_id": row.id,
+        "state": row.state,
+        "requested_at": format_time(row.requested_at),
+        "due_by": format_time(row.due_by),
+        "completed_at": format_time(row.completed_at),
+        "overdue": row.overdue_at is not None,
+        "reason": row.reason,
+        "ticket": row.ticket,
+        "subjects": json.loads(row.subjects),
+    }

@@ -1,0 +1,94 @@
+"""Index records by data subject, and never keep a subject's value.
+
+New records are indexed as they are recorded (`index_rows`, called by services/recording.py):
+their stored metadata has each subject value replaced by its digest, and `record_subjects`
+gets one row per digest. Records already in the ledger when subjects were introduced
+(migration 0008) are indexed by `backfill`, a batch at a time, resumable: the ledger remembers
+how far it got (`MetaKey.SUBJECTS_BACKFILL_AFTER`) and up to which record id it must go.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from retention.config.settings import Settings
+from retention.core.subjects import pseudonymised
+from retention.core.vocabulary import MetaKey
+from retention.ledger import bulk, queries
+from retention.ledger.ledger import Ledger
+from retention.ledger.models import RECORD_SUBJECTS, RECORDS
+
+SUBJECT_COLUMNS = ("subject", "provider", "response_id")
+BATCH = 2_000
+
+
+def index_rows(
+    conn: Connection, rows: list[dict[str, Any]], key: bytes, keys: tuple[str, ...]
+) -> None:
+    """Pseudonymise the metadata of new records rows in place, and index their subjects (the
+    caller inserts the rows in the same transaction)."""
+    found = []
+    for row in rows:
+        if not row["meta"]:
+            continue
+        row["meta"], digests = pseudonymised(row["meta"], key, keys)
+        found += [(d, row["provider"], row["response_id"]) for d in digests]
+    bulk.insert_many(conn, RECORD_SUBJECTS, SUBJECT_COLUMNS, found)
+
+
+def backfill_left(conn: Connection) -> int:
+    """How many record ids the backfill has still to pass (0 when done)."""
+    after = int(queries.get_meta(conn, MetaKey.SUBJECTS_BACKFILL_AFTER) or 0)
+    until = int(queries.get_meta(conn, MetaKey.SUBJECTS_BACKFILL_UNTIL) or 0)
+    return max(0, until - after)
+
+
+def backfill(ledger: Ledger, settings: Settings, key: bytes, *, batches: int | None = None) -> int:
+    """Index the records recorded before subjects were, `BATCH` at a time, each batch its own
+    transaction (no audit event: the records' facts do not change, only how they are kept).
+    Stops after `batches` batches when given; returns how many ids are left."""
+    keys = settings.erasure.subject_keys
+    done = 0
+    while batches is None or done < batches:
+        with ledger.transaction() as conn:
+            after = int(queries.get_meta(conn, MetaKey.SUBJECTS_BACKFILL_AFTER) or 0)
+            until = int(queries.get_meta(conn, MetaKey.SUBJECTS_BACKFILL_UNTIL) or 0)
+            if after >= until:
+                return 0
+            c = RECORDS.c
+            rows = conn.execute(
+                select(c.id, c.provider, c.response_id, c.meta)
+                .where(c.id > after, c.id <= until)
+                .order_by(c.id)
+                .limit(BATCH)
+            ).all()
+            last = rows[-1].id if rows else until
+            found = []
+            for row in rows:
+                if not row.meta:
+                    continue
+                stored, digests = pseudonymised(row.meta, key, keys)
+                if stored != row.meta:
+                    queries.update_record(conn, row.id, meta=stored)
+                found += [(d, row.provider, row.response_id) for d in digests]
+            known = _known(conn, found)
+            bulk.insert_many(
+                conn, RECORD_SUBJECTS, SUBJECT_COLUMNS, [f for f in found if f not in known]
+            )
+            queries.set_meta(conn, MetaKey.SUBJECTS_BACKFILL_AFTER, str(last))
+        done += 1
+    with ledger.read() as conn:
+        return backfill_left(conn)
+
+
+def _known(conn: Connection, found: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Which of these index rows exist already (a batch written again after a crash)."""
+    if not found:
+        return set()
+    c = RECORD_SUBJECTS.c
+    rows = conn.execute(
+        select(c.subject, c.provider, c.response_id).where(c.subject.in_({f[0] for f in found}))
+    ).all()
+    return {(r.subject, r.provider, r.response_id) for r in rows}

@@ -1,0 +1,76 @@
+"""Erasure by data subject on a real ledger and the stand-in: due at once, holds win, settled."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from retention.ledger.models import RECORD_SUBJECTS, RECORDS
+from retention.services.erasure import (
+    checked_request,
+    erasure_status,
+    request_erasure,
+    settle,
+)
+from tests.helpers import POLICIES
+
+HOLD = POLICIES.replace("ids: [resp_held]", "ids: [resp_held, a_held]")
+
+
+def _env(make_env):  # type: ignore[no-untyped-def]
+    """Three subjects' records, young (not due), one of A's under a hold."""
+    env = make_env(policies=HOLD)
+    young = timedelta(minutes=1)
+    env.record("a_1", "a_2", "a_held", age=young, metadata={"user_id": "alice"})
+    env.record("b_1", age=young, metadata={"user_id": "bob"})
+    env.record("c_1", age=young)
+    for rid in ("a_1", "a_2", "a_held", "b_1", "c_1"):
+        env.standin.store.create({"id": rid})
+    return env
+
+
+def test_erasure_deletes_the_subject_only_and_withholds_held(make_env):  # type: ignore[no-untyped-def]
+    """A's unheld records go at once; B, C and the held one stay; the request completes."""
+    env = _env(make_env)
+    request = checked_request({"user_id": "alice"}, "ticket 7", "T-7", env.settings)
+    summary = request_erasure(env.ledger, env.settings, request)
+    assert (summary["matched"], summary["due"], summary["withheld"]) == (3, 2, 1)
+    env.sweep()
+    assert sorted(env.deletes()) == ["a_1", "a_2"]
+    assert settle(env.ledger) == []  # the sweep that deleted them settled the request
+    status = erasure_status(env.ledger, summary["erasure_id"])
+    assert status["state"] == "completed"
+    assert status["counts"]["deleted"] == 2 and status["counts"]["withheld"] == 1
+    assert status["withheld"][0]["response_id"] == "a_held"
+
+
+def test_the_ledger_keeps_no_subject_value(make_env):  # type: ignore[no-untyped-def]
+    """Records keep a digest in place of `user_id`; the index holds digests only."""
+    env = _env(make_env)
+    with env.ledger.read() as conn:
+        metas = [r.meta for r in conn.execute(select(RECORDS.c.meta)).all()]
+        subjects = [r.subject for r in conn.execute(select(RECORD_SUBJECTS.c.subject)).all()]
+    dump = json.dumps(metas) + json.dumps(subjects)
+    assert "alice" not in dump and "bob" not in dump
+    assert len(subjects) == 4 and all(len(s) == 64 for s in subjects)
+
+
+def test_erasure_dry_run_writes_nothing(make_env):  # type: ignore[no-untyped-def]
+    """--dry-run lists what would go and what is withheld, and changes nothing."""
+    env = _env(make_env)
+    request = checked_request({"user_id": "alice"}, "check", None, env.settings)
+    preview = request_erasure(env.ledger, env.settings, request, dry_run=True)
+    assert sorted(i["response_id"] for i in preview["would_delete"]) == ["a_1", "a_2"]
+    assert [i["response_id"] for i in preview["withheld"]] == ["a_held"]
+    env.sweep()
+    assert env.deletes() == []
+
+
+def test_a_subject_without_records_completes_at_once(make_env):  # type: ignore[no-untyped-def]
+    """Nobody by that value: the request is completed with zero records."""
+    env = _env(make_env)
+    request = checked_request({"user_id": "nobody"}, "asked", None, env.settings)
+    summary = request_erasure(env.ledger, env.settings, request)
+    assert summary["state"] == "completed" and summary["matched"] == 0
