@@ -15,6 +15,8 @@ from retention.cli.commands import (
     daemon_cmds,
     discover_cmd,
     doctor_cmd,
+    erasure_cmds,
+    erasure_receipt_cmds,
     ledger_cmds,
     receipt_cmds,
     report_cmd,
@@ -83,6 +85,8 @@ for module in (
     receipt_cmds,
     doctor_cmd,
     retry_cmd,
+    erasure_cmds,
+    erasure_receipt_cmds,
     admin,
 ):
     for command in module.COMMANDS:
