@@ -6,9 +6,11 @@
 Works on `openai.OpenAI`, `openai.AsyncOpenAI`, `httpx.Client` and `httpx.AsyncClient`,
 streamed or not. A response hook wraps the body of each `POST .../responses` so the ID is read
 as the app reads the body (nothing is read ahead, nothing waits on the daemon); records of
-stored responses go to a background shipper. `instrument` itself raises at set-up on a
-misconfiguration (a client it cannot hook, an `ingest_url` that would send the token in clear,
-an unusable token); after that nothing here raises into the app.
+stored responses go to a background shipper, with the request's `metadata`,
+`safety_identifier` and `user` as metadata (capture/sniff.py) so that a data subject's
+responses can be erased. `instrument` itself raises at set-up on a misconfiguration (a
+client it cannot hook, an `ingest_url` that would send the token in clear, an unusable token);
+after that nothing here raises into the app.
 """
 
 from __future__ import annotations
@@ -119,11 +121,21 @@ def _tap(response: httpx.Response, kind: str, shipper: Shipper, provider: str | 
     """Put a tee on the body of a created response (never raises into the app)."""
     try:
         if _wanted(response):
-            sniffer = Sniffer(response.headers.get("content-type", ""))
+            sniffer = Sniffer(response.headers.get("content-type", ""), _body(response.request))
             tee = _tee_class(response, kind)
             response.stream = tee(response.stream, sniffer, shipper, provider)
     except Exception as exc:
         _not_recorded(exc)
+
+
+def _body(request: Any) -> bytes | None:
+    """The request's body as sent, when it was sent whole (a streamed upload is not kept, and
+    is not read here)."""
+    try:
+        content = request.content  # raises when the body was a stream nobody read
+    except Exception:
+        return None
+    return content if isinstance(content, bytes) else None
 
 
 def _not_recorded(exc: Exception) -> None:

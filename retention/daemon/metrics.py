@@ -1,18 +1,28 @@
-"""Prometheus metrics of the daemon, in a registry of its own."""
+"""Prometheus metrics of the daemon, in a registry of its own: counters fed by sweeps, and
+figures read from the ledger when scraped (records by state, erasure requests)."""
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+from sqlalchemy import Connection, func, or_, select
 
-from retention.core.vocabulary import CLOSING, FINAL, STATES, Outcome
+from retention.core.vocabulary import CLOSING, FINAL, STATES, ErasureState, Outcome
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
+from retention.ledger.models import Erasure
 from retention.sweep.hooks import Hooks
 
 if TYPE_CHECKING:
@@ -21,6 +31,9 @@ if TYPE_CHECKING:
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, float("inf"))
 COUNTED = (*FINAL, Outcome.UNCONFIRMED, Outcome.DEFERRED)
 REFRESH_S = 5.0
+# seconds from an erasure request to its completion: at once, after a sweep or a retry storm,
+# up to the 30-day deadline and past it
+COMPLETION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 21600, 86400, 604800, 2592000)
 
 
 class Metrics:
@@ -57,6 +70,8 @@ class Metrics:
         )
         self._refreshed = 0.0
         self._witnesses: _WitnessCollector | None = None
+        self.erasures = _ErasureCollector()
+        self.registry.register(self.erasures)
 
     def watch_witnesses(self, witnesses: Witnesses) -> None:
         """Expose `witnesses`' counts at every scrape (a later call replaces the earlier)."""
@@ -87,6 +102,7 @@ class Metrics:
         with self.ledger.read() as conn:
             counts = queries.counts_by_state(conn)
             overdue = queries.overdue_count(conn, self.clock())
+            self.erasures.read(conn, self.clock())
         for state in STATES:
             self.records.labels(state).set(counts.get(state, 0))
         self.overdue.set(overdue)
@@ -123,3 +139,79 @@ class _WitnessCollector:
             spooled.add_metric([name], w.spooled(name))
         yield total
         yield spooled
+
+
+class _ErasureCollector:
+    """Erasure requests as the ledger holds them, read at refresh (so every replica of a
+    shared ledger reports the same figures, and a restart loses nothing)."""
+
+    def __init__(self) -> None:
+        self.open = self.overdue = self.requested = self.completed = 0
+        self.buckets = [0] * (len(COMPLETION_BUCKETS) + 1)  # per bucket, the last one +Inf
+        self.seconds = 0.0
+        self._timed = -1  # completed requests the histogram counts
+
+    def read(self, conn: Connection, now: datetime) -> None:
+        """Count the requests; the histogram is read again only when more have completed."""
+        e = Erasure
+        by_state = dict(conn.execute(select(e.state, func.count()).group_by(e.state)).all())
+        self.open = int(by_state.get(ErasureState.OPEN.value, 0))
+        self.completed = int(by_state.get(ErasureState.COMPLETED.value, 0))
+        self.requested = sum(int(n) for n in by_state.values())
+        self.overdue = int(
+            conn.execute(
+                select(func.count()).where(
+                    e.state == ErasureState.OPEN.value,
+                    or_(e.due_by < now, e.overdue_at.is_not(None)),
+                )
+            ).scalar_one()
+        )
+        if self.completed != self._timed:
+            self._time(conn)
+            self._timed = self.completed
+
+    def _time(self, conn: Connection) -> None:
+        """The histogram of completion times, from every completed request."""
+        e = Erasure
+        rows = conn.execute(
+            select(e.requested_at, e.completed_at).where(
+                e.state == ErasureState.COMPLETED.value, e.completed_at.is_not(None)
+            )
+        ).all()
+        buckets, total = [0] * (len(COMPLETION_BUCKETS) + 1), 0.0
+        for requested_at, completed_at in rows:
+            if completed_at is None:  # the query excludes it; for the type checker
+                continue
+            seconds = max(0.0, (completed_at - requested_at).total_seconds())
+            total += seconds
+            buckets[bisect_left(COMPLETION_BUCKETS, seconds)] += 1
+        self.buckets, self.seconds = buckets, total
+
+    def collect(self) -> Iterator[Metric]:
+        """`retention_erasures_open`, `retention_erasures_overdue`,
+        `retention_erasures_requested_total`, `retention_erasures_completed_total`,
+        `retention_erasure_completion_seconds`."""
+        yield GaugeMetricFamily(
+            "retention_erasures_open", "Erasure requests not completed yet.", value=self.open
+        )
+        yield GaugeMetricFamily(
+            "retention_erasures_overdue",
+            "Open erasure requests past their due date.",
+            value=self.overdue,
+        )
+        yield CounterMetricFamily(
+            "retention_erasures_requested", "Erasure requests made.", value=self.requested
+        )
+        yield CounterMetricFamily(
+            "retention_erasures_completed", "Erasure requests completed.", value=self.completed
+        )
+        cumulative, running = [], 0
+        for bound, count in zip((*COMPLETION_BUCKETS, float("inf")), self.buckets, strict=True):
+            running += count
+            cumulative.append((floatToGoString(bound), running))
+        yield HistogramMetricFamily(
+            "retention_erasure_completion_seconds",
+            "Completed erasure requests: completion time minus request time.",
+            buckets=cumulative,
+            sum_value=self.seconds,
+        )

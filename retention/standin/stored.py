@@ -37,6 +37,8 @@ class ResponseStore:
             "model": body.get("model", "accounts/fireworks/models/llama-v3p1-8b-instruct"),
             "store": body.get("store", True) is not False,
             "metadata": body.get("metadata") or {},
+            "safety_identifier": body.get("safety_identifier"),
+            "user": body.get("user"),
             "previous_response_id": body.get("previous_response_id"),
             "status": "completed",
             "output": [

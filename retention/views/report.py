@@ -1,7 +1,8 @@
 """The compliance report: deletions on time, late, and late on arrival (already past their
 deadline when the ledger first saw them: no sweep could have been on time), lag past the
-deadline, absent, failed, held; per policy and per provider. `summarise` is pure;
-`compliance_report` reads the ledger."""
+deadline, absent, failed, held; per policy and per provider; and data subjects' erasure
+requests: how many, completed, open, overdue, time to completion. `summarise` and
+`erasure_figures` are pure; `compliance_report` reads the ledger."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from retention.core.times import format_time
-from retention.core.vocabulary import CLOSED_STATES, CLOSING, State
+from retention.core.vocabulary import CLOSED_STATES, CLOSING, ErasureState, State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
+from retention.ledger.models import Erasure
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -91,6 +93,35 @@ def _finish(bucket: dict[str, Any]) -> dict[str, Any]:
     return bucket
 
 
+def erasure_figures(
+    rows: Iterable[tuple[str, datetime, datetime, datetime | None, datetime | None]],
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """Count (state, requested_at, due_by, completed_at, overdue_at) rows of erasure requests:
+    requested, completed, open, overdue (open past `due_by` now, flagged overdue, or completed
+    after `due_by`), and time to completion (completed_at - requested_at) p50, p99 and max in
+    whole seconds (None when none completed)."""
+    figures = {"requested": 0, "completed": 0, "open": 0, "overdue": 0}
+    spans: list[float] = []
+    for state, requested_at, due_by, completed_at, overdue_at in rows:
+        figures["requested"] += 1
+        if state == ErasureState.COMPLETED and completed_at is not None:
+            figures["completed"] += 1
+            spans.append(max(0.0, (completed_at - requested_at).total_seconds()))
+            late = completed_at > due_by
+        else:
+            figures["open"] += 1
+            late = now > due_by
+        if late or overdue_at is not None:
+            figures["overdue"] += 1
+    result: dict[str, Any] = dict(figures)
+    for name, q in (("completion_p50_s", 50), ("completion_p99_s", 99), ("completion_max_s", 100)):
+        value = percentile(spans, q)
+        result[name] = None if value is None else round(value)
+    return result
+
+
 def compliance_report(
     ledger: Ledger,
     *,
@@ -99,7 +130,8 @@ def compliance_report(
     tolerance_s: float,
     now: datetime,
 ) -> dict[str, Any]:
-    """The report for records closed in [since, until), with what is held and overdue now."""
+    """The report for records closed in [since, until), with what is held and overdue now, and
+    the erasure requests made in [since, until) as they stand now."""
     r = queries.R
     query = select(r.provider, r.policy, r.state, r.deadline, r.closed_at, r.first_seen_at).where(
         r.state.in_(CLOSED_STATES), r.closed_at.is_not(None)
@@ -112,6 +144,7 @@ def compliance_report(
         figures = summarise(conn.execute(query), tolerance_s=tolerance_s)
         held = conn.execute(select(func.count()).where(r.state == State.HELD)).scalar_one()
         overdue = queries.overdue_count(conn, now)
+        erasures = erasure_figures(conn.execute(_erasure_query(since, until)), now=now)
     total = figures["total"].get("all", _finish(_bucket()))
     return {
         "since": format_time(since),
@@ -123,4 +156,16 @@ def compliance_report(
         "overdue_now": overdue,
         "by_policy": figures["policy"],
         "by_provider": figures["provider"],
+        "erasures": erasures,
     }
+
+
+def _erasure_query(since: datetime | None, until: datetime | None) -> Any:
+    """The erasure requests made in [since, until)."""
+    e = Erasure
+    query = select(e.state, e.requested_at, e.due_by, e.completed_at, e.overdue_at)
+    if since is not None:
+        query = query.where(e.requested_at >= since)
+    if until is not None:
+        query = query.where(e.requested_at < until)
+    return query

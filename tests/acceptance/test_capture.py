@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import retention.capture
 from retention.capture.shipper import Shipper
+from retention.core.subjects import subject_digest
 from retention.errors import ConfigError
+from retention.services.subject_key import subject_key
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.certificates import self_signed_pem
 from tests.helpers import cli, write_config
@@ -158,6 +161,77 @@ def test_the_daemons_400_costs_only_the_bad_records(setup: tuple[Path, str, int]
         assert _ledger_ids(workdir) == set(good)
     finally:
         daemon.stop()
+
+
+SUBJECT_APP = """
+import asyncio, json, sys, time
+from openai import AsyncOpenAI, OpenAI
+import retention.capture
+
+base, ingest, spool, user, safety = sys.argv[1:6]
+kw = dict(ingest_url=ingest, token="capture-token", provider="fireworks", spool_path=spool)
+heads = {"x-fireworks-account-id": "acme"}
+client = retention.capture.instrument(OpenAI(base_url=base, api_key="test-key",
+    default_headers=heads), **kw)
+aclient = retention.capture.instrument(AsyncOpenAI(base_url=base, api_key="test-key",
+    default_headers=heads), **kw)
+ask = dict(model="m", input="hi", metadata={"user_id": user}, safety_identifier=safety)
+ids = [client.responses.create(**ask).id]
+with client.responses.create(**ask, stream=True) as stream:
+    ids += [e.response.id for e in stream if e.type == "response.created"]
+ids.append(asyncio.run(aclient.responses.create(**ask)).id)
+ids.append(client.responses.create(model="m", input="hi", metadata={"user_id": "x" * 600},
+    user=user).id)
+print(json.dumps(ids), flush=True)
+[shipper] = retention.capture._shippers.values()
+deadline = time.monotonic() + 20
+while shipper.counts["sent"] < len(ids) and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+def test_captured_responses_are_indexed_by_subject(setup: tuple[Path, str, int]) -> None:
+    """Plain, streamed and async calls of the real SDK with `metadata={"user_id": ...}` and
+    `safety_identifier=...` reach the ledger indexed under both subject keys, their values
+    nowhere in it; a metadata value too long to keep costs that value, not the ID."""
+    workdir, base, port = setup
+    config = workdir / "retention.yaml"
+    config.write_text(
+        config.read_text() + "erasure:\n  subject_keys: [user_id, safety_identifier, user]\n"
+    )
+    (workdir / "subject_app.py").write_text(SUBJECT_APP)
+    user, safety = "person-u1-5eb2", "safety-s1-93bc"
+    daemon = DaemonProcess(workdir, {"RETENTION_INGEST_TOKEN": TOKEN})
+    try:
+        app = subprocess.run(
+            [sys.executable, "subject_app.py", base, f"http://127.0.0.1:{port}",
+             str(workdir / "spool.jsonl"), user, safety],
+            cwd=workdir, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert app.returncode == 0, app.stderr
+        ids = json.loads(app.stdout)
+        for _ in range(50):
+            if _ledger_ids(workdir) >= set(ids):
+                break
+            time.sleep(0.1)
+        assert _ledger_ids(workdir) == set(ids)
+    finally:
+        daemon.stop()
+    key = subject_key(workdir / "erasure.key")
+    both = {subject_digest(key, "user_id", user), subject_digest(key, "safety_identifier", safety)}
+    with sqlite3.connect(workdir / "retention.db") as conn:
+        index = conn.execute("SELECT response_id, subject FROM record_subjects").fetchall()
+    by_id: dict[str, set[str]] = {}
+    for rid, digest in index:
+        by_id.setdefault(rid, set()).add(digest)
+    assert {rid: by_id[rid] for rid in ids[:3]} == {rid: both for rid in ids[:3]}
+    assert by_id[ids[3]] == {subject_digest(key, "user", user)}  # its user_id was too long
+    listed = json.loads(cli("ls", "-o", "json", cwd=workdir).stdout)
+    metadata = {r["response_id"]: r["metadata"] for r in listed}
+    assert set(metadata[ids[0]]) == {"user_id", "safety_identifier"}
+    assert all(v.startswith("hmac-sha256:") for v in metadata[ids[0]].values())
+    stored = b"".join(p.read_bytes() for p in workdir.glob("retention.db*") if p.is_file())
+    assert user.encode() not in stored and safety.encode() not in stored
 
 
 @pytest.mark.parametrize(

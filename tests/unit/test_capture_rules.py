@@ -164,7 +164,7 @@ def test_a_hook_that_fails_is_one_warning(
 ) -> None:
     """A hook that cannot tap the body leaves the app's response whole and logs one warning."""
 
-    def broken(content_type: str) -> None:
+    def broken(*_: object) -> None:
         raise ValueError("sniffer cannot start")
 
     monkeypatch.setattr(retention.capture, "Sniffer", broken)

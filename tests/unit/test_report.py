@@ -1,5 +1,6 @@
 """The compliance report's figures and its table: late on arrival apart from late, lags as
-`2d 3h` in the table and seconds in JSON, dates accepted as times."""
+`2d 3h` in the table and seconds in JSON, dates accepted as times; erasure requests counted
+with their time to completion."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from retention.cli.report_view import render_report, span
 from retention.core.times import parse_time
 from retention.errors import InputError
-from retention.views.report import lag_s, summarise, timeliness
+from retention.views.report import erasure_figures, lag_s, summarise, timeliness
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -108,3 +109,55 @@ def test_bad_dates_are_refused(value: str) -> None:
     """A date that does not exist, or a time without a zone, is an input error naming forms."""
     with pytest.raises(InputError, match="a date"):
         parse_time(value, field="--since")
+
+
+def erasure(
+    state: str, *, took: timedelta | None, due_in: timedelta = 30 * DAY, flagged: bool = False
+) -> tuple:
+    """A (state, requested_at, due_by, completed_at, overdue_at) row requested at NOW."""
+    completed = NOW + took if took is not None else None
+    return (state, NOW, NOW + due_in, completed, NOW + due_in if flagged else None)
+
+
+def test_erasures_are_counted_with_their_time_to_completion() -> None:
+    """Requested, completed, open, overdue; completion p50/p99/max in whole seconds."""
+    rows = [
+        erasure("completed", took=timedelta(seconds=3)),
+        erasure("completed", took=timedelta(seconds=40)),
+        erasure("completed", took=31 * DAY, flagged=True),  # completed late, flagged
+        erasure("completed", took=2 * DAY, due_in=DAY),  # completed late, never flagged
+        erasure("open", took=None),
+        erasure("open", took=None, due_in=-DAY),  # open past its due date
+    ]
+    figures = erasure_figures(rows, now=NOW + timedelta(hours=1))
+    assert figures == {
+        "requested": 6,
+        "completed": 4,
+        "open": 2,
+        "overdue": 3,
+        "completion_p50_s": 40,
+        "completion_p99_s": 31 * 86400,
+        "completion_max_s": 31 * 86400,
+    }
+    assert erasure_figures([], now=NOW)["completion_p50_s"] is None
+
+
+def test_erasures_table_shows_spans_and_json_keeps_seconds() -> None:
+    """The erasure table says `2d` for 172800 seconds, in plain and Markdown output."""
+    figures = erasure_figures([erasure("completed", took=2 * DAY)], now=NOW + 3 * DAY)
+    empty = dict.fromkeys(("deleted", "on_time", "late", "late_on_arrival", "absent", "failed"), 0)
+    data = {
+        "since": None,
+        "until": None,
+        "on_time_tolerance_s": 60,
+        "total": empty,
+        "held_now": 0,
+        "overdue_now": 0,
+        "by_policy": {},
+        "by_provider": {},
+        "erasures": figures,
+    }
+    text = render_report(data, markdown=False)
+    assert "COMPLETION_P50" in text and "2d" in text and "172800" not in text
+    assert "| 1 | 1 | 0 | 0 | 2d | 2d | 2d |" in render_report(data, markdown=True)
+    assert figures["completion_max_s"] == 172800

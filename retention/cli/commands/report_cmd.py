@@ -10,7 +10,9 @@ from retention.cli.output import emit
 
 
 @click.command()
-@click.option("--since", help=f"Deletions from this time ({TIME_HELP}).")
+@click.option(
+    "--since", help=f"Deletions closed, and erasures requested, from this time ({TIME_HELP})."
+)
 @click.option("--until", help="Deletions before this time.")
 @click.option(
     "--tolerance",
@@ -32,7 +34,7 @@ def report(
     ctx: click.Context, since: str | None, until: str | None, tolerance: str | None, output: str
 ) -> None:
     """Compliance summary: on time, late and late on arrival (lag p50/p99/max), absent,
-    failed, held."""
+    failed, held; erasure requests (completed, open, overdue, time to completion)."""
     from retention.cli.report_view import render_report
     from retention.core.durations import parse_duration
     from retention.errors import UsageError
