@@ -13,6 +13,8 @@ A receipt is written as canonical JSON on one line and a newline, and the check 
 other spelling (other key order, spacing, escapes, hex case, base64 padding bits), so that
 changing any one byte of a receipt file makes it fail. Pure: standard library and
 `cryptography` only; the audit trail's auditors import it without the database stack.
+The same shape proves other records too (`check_receipt(..., events=...)`): an erasure
+receipt (`erasure_receipt_format.py`) proves its request and completion records this way.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import copy
 import json
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -83,8 +86,12 @@ def receipt_text(receipt: Receipt) -> str:
     return canonical(receipt) + "\n"
 
 
-def check_receipt(text: str, key: Ed25519PublicKey) -> str | None:
-    """None when `text` is a valid receipt under the pinned `key`, else what failed (one line)."""
+def check_receipt(
+    text: str, key: Ed25519PublicKey, *, events: Sequence[str] = GONE_EVENTS
+) -> str | None:
+    """None when `text` is a valid receipt under the pinned `key`, else what failed (one line).
+    `events` are the records it may prove (a deletion's by default; an erasure receipt also
+    proves its `erasure.requested` and `erasure.completed` records this way)."""
     try:
         receipt = json.loads(text)
     except (ValueError, RecursionError):
@@ -97,7 +104,7 @@ def check_receipt(text: str, key: Ed25519PublicKey) -> str | None:
         return "the receipt is not one line of canonical JSON and a newline"
     steps: tuple[Callable[[Receipt, Ed25519PublicKey], str | None], ...] = (
         _shape,
-        _record,
+        partial(_record, events=tuple(events)),
         _checkpoint,
         _signature,
         _inclusion,
@@ -168,14 +175,17 @@ def _recomputes(record: dict[str, Any]) -> bool:
     return record_hash({k: v for k, v in record.items() if k != "hash"}) == claimed
 
 
-def _record(receipt: Receipt, key: Ed25519PublicKey) -> str | None:
-    """The deletion record is intact, is a deletion, and sits where the receipt says."""
+def _record(
+    receipt: Receipt, key: Ed25519PublicKey, events: tuple[str, ...] = GONE_EVENTS
+) -> str | None:
+    """The record is intact, is one of `events` (a deletion), and sits where the receipt says."""
     record = receipt["record"]
     if not _recomputes(record):
         return "the record's hash does not match its content"
-    if record.get("event") not in GONE_EVENTS:
-        return f"the record is a {record.get('event')!r} event, not a deletion"
-    if not isinstance(record.get("response_id"), str):
+    if record.get("event") not in events:
+        what = "a deletion" if events == GONE_EVENTS else " or ".join(repr(str(e)) for e in events)
+        return f"the record is a {record.get('event')!r} event, not {what}"
+    if record["event"] in GONE_EVENTS and not isinstance(record.get("response_id"), str):
         return "the record names no response_id"
     if receipt["leaf_index"] != record["seq"] - 1:
         return "leaf_index is not the record's seq - 1"

@@ -37,6 +37,7 @@ LAYER_NAME = {unit: name for name, units in LAYERS for unit in units}
 PURE_AUDIT = (
     "retention.audit.verifier",
     "retention.audit.receipt_format",
+    "retention.audit.erasure_receipt_format",
     "retention.audit.merkle",
     "retention.audit.hashchain",
     "retention.audit.checkpoint_message",
