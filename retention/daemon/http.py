@@ -1,5 +1,5 @@
-"""The daemon's HTTP surface (aiohttp): health, readiness, metrics, record ingest and deletion
-receipts."""
+"""The daemon's HTTP surface (aiohttp): health, readiness, metrics, record ingest, deletion
+receipts and erasure requests."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from retention.audit.receipt_format import receipt_text
+from retention.core.quoting import quote
 from retention.core.record_input import json_error, loads, validate_rows
 from retention.daemon.write_gate import GateClosedError
-from retention.errors import InvalidIdError, RetentionError, UsageError
+from retention.errors import InputError, InvalidIdError, RetentionError, UsageError
 from retention.evidence.receipts import issue_receipt
 from retention.ledger.db import require_current
+from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger, register_secret
+from retention.services.erasure import checked_request, erasure_status, request_erasure
 from retention.services.recording import enrol
 
 if TYPE_CHECKING:
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
 
 MAX_BODY = 1024 * 1024  # bytes; larger bodies get 413 before they are read
 MAX_ITEMS = 10_000
+MAX_ERASURE_BODY = 64 * 1024  # bytes: one subject's request is a few hundred
+ERASURE_FIELDS = ("subject", "reason", "ticket", "dry_run")
 DAEMON: web.AppKey[Any] = web.AppKey("daemon")
 log = get_logger("retention.http")
 
@@ -36,6 +41,8 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/records", ingest)
     app.router.add_get("/v1/receipts/{id}", receipt)
+    app.router.add_post("/v1/erasures", erase)
+    app.router.add_get("/v1/erasures/{id}", erasure)
     return app
 
 
@@ -169,6 +176,93 @@ async def receipt(request: web.Request) -> web.Response:
     return web.Response(
         body=receipt_text(data).encode(), headers={"Content-Type": "application/json"}
     )
+
+
+async def erase(request: web.Request) -> web.Response:
+    """POST /v1/erasures: a data subject's erasure request (the ingest token's). The subject's
+    records are due at once and the daemon sweeps now, not at its next interval."""
+    daemon = _daemon(request)
+    refused = _refuse_unauthorized(request)
+    if refused is not None:
+        return refused
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return _error(415, "send the body uncompressed (no Content-Encoding)")
+    try:
+        data = await _body(request, MAX_ERASURE_BODY)
+    except web.RequestPayloadError:
+        return _error(400, "the body could not be read: its framing is broken")
+    if data is None:
+        return _error(
+            413, f"the body is over {MAX_ERASURE_BODY // 1024} KiB; a request names one subject"
+        )
+    try:
+        async with daemon.writes.slot():
+            return await _erase(data, daemon)
+    except GateClosedError:
+        return _error(503, STOPPING)
+
+
+async def _body(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is longer than `limit` bytes (read no further than that)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    data = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(data)):
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data)
+
+
+async def _erase(data: bytes, daemon: Daemon) -> web.Response:
+    """Check and file one erasure request; ask for a sweep when it left records due."""
+    try:
+        body = loads(data)
+    except (ValueError, RecursionError) as exc:
+        return _error(400, f"the body is not JSON: {json_error(exc)}")
+    if not isinstance(body, dict):
+        return _error(400, 'expected {"subject": {"KEY": "VALUE"}, "reason": "..."}')
+    unknown = sorted(str(k) for k in body if k not in ERASURE_FIELDS)
+    if unknown:
+        return _error(
+            400, f"unknown field {quote(unknown[0])} (expected: {', '.join(ERASURE_FIELDS)})"
+        )
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        return _error(400, "dry_run: expected true or false")
+    try:
+        wanted = checked_request(
+            body.get("subject"), body.get("reason"), body.get("ticket"), daemon.settings
+        )
+    except InputError as exc:  # its message never holds a subject's value
+        return _error(400, exc.message)
+    try:
+        await off_loop(daemon.follow_ledger_policies)
+        result = await off_loop(
+            request_erasure, daemon.ledger, daemon.settings, wanted, dry_run=dry_run
+        )
+    except RetentionError as exc:  # the ledger is away, or the erasure key cannot be read
+        return _error(503, exc.message)
+    if dry_run:
+        return web.json_response(result)
+    if result.get("due"):
+        daemon.sweep_now()
+    return web.json_response(result, status=202)
+
+
+async def erasure(request: web.Request) -> web.Response:
+    """GET /v1/erasures/{id}: an erasure request and its progress (the ingest token's)."""
+    daemon = _daemon(request)
+    refused = _refuse_unauthorized(request)
+    if refused is not None:
+        return refused
+    try:
+        data = await off_loop(erasure_status, daemon.ledger, request.match_info["id"])
+    except InputError as exc:  # no such request
+        return _error(404, exc.message)
+    except RetentionError as exc:  # the ledger is away
+        return _error(503, exc.message)
+    return web.json_response(data)
 
 
 def _refuse_unauthorized(request: web.Request) -> web.Response | None:

@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from retention import __version__
@@ -46,13 +47,18 @@ from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import ProviderClient
 from retention.provider.probe import ProbeResult
+from retention.services import subject_index
 from retention.services.policy_sync import sync_policies
+from retention.services.subject_key import subject_key
 from retention.sweep.probing import probe_with_ledger
 from retention.sweep.runner import exclusive, sweep_once
 from retention.sweep.summary import SweepSummary
 
 log = get_logger("retention.daemon")
+BACKFILL_JOB = "subject-backfill"
 WORKER_THREADS = 16
+BACKFILL_EVERY = 2.0  # seconds between steps of the subject backfill of an older ledger
+BACKFILL_BATCHES = 5  # batches (subject_index.BATCH records each) a step
 
 
 def file_fingerprint(path: Path) -> str:
@@ -101,6 +107,10 @@ class Daemon:
         self.noise = ThrottledLog(log)  # floods (connections, bad token file): a line a minute
         self._rejected: tuple[str, str] | None = None  # the bad policies file last refused
         self._policy_lock = threading.Lock()
+        self._sweeping = False  # a sweep job runs (scheduled, or asked for by an erasure)
+        self._sweep_wanted = False  # a sweep was asked for: one more starts when this one ends
+        self._backfill_error: str | None = None  # the last failure of the subject backfill
+        self._backfilled = 0  # record ids the subject backfill passed since start
 
     def alive(self) -> bool:
         """The scheduler runs (what liveness means)."""
@@ -111,6 +121,7 @@ class Daemon:
         for provider in self.settings.providers.values():
             provider.api_key()  # a missing key stops start-up, not every sweep
         self.settings.server.ingest_token()  # so does a token file open to others (exit 2)
+        subject_key(self.settings.erasure.key_file)  # and a bad erasure key (a missing one is made)
         # ledger calls wait in worker threads (SQLite's lock, up to 30 s): enough of them that
         # ingest's four, /readyz and /metrics never starve the sweep's lease renewals and writes
         asyncio.get_running_loop().set_default_executor(
@@ -326,7 +337,56 @@ class Daemon:
                 seconds=max(1.0, self.settings.sweep.interval.total_seconds()),
                 **common,
             )
+        self.scheduler.add_job(
+            self._backfill_job, "interval", id=BACKFILL_JOB, seconds=BACKFILL_EVERY, **common
+        )
         self.scheduler.start()
+
+    async def _backfill_job(self) -> None:
+        """Index by subject the records an older ledger tracked before subjects were, a few
+        batches a step (in a worker thread, each batch its own transaction), so that start-up,
+        sweeps and ingest never wait for it; one line when it is done, then the job ends."""
+        if self.stopping:
+            return
+        try:
+            before, left = await off_loop(self._backfill_step)
+        except Exception as exc:  # the ledger is away, or the key file went bad: next step
+            error = failure(exc)
+            if error["error"] != self._backfill_error:  # once per distinct cause
+                self._backfill_error = error["error"]
+                log.error("subjects.backfill_failed", **error)
+            return
+        self._backfill_error = None
+        self._backfilled += before - left
+        if left:
+            return
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(BACKFILL_JOB)
+        if self._backfilled:
+            log.info("subjects.backfill_finished", record_ids=self._backfilled)
+
+    def _backfill_step(self) -> tuple[int, int]:
+        """Record ids the backfill had to pass before this step, and after it."""
+        with self.ledger.read() as conn:
+            before = subject_index.backfill_left(conn)
+        if not before:
+            return 0, 0
+        key = subject_key(self.settings.erasure.key_file)
+        left = subject_index.backfill(self.ledger, self.settings, key, batches=BACKFILL_BATCHES)
+        return before, left
+
+    def sweep_now(self) -> None:
+        """Sweep at once instead of at the next interval (an erasure made records due): a
+        sweep starts now, or, while one runs, another starts right after it; never two at a
+        time, and however many ask meanwhile, one more."""
+        if self.stopping:
+            return
+        self._sweep_wanted = True
+        if self._sweeping:
+            return  # the running job sees the wish when its sweep ends
+        # before start-up scheduled the sweeps there is no job yet: the first sweep runs at once
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.modify_job("sweep", next_run_time=datetime.now(UTC))
 
     async def _witness_job(self) -> None:
         """Send what the witnesses still hold (a worker thread: a witness may be slow)."""
@@ -395,9 +455,20 @@ class Daemon:
         return asyncio.create_task(systemd.watchdog(interval)) if interval else None
 
     async def _sweep_job(self) -> None:
-        """One scheduled sweep; any failure is logged and the schedule carries on."""
-        if self.stopping:
-            return
+        """The scheduled sweep, then one more for each time a sweep was asked for while it ran
+        (`sweep_now`); the scheduler never runs two of these jobs at once."""
+        self._sweeping = True
+        try:
+            while not self.stopping:
+                self._sweep_wanted = False  # this sweep starts after every wish so far
+                await self._one_sweep()
+                if not self._sweep_wanted:
+                    break
+        finally:
+            self._sweeping = False
+
+    async def _one_sweep(self) -> None:
+        """One sweep; any failure is logged and the schedule carries on."""
         started = time.monotonic()
         try:
             await off_loop(self.follow_ledger_policies)

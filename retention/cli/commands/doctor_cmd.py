@@ -70,7 +70,8 @@ def _all_checks(settings: Settings, names: list[str], now: datetime) -> list[Che
     checks = [Check("config", OK, f"{settings.path} loaded"), _policies(settings)]
     ledger_check, ledger = _ledger(settings)
     checks += [ledger_check, _clock(ledger, now), _audit_file(settings.audit.file)]
-    checks += [_signing_key(settings.audit.signing_key_file), _tls(settings)]
+    checks += [_signing_key(settings.audit.signing_key_file), _erasure(settings, ledger)]
+    checks += [_tls(settings)]
     checks += [_witness(w) for w in settings.audit.witness]
     try:
         return checks + asyncio.run(_providers(settings, names, ledger, now))
@@ -199,6 +200,42 @@ def _signing_key(path: Path | None) -> Check:
         return Check("signing key", FAIL, exc.message)
     mode = path.stat().st_mode & 0o777
     return Check("signing key", OK, f"{path}: private ({mode:04o}), {signer.fingerprint}")
+
+
+def _erasure(settings: Settings, ledger: Ledger | None) -> Check:
+    """The erasure key is private and loads (or will be made at first use), and the records
+    an older ledger tracked before subjects were are all indexed by subject."""
+    from retention.services import subject_index
+    from retention.services.subject_key import subject_key
+
+    path = settings.erasure.key_file
+    if path is None:
+        return Check("erasure", FAIL, "erasure.key_file: no erasure key file is configured")
+    if path.exists():
+        try:
+            subject_key(path)
+        except RetentionError as exc:
+            return Check("erasure", FAIL, exc.message)
+        key = f"{path}: private ({path.stat().st_mode & 0o777:04o})"
+    elif _writable_folder(path.parent):
+        key = f"{path}: made 0600 at first use"
+    else:
+        return Check("erasure", FAIL, f"cannot create {path}: its folder is not writable")
+    if ledger is None:
+        return Check("erasure", OK, key)
+    try:
+        with ledger.read() as conn:
+            left = subject_index.backfill_left(conn)
+    except RetentionError as exc:
+        return Check("erasure", FAIL, exc.message)
+    if left:
+        return Check(
+            "erasure",
+            FAIL,
+            f"{left} records not yet indexed by subject; `retention run` or `retention erase` "
+            "finishes it",
+        )
+    return Check("erasure", OK, f"{key}; every record indexed by subject")
 
 
 def _witness(witness: WitnessSettings) -> Check:
