@@ -198,7 +198,9 @@ def _make_due(tx: Tx, row: Row[Any], erasure_id: str) -> None:
     """One record due at the request (never earlier than its own deadline had it already
     passed), with its event."""
     moved = row.deadline > tx.now
-    values: dict[str, Any] = {"erasure_id": erasure_id, "updated_at": tx.now}
+    values: dict[str, Any] = {"updated_at": tx.now}
+    if row.erasure_id is None or row.state == State.FAILED:  # else an earlier request's own
+        values["erasure_id"] = erasure_id
     if moved:
         values.update(deadline=tx.now, deadline_basis=Basis.ERASURE.value)
     common = {
@@ -285,8 +287,8 @@ def _left(conn: Connection, erasure_id: str) -> int:
             .select_from(ERASURE_ITEMS.join(RECORDS, r.id == i.record_id))
             .where(
                 i.erasure_id == erasure_id,
+                i.withheld.is_(None),
                 r.state == State.PENDING.value,
-                r.erasure_id == erasure_id,
             )
         ).scalar_one()
     )
@@ -314,7 +316,7 @@ def progress_of(conn: Connection, erasure_id: str) -> dict[str, Any]:
     """Where each record of a request stands: counts by outcome, and the withheld ones."""
     i, r = ERASURE_ITEMS.c, RECORDS.c
     rows = conn.execute(
-        select(r.response_id, r.provider, r.state, r.hold, r.erasure_id, i.withheld)
+        select(r.response_id, r.provider, r.state, r.hold, i.withheld)
         .select_from(ERASURE_ITEMS.join(RECORDS, r.id == i.record_id))
         .where(i.erasure_id == erasure_id)
         .order_by(r.provider, r.response_id)
@@ -322,19 +324,13 @@ def progress_of(conn: Connection, erasure_id: str) -> dict[str, Any]:
     counts = Counter({k: 0 for k in ("deleted", "absent", "failed", "pending", "withheld")})
     withheld = []
     for row in rows:
-        if row.state == State.HELD or (row.withheld and row.state == State.PENDING):
+        # held when the request came (whatever became of it since: once released, its own
+        # deadline applies), or held since (a hold wins)
+        hold = row.withheld or (row.hold if row.state == State.HELD else None)
+        if hold is not None:
             counts["withheld"] += 1
             withheld.append(
-                {
-                    "response_id": row.response_id,
-                    "provider": row.provider,
-                    "hold": row.hold or row.withheld,
-                }
-            )
-        elif row.state == State.PENDING and row.erasure_id != erasure_id:
-            counts["withheld"] += 1  # released from its hold later: its own deadline applies
-            withheld.append(
-                {"response_id": row.response_id, "provider": row.provider, "hold": row.withheld}
+                {"response_id": row.response_id, "provider": row.provider, "hold": hold}
             )
         else:
             counts[str(row.state)] += 1

@@ -9,6 +9,7 @@ how far it got (`MetaKey.SUBJECTS_BACKFILL_AFTER`) and up to which record id it 
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -19,6 +20,9 @@ from retention.core.vocabulary import MetaKey
 from retention.ledger import bulk, queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.models import RECORD_SUBJECTS, RECORDS
+from retention.logs import get_logger
+
+log = get_logger("retention.ledger")
 
 SUBJECT_COLUMNS = ("subject", "provider", "response_id")
 BATCH = 2_000
@@ -57,6 +61,8 @@ def backfill(ledger: Ledger, settings: Settings, key: bytes, *, batches: int | N
             until = int(queries.get_meta(conn, MetaKey.SUBJECTS_BACKFILL_UNTIL) or 0)
             if after >= until:
                 return 0
+            if conn.dialect.name == "sqlite":  # the raw values rewritten are zeroed on disk
+                conn.exec_driver_sql("PRAGMA secure_delete=ON")
             c = RECORDS.c
             rows = conn.execute(
                 select(c.id, c.provider, c.response_id, c.meta)
@@ -79,8 +85,31 @@ def backfill(ledger: Ledger, settings: Settings, key: bytes, *, batches: int | N
             )
             queries.set_meta(conn, MetaKey.SUBJECTS_BACKFILL_AFTER, str(last))
         done += 1
+        if after_batch_left(ledger) == 0:
+            _drop_old_pages(ledger)
+            return 0
     with ledger.read() as conn:
         return backfill_left(conn)
+
+
+def after_batch_left(ledger: Ledger) -> int:
+    """What the backfill has still to pass, read afresh."""
+    with ledger.read() as conn:
+        return backfill_left(conn)
+
+
+def _drop_old_pages(ledger: Ledger) -> None:
+    """Once every raw value is rewritten, let SQLite's write-ahead log forget the pages that
+    held them (PostgreSQL's VACUUM reclaims its old row versions in time on its own)."""
+    if ledger.engine.dialect.name != "sqlite":
+        return
+    raw = ledger.engine.raw_connection()  # outside any transaction, as a checkpoint must be
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    except sqlite3.Error as exc:  # best effort: a busy reader leaves it to SQLite's own
+        log.info("subjects.checkpoint_deferred", error=str(exc))
+    finally:
+        raw.close()
 
 
 def _known(conn: Connection, found: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:

@@ -74,3 +74,21 @@ def test_a_subject_without_records_completes_at_once(make_env):  # type: ignore[
     request = checked_request({"user_id": "nobody"}, "asked", None, env.settings)
     summary = request_erasure(env.ledger, env.settings, request)
     assert summary["state"] == "completed" and summary["matched"] == 0
+
+
+def test_a_second_request_while_the_first_is_open(make_env):  # type: ignore[no-untyped-def]
+    """Asked twice before a sweep: both requests complete, neither calls a due record withheld."""
+    env = _env(make_env)
+    first = request_erasure(
+        env.ledger, env.settings, checked_request({"user_id": "alice"}, "one", None, env.settings)
+    )
+    second = request_erasure(
+        env.ledger, env.settings, checked_request({"user_id": "alice"}, "two", None, env.settings)
+    )
+    env.sweep()
+    assert sorted(env.deletes()) == ["a_1", "a_2"]
+    for summary in (first, second):
+        status = erasure_status(env.ledger, summary["erasure_id"])
+        assert status["state"] == "completed"
+        assert status["counts"]["deleted"] == 2
+        assert [w["hold"] for w in status["withheld"]] == ["case-2026-113"]
