@@ -76,6 +76,12 @@ def checked_request(subject: Any, reason: Any, ticket: Any, settings: Settings) 
         not isinstance(ticket, str) or not ticket or len(ticket) > MAX_TICKET or text_flaw(ticket)
     ):
         raise InputError(f"ticket: at most {MAX_TICKET} printable characters")
+    for text, field in ((reason, "reason"), (ticket or "", "ticket")):
+        if any(value.casefold() in text.casefold() for value in pairs.values()):
+            raise InputError(
+                f"{field}: it holds the subject's value, which the trail must never keep; "
+                "say why without it (a request reference)"
+            )
     return ErasureRequest(pairs, reason.strip(), ticket)
 
 

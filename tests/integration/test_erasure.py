@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
+from retention.errors import InputError
 from retention.ledger.models import RECORD_SUBJECTS, RECORDS
 from retention.services.erasure import (
     checked_request,
@@ -92,3 +94,12 @@ def test_a_second_request_while_the_first_is_open(make_env):  # type: ignore[no-
         assert status["state"] == "completed"
         assert status["counts"]["deleted"] == 2
         assert [w["hold"] for w in status["withheld"]] == ["case-2026-113"]
+
+
+def test_a_reason_naming_the_subject_is_refused(make_env):  # type: ignore[no-untyped-def]
+    """The reason is signed into the trail: one that holds the subject's value is refused."""
+    env = _env(make_env)
+    with pytest.raises(InputError, match="reason: it holds the subject's value"):
+        checked_request({"user_id": "alice"}, "Alice asked by mail", None, env.settings)
+    with pytest.raises(InputError, match="ticket: it holds"):
+        checked_request({"user_id": "alice"}, "by mail", "ALICE-1", env.settings)
