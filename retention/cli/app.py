@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from retention import logs
-from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, find_config, load_settings
 from retention.core.policies import PolicySet
 from retention.core.times import utcnow
@@ -44,7 +43,9 @@ class App:
     def policies(self) -> PolicySet:
         """The validated policies file."""
         if self._policies is None:
-            self._policies = load_policies(self.settings.policies_file)
+            from retention.services.policies_in_force import policies_in_force
+
+            self._policies = policies_in_force(self.settings)
         return self._policies
 
     @property

@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from retention.core.policies import Match, PolicySet
 
 PSEUDONYM = "hmac-sha256:"  # how a subject value reads in a record's stored metadata
 MAX_VALUE = 256  # characters of one subject value in an erasure request
@@ -44,3 +47,35 @@ def pseudonymised(
 def _is_digest(text: str) -> bool:
     """Whether `text` is 64 lowercase hex digits."""
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def matches_subjects(policies: PolicySet, keys: Iterable[str]) -> bool:
+    """Whether a policy or hold of `policies` matches metadata by a subject key."""
+    names = set(keys)
+    return any(names & set(match.metadata) for match in _matches(policies))
+
+
+def pseudonymise_policies(policies: PolicySet, key: bytes, keys: Iterable[str]) -> PolicySet:
+    """`policies` as the ledger applies them: where a match names a subject key, its value is
+    the digest the ledger keeps (so a hold on one person's responses keeps holding them)."""
+    names = tuple(keys)
+
+    def match(m: Match) -> Match:
+        stored, _ = pseudonymised(m.metadata, key, names)
+        return replace(m, metadata=stored)
+
+    return replace(
+        policies,
+        default=replace(policies.default, match=match(policies.default.match)),
+        policies=tuple(replace(p, match=match(p.match)) for p in policies.policies),
+        holds=tuple(
+            replace(h, match=match(h.match) if h.match is not None else None)
+            for h in policies.holds
+        ),
+    )
+
+
+def _matches(policies: PolicySet) -> list[Match]:
+    """Every match of the policies and holds."""
+    found = [policies.default.match, *(p.match for p in policies.policies)]
+    return found + [h.match for h in policies.holds if h.match is not None]

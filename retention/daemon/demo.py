@@ -21,7 +21,6 @@ import httpx
 
 from retention import logs
 from retention.audit.verifier import Anchors, verify_records
-from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, load_settings
 from retention.core.times import utcnow
 from retention.core.vocabulary import CLOSING
@@ -31,6 +30,7 @@ from retention.evidence.trailfile import iter_records
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.services.open_ledger import open_ledger
+from retention.services.policies_in_force import policies_in_force
 from retention.standin import StandIn
 
 POLICIES = """\
@@ -89,7 +89,7 @@ async def run_demo(directory: Path | None, *, timeout: int, echo: Callable[[str]
     await standin.serve()
     echo(f"provider stand-in on {standin.base_url}; files in {workdir}")
     settings = load_settings(_config(workdir, standin.base_url))
-    policies = load_policies(settings.policies_file)
+    policies = policies_in_force(settings)
     ledger = open_ledger(settings, policies=policies, log_events=False)
     daemon = Daemon(settings, policies, ledger, clock=utcnow)
     running = asyncio.create_task(daemon.run())

@@ -23,7 +23,6 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from retention import __version__
-from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, split_listen
 from retention.core.loopback import is_loopback
 from retention.core.policies import PolicySet
@@ -48,6 +47,7 @@ from retention.logs import get_logger
 from retention.provider.client import ProviderClient
 from retention.provider.probe import ProbeResult
 from retention.services import subject_index
+from retention.services.policies_in_force import policies_in_force
 from retention.services.policy_sync import sync_policies
 from retention.services.subject_key import subject_key
 from retention.sweep.probing import probe_with_ledger
@@ -525,7 +525,7 @@ class Daemon:
         """`_load_policies`, under its lock."""
         path = self.settings.policies_file
         try:
-            fresh = load_policies(path)
+            fresh = policies_in_force(self.settings, path)
             sync_policies(self.ledger, fresh)
         except Exception as exc:
             message = (

@@ -5,6 +5,7 @@ deadline (services/tightening.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.record_input import NewRecord
 from retention.core.records import ResponseFacts
+from retention.core.subjects import pseudonymised
 from retention.core.times import format_time
 from retention.core.vocabulary import Event
 from retention.ledger import queries
@@ -99,10 +101,9 @@ def _enrol_chunk(
         known = queries.existing_ids(tx.conn, provider, items)
         fresh = [r for rid, r in items.items() if rid not in known]
         account = settings.providers[provider].account_id
+        fresh = _as_stored(fresh, settings)  # a person's value never reaches the ledger
         rows = [_record_with_events(tx, r, provider, account, policies, source) for r in fresh]
-        if any(row["meta"] for row in rows):  # a person's value never reaches the ledger
-            key = subject_key(settings.erasure.key_file)
-            subject_index.index_rows(tx.conn, rows, key, settings.erasure.subject_keys)
+        subject_index.index_rows(tx.conn, rows, settings.erasure.subject_keys)
         touched = conversations.assign_roots(tx.conn, provider, rows)
         queries.insert_records(tx.conn, rows)
         accepted += len(rows)
@@ -115,6 +116,21 @@ def _enrol_chunk(
                 tx, policies, provider, later + repeats[provider], source=source
             )
     return accepted, tightened
+
+
+def _as_stored(records: list[NewRecord], settings: Settings) -> list[NewRecord]:
+    """The records with each subject value replaced by its digest, as the ledger keeps them
+    and as the policies in force (services/policies_in_force.py) match them."""
+    keys = settings.erasure.subject_keys
+    if not any(k in r.metadata for r in records for k in keys):
+        return records
+    key = subject_key(settings.erasure.key_file)
+    return [
+        dataclasses.replace(r, metadata=pseudonymised(r.metadata, key, keys)[0])
+        if any(k in r.metadata for k in keys)
+        else r
+        for r in records
+    ]
 
 
 def _record_with_events(

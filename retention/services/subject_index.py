@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from retention.config.settings import Settings
-from retention.core.subjects import pseudonymised
+from retention.core.subjects import PSEUDONYM, pseudonymised
 from retention.core.vocabulary import MetaKey
 from retention.ledger import bulk, queries
 from retention.ledger.ledger import Ledger
@@ -28,17 +28,17 @@ SUBJECT_COLUMNS = ("subject", "provider", "response_id")
 BATCH = 2_000
 
 
-def index_rows(
-    conn: Connection, rows: list[dict[str, Any]], key: bytes, keys: tuple[str, ...]
-) -> None:
-    """Pseudonymise the metadata of new records rows in place, and index their subjects (the
-    caller inserts the rows in the same transaction)."""
-    found = []
-    for row in rows:
-        if not row["meta"]:
-            continue
-        row["meta"], digests = pseudonymised(row["meta"], key, keys)
-        found += [(d, row["provider"], row["response_id"]) for d in digests]
+def index_rows(conn: Connection, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """Index the subjects of new records rows, whose metadata already holds digests in place
+    of subject values (services/recording.py); the caller inserts the rows in the same
+    transaction."""
+    found = [
+        (value[len(PSEUDONYM) :], row["provider"], row["response_id"])
+        for row in rows
+        if row["meta"]
+        for name in keys
+        if (value := row["meta"].get(name, "")).startswith(PSEUDONYM)
+    ]
     bulk.insert_many(conn, RECORD_SUBJECTS, SUBJECT_COLUMNS, found)
 
 

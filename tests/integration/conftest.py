@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from retention.config.policyfile import load_policies
 from retention.config.settings import Settings, load_settings
 from retention.core.policies import PolicySet
 from retention.core.record_input import NewRecord
 from retention.ledger.ledger import Ledger
 from retention.services.open_ledger import open_ledger
+from retention.services.policies_in_force import policies_in_force
 from retention.services.policy_sync import sync_policies
 from retention.services.recording import enrol
 from retention.standin import StandIn
@@ -67,7 +67,7 @@ def make_env(
     def build(**kw: str) -> Env:
         config = write_config(tmp_path, standin.base_url, **kw)
         settings = load_settings(config)
-        policies = load_policies(settings.policies_file)
+        policies = policies_in_force(settings)
         env = Env(settings, policies, open_ledger(settings), standin, tmp_path)
         made.append(env)
         return env

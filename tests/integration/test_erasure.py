@@ -103,3 +103,22 @@ def test_a_reason_naming_the_subject_is_refused(make_env):  # type: ignore[no-un
         checked_request({"user_id": "alice"}, "Alice asked by mail", None, env.settings)
     with pytest.raises(InputError, match="ticket: it holds"):
         checked_request({"user_id": "alice"}, "by mail", "ALICE-1", env.settings)
+
+
+def test_a_hold_on_a_person_keeps_holding_after_a_re_plan(make_env):  # type: ignore[no-untyped-def]
+    """A hold matching `user_id: alice` holds her records as stored (digests), after any
+    policy change too, and her erasure withholds them."""
+    person = POLICIES.replace(
+        'match: {metadata: {matter: "2026-113"}}', "match: {metadata: {user_id: alice}}"
+    )
+    env = make_env(policies=person)
+    env.record("a_1", "a_2", age=timedelta(days=400), metadata={"user_id": "alice"})
+    env.record("b_1", age=timedelta(days=400), metadata={"user_id": "bob"})
+    changed = make_env(policies=person.replace("ttl: 7d", "ttl: 8d"))  # a re-plan
+    assert changed.sweep() is not None
+    with changed.ledger.read() as conn:
+        states = dict(conn.execute(select(RECORDS.c.response_id, RECORDS.c.state)).all())
+    assert (states["a_1"], states["a_2"]) == ("held", "held")
+    assert states["b_1"] in ("deleted", "absent")  # what is not held went
+    request = checked_request({"user_id": "alice"}, "asked", None, changed.settings)
+    assert request_erasure(changed.ledger, changed.settings, request)["withheld"] == 2

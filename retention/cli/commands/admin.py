@@ -12,6 +12,7 @@ from retention.cli.commands import config_option
 from retention.cli.output import OUTPUT, emit
 from retention.config.policyfile import load_policies
 from retention.core.durations import format_duration
+from retention.services.policies_in_force import policies_in_force
 
 
 @click.group()
@@ -61,7 +62,12 @@ def policies_diff(ctx: click.Context, old: Path, new: Path, output: str) -> None
     from retention.views.policy_diff import diff
 
     app = app_of(ctx)
-    data = diff(app.ledger, load_policies(old), load_policies(new), app.now())
+    data = diff(
+        app.ledger,
+        policies_in_force(app.settings, old),
+        policies_in_force(app.settings, new),
+        app.now(),
+    )
     if output == "json":
         emit(data, output)
         return

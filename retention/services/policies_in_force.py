@@ -1,0 +1,26 @@
+"""The policies file as the ledger applies it.
+
+The ledger keeps a subject's metadata value only as its digest (core/subjects.py), so a policy
+or hold that matches on a subject key by value (a legal hold on one person's responses) is
+applied with that value replaced by its digest too: it matches the records as stored, when they
+are recorded, re-planned and checked before each DELETE alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retention.config.policyfile import load_policies
+from retention.config.settings import Settings
+from retention.core.policies import PolicySet
+from retention.core.subjects import matches_subjects, pseudonymise_policies
+from retention.services.subject_key import subject_key
+
+
+def policies_in_force(settings: Settings, path: Path | None = None) -> PolicySet:
+    """The validated policies file (`policies_file`, or `path`), ready for the ledger."""
+    policies = load_policies(path or settings.policies_file)
+    keys = settings.erasure.subject_keys
+    if not matches_subjects(policies, keys):
+        return policies
+    return pseudonymise_policies(policies, subject_key(settings.erasure.key_file), keys)
