@@ -4,17 +4,20 @@ key alone once the subject's erasure request is complete.
     {"erasure_receipt": 1, "erasure_id": "er_...", "subjects": [<digest>, ...],
      "requested": <proof of the erasure.requested record>,
      "completed": <proof of the erasure.completed record>,
+     "records": [{"provider": ..., "response_id": ..., "outcome": ...}, ...],
      "receipts": [<deletion receipt>, ...],
      "withheld": [{"response_id": ..., "provider": ..., "hold": ...}, ...],
      "public_key": PEM}
 
 A proof is a deletion receipt's shape (`receipt_format.py`: the record, a signed checkpoint of
-its chain that covers it, the Merkle path between them) around the request's own records, and
-each element of `receipts` is a deletion receipt, one per record of the request deleted or
-absent when it completed (in provider, then response ID order), that `audit verify-receipt`
-also checks on its own. `subjects` and `withheld` repeat what the signed records say
-(`erasure.requested`'s subject digests; `erasure.completed`'s `withheld_records`), so that a
-reader sees them without digging.
+its chain that covers it, the Merkle path between them) around the request's own records.
+`records` is every record of the request with what became of it by completion (`deleted`,
+`absent`, `failed` or `withheld`), by provider then response ID (code point order): the list
+whose digest the completion's record signs (`records_sha256`, see `records_digest`). Each
+element of `receipts` is a deletion receipt, one per record the list says `deleted` or
+`absent` (same order), that `audit verify-receipt` also checks on its own. `subjects` and
+`withheld` repeat what the signed records say (`erasure.requested`'s subject digests;
+`erasure.completed`'s `withheld_records`), so that a reader sees them without digging.
 
 The check (`check_erasure_receipt`) holds the bundle to what the pinned key signed:
 - the file is its canonical JSON on one line and a newline, every proof verifies under the key
@@ -22,23 +25,28 @@ The check (`check_erasure_receipt`) holds the bundle to what the pinned key sign
 - both records name the bundle's `erasure_id`; `subjects` are the request's digests (64 hex
   each: no subject value has a place in a bundle) and `withheld` is exactly the completion's
   `withheld_records`, as many as its `withheld` count;
-- the receipts are as many `response.deleted` and `response.absent` records as the completion
-  counts `deleted` and `absent`, one per response (none of them withheld).
+- `records` is in order, one entry per response, its digest is the completion's
+  `records_sha256`, it holds as many records and as many of each outcome as the completion
+  counts, and its `withheld` entries are the `withheld` list's records, in order;
+- each receipt is of a record the list says `deleted` (a `response.deleted` record) or `absent`
+  (a `response.absent`), one per response, and every such record of the list has its receipt.
 
-Which receipts belong to the request: a deletion made because of it names it
-(`details.erasure_id`), in a record the key signed, so its link is proven. A record that was
-already gone when the request came (often under an earlier request of the same person) or
-that was released from a hold and deleted at its own deadline names another request or none:
-its number is signed (the completion's counts), but that it is the subject's rests on the
-operator's listing, since the trail never holds who a record is about. `erasure_facts` says how
-many of each a valid bundle holds. Pure: standard library and `cryptography` only.
+So every deletion in a valid bundle is proven to be of the request by the signed list, whether
+its own record names the request (`details.erasure_id`: deleted because of it) or not (already
+gone when it came, perhaps under an earlier request of the same person, or released from a hold
+and deleted at its own deadline). The list is the operator's, signed when the request
+completed: the trail never holds who a record is about, so that the request found every record
+of the subject rests on the subject index. `erasure_facts` says how many deletions name the
+request. Pure: standard library and `cryptography` only.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -61,12 +69,16 @@ KEYS = frozenset(
         "subjects",
         "requested",
         "completed",
+        "records",
         "receipts",
         "withheld",
         "public_key",
     }
 )
 WITHHELD_KEYS = frozenset({"response_id", "provider", "hold"})
+ENTRY_KEYS = frozenset({"provider", "response_id", "outcome"})
+OUTCOMES = ("deleted", "absent", "failed", "withheld")  # of a record when its request completed
+GONE = {Event.RESPONSE_DELETED.value: "deleted", Event.RESPONSE_ABSENT.value: "absent"}
 COUNTS = ("matched", "deleted", "absent", "failed", "pending", "withheld")
 
 Bundle = dict[str, Any]
@@ -139,18 +151,35 @@ def build_proof(
     }
 
 
+def records_digest(records: Iterable[Mapping[str, str]]) -> str:
+    """`records_sha256` of a request's records, in the order given (by provider, then response
+    ID, when signed): lowercase hex SHA-256 of UTF-8 lines of provider, tab, response ID, tab,
+    outcome, newline."""
+    lines = "".join(f"{r['provider']}\t{r['response_id']}\t{r['outcome']}\n" for r in records)
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
 def build_erasure_receipt(
-    requested: Receipt, completed: Receipt, receipts: Iterable[Receipt]
+    requested: Receipt,
+    completed: Receipt,
+    receipts: Iterable[Receipt],
+    records: Iterable[Mapping[str, str]],
 ) -> Bundle:
-    """The bundle of a completed request, from the proofs of its two records and the deletion
-    receipts of its records (put in order here)."""
+    """The bundle of a completed request, from the proofs of its two records, the deletion
+    receipts of its records and the list of its records with their outcomes (both put in order
+    here)."""
     done = completed["record"]["details"]
+    entries = [
+        {"provider": r["provider"], "response_id": r["response_id"], "outcome": r["outcome"]}
+        for r in records
+    ]
     return {
         "erasure_receipt": ERASURE_RECEIPT_VERSION,
         "erasure_id": done["erasure_id"],
         "subjects": list(requested["record"]["details"]["subjects"]),
         "requested": requested,
         "completed": completed,
+        "records": sorted(entries, key=_place),
         "receipts": sorted(receipts, key=lambda r: _place(r["record"])),
         "withheld": copy.deepcopy(done.get("withheld_records", [])),
         "public_key": requested["public_key"],
@@ -179,8 +208,8 @@ def check_erasure_receipt(text: str, key: Ed25519PublicKey) -> str | None:
         _shape,
         _requested,
         _completed,
+        _records,
         _receipts,
-        _counts,
     )
     for step in steps:
         reason = step(bundle, key)
@@ -202,9 +231,10 @@ def erasure_witnessed(text: str, kept: list[dict[str, Any]]) -> str | None:
 
 
 def erasure_facts(bundle: Bundle) -> dict[str, Any]:
-    """What a valid bundle shows: the request, its counts, and how many of the deletions name
-    it (`linked`) or were listed by the operator (`listed`: gone before the request, or
-    deleted at their own deadline)."""
+    """What a valid bundle shows: the request, its counts, how many of the deletions name it
+    (`linked`) and how many do not (`unlinked`: gone before it, or deleted at their own
+    deadline; the signed list proves them the request's all the same), and the records that
+    failed or were withheld."""
     requested, completed = bundle["requested"]["record"], bundle["completed"]["record"]
     details = completed["details"]
     linked = sum(_erasure_of(r["record"]) == bundle["erasure_id"] for r in bundle["receipts"])
@@ -214,8 +244,14 @@ def erasure_facts(bundle: Bundle) -> dict[str, Any]:
         "requested_at": requested["ts"],
         "completed_at": completed["ts"],
         **{name: details[name] for name in COUNTS},
+        "records_sha256": details["records_sha256"],
         "linked": linked,
-        "listed": len(bundle["receipts"]) - linked,
+        "unlinked": len(bundle["receipts"]) - linked,
+        "failed_records": [
+            {"response_id": e["response_id"], "provider": e["provider"]}
+            for e in bundle["records"]
+            if e["outcome"] == "failed"
+        ],
         "withheld_records": bundle["withheld"],
         "key_fingerprint": bundle["completed"]["checkpoint"]["details"]["key_fingerprint"],
     }
@@ -227,8 +263,8 @@ def _proofs(bundle: Bundle) -> list[tuple[str, Receipt]]:
     return [("requested", bundle["requested"]), ("completed", bundle["completed"]), *receipts]
 
 
-def _place(record: dict[str, Any]) -> tuple[str, str]:
-    """Where a deletion record sorts in a bundle: by provider, then response ID."""
+def _place(record: Mapping[str, Any]) -> tuple[str, str]:
+    """Where a record (or a list entry) sorts in a bundle: by provider, then response ID."""
     return (record["provider"], record["response_id"])
 
 
@@ -265,6 +301,12 @@ def _shape(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
     for name in ("requested", "completed"):
         if not isinstance(bundle[name], dict):
             return f"{name} is not a proof"
+    records = bundle["records"]
+    if not isinstance(records, list) or not all(_is_entry(e) for e in records):
+        return (
+            "records must be a list of {provider, response_id, outcome}, outcome one of "
+            f"{', '.join(OUTCOMES)}"
+        )
     receipts = bundle["receipts"]
     if not isinstance(receipts, list) or not all(isinstance(r, dict) for r in receipts):
         return "receipts must be a list of deletion receipts"
@@ -274,6 +316,17 @@ def _shape(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
     if bundle["public_key"] != public_pem(key):
         return "public_key is not the pinned key's PEM"
     return None
+
+
+def _is_entry(item: object) -> bool:
+    """Whether `item` is one entry of the records list: a provider and response ID that fit on
+    a line of the digest, and an outcome."""
+    if not isinstance(item, dict) or set(item) != ENTRY_KEYS:
+        return False
+    return item["outcome"] in OUTCOMES and all(
+        isinstance(item[k], str) and item[k] and not {"\t", "\n"} & set(item[k])
+        for k in ("provider", "response_id")
+    )
 
 
 def _is_withheld(item: object) -> bool:
@@ -322,6 +375,8 @@ def _completed(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
         return f"completed: the record is of erasure {details['erasure_id']}, not this one"
     if not all(_is_int(details.get(name)) for name in COUNTS):
         return f"completed: the record does not count {', '.join(COUNTS)}"
+    if not _is_digest(details.get("records_sha256")):
+        return "completed: the record signs no records_sha256 (64 lowercase hex characters)"
     if details.get("withheld_records") != bundle["withheld"]:
         return "withheld is not the list the completion's record signs (withheld_records)"
     listed, counted = len(bundle["withheld"]), details["withheld"]
@@ -330,9 +385,37 @@ def _completed(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
     return None
 
 
+def _records(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
+    """The list of the request's records is the one the completion signs, in order, and agrees
+    with its counts and its withheld list."""
+    records = bundle["records"]
+    for index in range(1, len(records)):
+        place, previous = _place(records[index]), _place(records[index - 1])
+        if place <= previous:
+            what = "twice" if place == previous else "out of order (provider, then response ID)"
+            return f"records[{index}]: {place[1]} is listed {what}"
+    details = bundle["completed"]["record"]["details"]
+    if records_digest(records) != details["records_sha256"]:
+        return "records are not the list the completion's record signs (records_sha256)"
+    have = Counter(e["outcome"] for e in records)
+    for name in COUNTS:
+        listed = len(records) if name == "matched" else have[name]
+        if listed != details[name]:
+            what = "records" if name == "matched" else name
+            return (
+                f"records list {listed} {what}, the completion's record counts "
+                f"{details[name]} {name}"
+            )
+    held = [_place(w) for w in bundle["withheld"]]
+    if held != [_place(e) for e in records if e["outcome"] == "withheld"]:
+        return "withheld is not the records the list says withheld"
+    return None
+
+
 def _receipts(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
-    """Each receipt is a valid deletion receipt, one per response, in order, none withheld."""
-    withheld = {(w["provider"], w["response_id"]) for w in bundle["withheld"]}
+    """Each receipt is a valid deletion receipt, in order, of a record the list says deleted
+    (or absent) with a record of that event; every such record has exactly one."""
+    outcomes = {_place(e): e["outcome"] for e in bundle["records"]}
     previous: tuple[str, str] | None = None
     for index, receipt in enumerate(bundle["receipts"]):
         name = f"receipts[{index}]"
@@ -346,21 +429,20 @@ def _receipts(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
         if previous is not None and place <= previous:
             what = "twice" if place == previous else "out of order (provider, then response ID)"
             return f"{name}: {record['response_id']} is listed {what}"
-        if place in withheld:
-            return f"{name}: {record['response_id']} is also listed as withheld"
-        previous = place
-    return None
-
-
-def _counts(bundle: Bundle, key: Ed25519PublicKey) -> str | None:
-    """As many deletions and absences as the completion's record counts."""
-    details = bundle["completed"]["record"]["details"]
-    events = [r["record"]["event"] for r in bundle["receipts"]]
-    for name, event in (("deleted", Event.RESPONSE_DELETED), ("absent", Event.RESPONSE_ABSENT)):
-        have = events.count(event)
-        if have != details[name]:
+        outcome, gone = outcomes.get(place), GONE[record["event"]]
+        if outcome is None:
             return (
-                f"the receipts hold {have} {event} records, the completion counts "
-                f"{details[name]} {name}"
+                f"{name}: {record['response_id']} ({record['provider']}) is not among the "
+                "request's records"
+            )
+        if outcome != gone:
+            return f"{name}: {record['response_id']} is {outcome} in the records, not {gone}"
+        previous = place
+    proven = {_place(r["record"]) for r in bundle["receipts"]}
+    for index, entry in enumerate(bundle["records"]):
+        if entry["outcome"] in GONE.values() and _place(entry) not in proven:
+            return (
+                f"records[{index}]: {entry['response_id']} is {entry['outcome']}, but no "
+                "receipt proves it"
             )
     return None

@@ -1,6 +1,14 @@
 """Issue erasure receipts from the ledger (`audit/erasure_receipt_format.py`): the proofs of a
-completed request's `erasure.requested` and `erasure.completed` records, the deletion receipt
-of each of its records that was deleted or absent when it completed, and its withheld list.
+completed request's `erasure.requested` and `erasure.completed` records, the list of its records
+with what became of each by completion, the deletion receipt of each of them that was deleted
+or absent then, and its withheld list.
+
+The list is the one the completion signed (`records_sha256`), rebuilt from the trail as it
+stood then, since a record may move on after its request completed (a failed one retried, a
+withheld one released and deleted): a record the completion lists as withheld is `withheld`;
+one with a `response.deleted` or `response.absent` record up to the completion is `deleted` or
+`absent`; any other was `failed` (none is pending once its request completes). The bundle is
+checked before it is returned, so a list that is not the signed one is never issued.
 
 Per chain, one checkpoint signed by the current key covers every record the bundle proves
 (written first when none does yet, as `audit receipt` does), and the chain's tree is hashed
@@ -18,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from retention.audit.erasure_receipt_format import (
+    GONE,
     Bundle,
     Tree,
     build_erasure_receipt,
@@ -62,11 +71,11 @@ def issue_erasure_receipt(
             )
         requested = _erasure_record(conn, Event.ERASURE_REQUESTED, erasure_id, row.requested_at)
         completed = _erasure_record(conn, Event.ERASURE_COMPLETED, erasure_id, row.completed_at)
-        deletions = _deletions(conn, erasure_id, completed, row.completed_at)
+        entries, deletions = _records(conn, erasure_id, completed, row.completed_at)
     if signer is None:
         raise AuditError("no signing key: a receipt needs a checkpoint signed by this ledger's key")
     proofs = _proofs(ledger, [requested, completed, *deletions], signer, interval, publish)
-    bundle = build_erasure_receipt(proofs[0], proofs[1], proofs[2:])
+    bundle = build_erasure_receipt(proofs[0], proofs[1], proofs[2:], entries)
     reason = check_erasure_receipt(erasure_receipt_text(bundle), signer.public)
     if reason is not None:
         raise AuditError(f"the receipt of erasure {erasure_id} does not verify: {reason}")
@@ -85,24 +94,47 @@ def _erasure_record(conn: Connection, event: Event, erasure_id: str, at: datetim
     raise AuditError(f"the {event} record of erasure {erasure_id} is not in the ledger")
 
 
-def _deletions(
+def _records(
     conn: Connection, erasure_id: str, completed: Record, completed_at: datetime
-) -> list[Record]:
-    """The terminal record of each of the request's records that was deleted or absent when it
-    completed: its latest `response.deleted` or `response.absent` up to then, skipping those
-    the completion lists as withheld (released and deleted since)."""
+) -> tuple[list[dict[str, str]], list[Record]]:
+    """The request's records with their outcomes when it completed, and the terminal record
+    of each one deleted or absent then: its latest `response.deleted` or `response.absent` up
+    to the completion, skipping those the completion lists as withheld (released and deleted
+    since)."""
     withheld = {(w["provider"], w["response_id"]) for w in completed["details"]["withheld_records"]}
     i, r = ERASURE_ITEMS.c, RECORDS.c
     rows = conn.execute(
-        select(r.provider, r.response_id)
+        select(r.provider, r.response_id, r.state)
         .select_from(ERASURE_ITEMS.join(RECORDS, r.id == i.record_id))
-        .where(i.erasure_id == erasure_id, r.state.in_([State.DELETED, State.ABSENT]))
-        .order_by(r.provider, r.response_id)
+        .where(i.erasure_id == erasure_id)
     ).all()
-    wanted = {(row.provider, row.response_id) for row in rows} - withheld
+    # deleted and absent are final: a record that is neither now was neither at completion
+    gone = {
+        (row.provider, row.response_id)
+        for row in rows
+        if row.state in (State.DELETED, State.ABSENT)
+    }
+    found = _gone_records(conn, gone - withheld, completed_at)
+    entries = []
+    for place in sorted((row.provider, row.response_id) for row in rows):
+        if place in withheld:
+            outcome = "withheld"
+        elif place in found:
+            outcome = GONE[found[place]["event"]]
+        else:
+            outcome = "failed"  # not pending, since the request completed
+        entries.append({"provider": place[0], "response_id": place[1], "outcome": outcome})
+    return entries, [found[place] for place in sorted(found)]
+
+
+def _gone_records(
+    conn: Connection, wanted: set[tuple[str, str]], completed_at: datetime
+) -> dict[tuple[str, str], Record]:
+    """The latest `response.deleted` or `response.absent` record up to `completed_at` of each
+    (provider, response ID) wanted that has one."""
     by_id: dict[str, set[str]] = defaultdict(set)
-    for provider, response_id in wanted:
-        by_id[response_id].add(provider)
+    for name, response_id in wanted:
+        by_id[response_id].add(name)
     found: dict[tuple[str, str], tuple[datetime, int, Record]] = {}
     ids = sorted(by_id)
     for start in range(0, len(ids), BATCH):
@@ -120,7 +152,7 @@ def _deletions(
             place = (provider, record["response_id"])
             if place not in found or (ts, seq) > found[place][:2]:
                 found[place] = (ts, seq, record)
-    return [found[place][2] for place in sorted(found)]
+    return {place: record for place, (_, _, record) in found.items()}
 
 
 def _proofs(

@@ -39,6 +39,8 @@ MAX_REASON = 1000  # characters
 MAX_TICKET = 200
 ITEM_COLUMNS = ("erasure_id", "record_id", "withheld")
 
+Standing = tuple[Any, str, str | None]  # a request's record, its outcome, the hold withholding it
+
 
 @dataclass(frozen=True, slots=True)
 class ErasureRequest:
@@ -301,8 +303,13 @@ def _left(conn: Connection, erasure_id: str) -> int:
 
 
 def _complete(tx: Tx, erasure_id: str) -> None:
-    """Close a request: `erasure.completed` with what became of each of its records."""
-    progress = progress_of(tx.conn, erasure_id)
+    """Close a request: `erasure.completed` with what became of each of its records, and the
+    digest of their list (`records_sha256`) that its receipt proves the list by."""
+    # imported here: the receipt format (and its crypto stack) stays out of the sweep's imports
+    from retention.audit.erasure_receipt_format import records_digest
+
+    standing = _standing(tx.conn, erasure_id)
+    progress = _progress(standing)
     tx.conn.execute(
         update(Erasure)
         .where(Erasure.id == erasure_id)
@@ -314,33 +321,49 @@ def _complete(tx: Tx, erasure_id: str) -> None:
             "erasure_id": erasure_id,
             **progress["counts"],
             "withheld_records": progress["withheld"],
+            "records_sha256": records_digest(
+                {"provider": row.provider, "response_id": row.response_id, "outcome": outcome}
+                for row, outcome, _ in standing
+            ),
         },
     )
 
 
 def progress_of(conn: Connection, erasure_id: str) -> dict[str, Any]:
     """Where each record of a request stands: counts by outcome, and the withheld ones."""
+    return _progress(_standing(conn, erasure_id))
+
+
+def _standing(conn: Connection, erasure_id: str) -> list[Standing]:
+    """Each record of a request with its outcome (deleted, absent, failed, pending or withheld)
+    and the hold that withholds it, by provider then response ID (code point order, wherever
+    the database's collation would put them)."""
     i, r = ERASURE_ITEMS.c, RECORDS.c
     rows = conn.execute(
         select(r.response_id, r.provider, r.state, r.hold, i.withheld)
         .select_from(ERASURE_ITEMS.join(RECORDS, r.id == i.record_id))
         .where(i.erasure_id == erasure_id)
-        .order_by(r.provider, r.response_id)
     ).all()
-    counts = Counter({k: 0 for k in ("deleted", "absent", "failed", "pending", "withheld")})
-    withheld = []
-    for row in rows:
+    standing: list[Standing] = []
+    for row in sorted(rows, key=lambda row: (row.provider, row.response_id)):
         # held when the request came (whatever became of it since: once released, its own
         # deadline applies), or held since (a hold wins)
         hold = row.withheld or (row.hold if row.state == State.HELD else None)
-        if hold is not None:
-            counts["withheld"] += 1
+        standing.append((row, "withheld" if hold is not None else str(row.state), hold))
+    return standing
+
+
+def _progress(standing: list[Standing]) -> dict[str, Any]:
+    """Counts by outcome, and the withheld records with their holds."""
+    counts = Counter({k: 0 for k in ("deleted", "absent", "failed", "pending", "withheld")})
+    withheld = []
+    for row, outcome, hold in standing:
+        counts[outcome] += 1
+        if outcome == "withheld":
             withheld.append(
                 {"response_id": row.response_id, "provider": row.provider, "hold": hold}
             )
-        else:
-            counts[str(row.state)] += 1
-    return {"counts": {"matched": len(rows), **counts}, "withheld": withheld}
+    return {"counts": {"matched": len(standing), **counts}, "withheld": withheld}
 
 
 def erasure_status(ledger: Ledger, erasure_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from retention.errors import InputError
-from retention.ledger.models import RECORD_SUBJECTS, RECORDS
+from retention.ledger.models import RECORD_SUBJECTS, RECORDS, AuditEvent
 from retention.services.erasure import (
     checked_request,
     erasure_status,
@@ -122,3 +123,27 @@ def test_a_hold_on_a_person_keeps_holding_after_a_re_plan(make_env):  # type: ig
     assert states["b_1"] in ("deleted", "absent")  # what is not held went
     request = checked_request({"user_id": "alice"}, "asked", None, changed.settings)
     assert request_erasure(changed.ledger, changed.settings, request)["withheld"] == 2
+
+
+def test_the_completion_signs_the_digest_of_the_request_s_records(make_env):  # type: ignore[no-untyped-def]
+    """erasure.completed carries records_sha256: SHA-256 of one `PROVIDER<TAB>ID<TAB>OUTCOME`
+    line per record of the request, by provider then ID, whatever became of each."""
+    env = _env(make_env)
+    env.record("a_gone", age=timedelta(minutes=1), metadata={"user_id": "alice"})  # 404: absent
+    request = checked_request({"user_id": "alice"}, "ticket 8", None, env.settings)
+    erasure_id = request_erasure(env.ledger, env.settings, request)["erasure_id"]
+    env.sweep()
+    with env.ledger.read() as conn:
+        lines = conn.execute(
+            select(AuditEvent.line).where(AuditEvent.event == "erasure.completed")
+        ).scalars()
+        details = [json.loads(line)["details"] for line in lines]
+    assert [d["erasure_id"] for d in details] == [erasure_id]
+    signed = (
+        "fireworks\ta_1\tdeleted\n"
+        "fireworks\ta_2\tdeleted\n"
+        "fireworks\ta_gone\tabsent\n"
+        "fireworks\ta_held\twithheld\n"
+    )
+    assert details[0]["records_sha256"] == hashlib.sha256(signed.encode()).hexdigest()
+    assert "records_sha256" not in erasure_status(env.ledger, erasure_id)  # the event's alone

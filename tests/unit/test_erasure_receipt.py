@@ -1,9 +1,11 @@
 """Erasure receipts: a bundle built from a signed trail verifies with the public key alone; a
-changed withheld list, a dropped receipt, a changed count, a proof from another request or
-another key, and junk all fail with a reason."""
+changed list of the request's records, a changed withheld list, a dropped receipt, a receipt of
+a record not in the list, a changed count, a proof from another request or another key, and
+junk all fail with a reason."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from retention.audit.erasure_receipt_format import (
     erasure_facts,
     erasure_receipt_text,
     erasure_witnessed,
+    records_digest,
 )
 from retention.audit.hashchain import GENESIS, seal
 from retention.audit.merkle import EMPTY_ROOT, inclusion_proof, leaf_hash, root
@@ -34,11 +37,34 @@ REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 25, 8, tzinfo=UTC)  # pure code: the trail's times are the test's own
 REAL = Signer(Ed25519PrivateKey.generate())
 OTHER = Signer(Ed25519PrivateKey.generate())
-E1, E2 = "er_" + "1" * 20, "er_" + "2" * 20
+E0, E1, E2 = "er_" + "0" * 20, "er_" + "1" * 20, "er_" + "2" * 20
 ALICE, BOB = "a" * 64, "b" * 64
-HELD = {"response_id": "a_held", "provider": "fireworks", "hold": "case-2026-113"}
+CASE = "case-2026-113"
+HELD = {"response_id": "a_held", "provider": "fireworks", "hold": CASE}
 
 Record = dict[str, Any]
+
+
+def _entries(**outcomes: str) -> list[Record]:
+    """A request's records list, by response ID (all at fireworks)."""
+    return [
+        {"provider": "fireworks", "response_id": rid, "outcome": outcome}
+        for rid, outcome in sorted(outcomes.items())
+    ]
+
+
+# Alice's request E1: three deletions for it, one gone before it at its deadline (a_old), one
+# deleted under her earlier request E0 (a_prev), one failed, one withheld. Bob's E2: one.
+ALICE_RECORDS = _entries(
+    a_1="deleted",
+    a_2="absent",
+    a_3="deleted",
+    a_fail="failed",
+    a_held="withheld",
+    a_old="deleted",
+    a_prev="deleted",
+)
+BOB_RECORDS = _entries(b_1="deleted")
 
 
 def _deleted(rid: str, erasure_id: str | None, event: str = "response.deleted") -> Record:
@@ -55,23 +81,37 @@ def _requested(erasure_id: str, subject: str) -> Record:
     return {"event": "erasure.requested", "details": {**details, "matched": 4, "due": 2}}
 
 
-def _completed(erasure_id: str, deleted: int, absent: int, withheld: list[Record]) -> Record:
-    """An `erasure.completed` body with its counts and withheld list."""
-    counts = {"deleted": deleted, "absent": absent, "failed": 0, "pending": 0}
-    details = {"erasure_id": erasure_id, **counts, "withheld": len(withheld)}
-    matched = deleted + absent + len(withheld)
-    return {
-        "event": "erasure.completed",
-        "details": {**details, "matched": matched, "withheld_records": withheld},
+def _completed(erasure_id: str, records: list[Record], **forged: Any) -> Record:
+    """An `erasure.completed` body as `_complete` writes it for `records` (details in `forged`
+    replaced, as an operator holding the key could sign)."""
+    counts = {k: 0 for k in ("deleted", "absent", "failed", "pending", "withheld")}
+    for entry in records:
+        counts[entry["outcome"]] += 1
+    withheld = [
+        {"response_id": e["response_id"], "provider": e["provider"], "hold": CASE}
+        for e in records
+        if e["outcome"] == "withheld"
+    ]
+    details = {
+        "erasure_id": erasure_id,
+        "matched": len(records),
+        **counts,
+        "withheld_records": withheld,
+        "records_sha256": records_digest(records),
     }
+    return {"event": "erasure.completed", "details": {**details, **forged}}
 
 
-def _trail(signer: Signer = REAL, withheld: tuple[Record, ...] = (HELD,)) -> list[Record]:
-    """Alice's record gone before her request (E1), two deleted and one absent for it, one
-    withheld; Bob's request (E2) meanwhile; a signed checkpoint after each part."""
+def _trail(
+    signer: Signer = REAL, alice: list[Record] = ALICE_RECORDS, **forged: Any
+) -> list[Record]:
+    """Alice's records gone before her request (E1), deleted for it and failed; Bob's request
+    (E2) meanwhile; a signed checkpoint after each part. E1 completes signing `alice` as its
+    list, and `forged` in place of what that list gives."""
     chain = "main"
     bodies: list[Record | None] = [
         _deleted("a_old", None),
+        _deleted("a_prev", E0),
         None,
         _requested(E1, ALICE),
         _requested(E2, BOB),
@@ -79,8 +119,8 @@ def _trail(signer: Signer = REAL, withheld: tuple[Record, ...] = (HELD,)) -> lis
         _deleted("b_1", E2),
         _deleted("a_2", E1, "response.absent"),
         _deleted("a_3", E1),
-        _completed(E1, 3, 1, list(withheld)),
-        _completed(E2, 1, 0, []),
+        _completed(E1, alice, **forged),
+        _completed(E2, BOB_RECORDS),
         None,
     ]
     records: list[Record] = []
@@ -110,18 +150,27 @@ def _find(trail: list[Record], event: str, erasure_id: str) -> Record:
 
 
 def _bundle(
-    erasure_id: str = E1, trail: list[Record] = TRAIL, signer: Signer = REAL, ids: Any = None
+    erasure_id: str = E1,
+    trail: list[Record] = TRAIL,
+    signer: Signer = REAL,
+    records: list[Record] | None = None,
+    ids: Any = None,
 ) -> Record:
-    """The bundle of `erasure_id` under the trail's last checkpoint."""
+    """The bundle of `erasure_id` under the trail's last checkpoint: `records` as its list
+    (by default the one its completion signs in TRAIL), and the receipts of `ids` (by default
+    those that list says deleted or absent)."""
+    honest = ALICE_RECORDS if erasure_id == E1 else BOB_RECORDS
+    records = honest if records is None else records
+    ids = ids or {e["response_id"] for e in honest if e["outcome"] in ("deleted", "absent")}
     tree = Tree([leaf_hash(r["hash"]) for r in trail[:-1]])
     pem = public_pem(signer.public)
     prove = lambda record: build_proof(record, tree, trail[-1], pem)  # noqa: E731
-    ids = ids or ({"a_old", "a_1", "a_2", "a_3"} if erasure_id == E1 else {"b_1"})
     gone = [r for r in trail if r.get("response_id") in ids]
     return build_erasure_receipt(
         prove(_find(trail, "erasure.requested", erasure_id)),
         prove(_find(trail, "erasure.completed", erasure_id)),
         [prove(r) for r in gone],
+        records,
     )
 
 
@@ -133,6 +182,11 @@ def reason(bundle: Record, key: Any = REAL.public) -> str | None:
 def _copy(bundle: Record) -> Record:
     """A deep copy to forge."""
     return json.loads(json.dumps(bundle))
+
+
+def _index(bundle: Record, rid: str) -> int:
+    """Where `rid` stands in the bundle's records list."""
+    return [e["response_id"] for e in bundle["records"]].index(rid)
 
 
 def test_the_tree_gives_the_paths_and_roots_of_rfc_9162() -> None:
@@ -171,23 +225,36 @@ def test_build_proof_refuses_a_tree_that_is_not_the_signed_one() -> None:
 
 
 def test_a_bundle_verifies_and_says_what_it_proves() -> None:
-    """The bundle of E1 is valid; its facts count what the completion signed and how many
-    deletions name the request."""
+    """The bundle of E1 is valid, with a receipt naming an earlier request and one naming
+    none; its facts count what the completion signed and how many deletions name the request."""
     bundle = _bundle()
     assert reason(bundle) is None
     text = erasure_receipt_text(bundle)
     assert text.count("\n") == 1 and text.endswith("\n")
     facts = erasure_facts(bundle)
-    assert (facts["deleted"], facts["absent"], facts["withheld"]) == (3, 1, 1)
-    assert (facts["linked"], facts["listed"]) == (3, 1)
+    assert (facts["matched"], facts["deleted"], facts["absent"]) == (7, 4, 1)
+    assert (facts["failed"], facts["pending"], facts["withheld"]) == (1, 0, 1)
+    assert (facts["linked"], facts["unlinked"]) == (3, 2)
+    assert facts["records_sha256"] == records_digest(ALICE_RECORDS)
+    assert facts["failed_records"] == [{"response_id": "a_fail", "provider": "fireworks"}]
     assert facts["subjects"] == [ALICE] and facts["withheld_records"] == [HELD]
-    assert [r["record"]["response_id"] for r in bundle["receipts"]] == [
-        "a_1",
-        "a_2",
-        "a_3",
-        "a_old",
-    ]
+    assert bundle["records"] == ALICE_RECORDS
+    receipts = [r["record"] for r in bundle["receipts"]]
+    assert [r["response_id"] for r in receipts] == ["a_1", "a_2", "a_3", "a_old", "a_prev"]
+    assert [r["details"].get("erasure_id") for r in receipts[3:]] == [None, E0]
     assert reason(_bundle(E2)) is None
+
+
+def test_the_records_digest_is_sha256_of_its_lines() -> None:
+    """records_sha256 is SHA-256 of `PROVIDER<TAB>RESPONSE_ID<TAB>OUTCOME<LF>` per record, in
+    the order given; none is the digest of nothing."""
+    lines = b"fireworks\ta_1\tdeleted\nopenai\tresp_2\twithheld\n"
+    records = [
+        {"provider": "fireworks", "response_id": "a_1", "outcome": "deleted"},
+        {"provider": "openai", "response_id": "resp_2", "outcome": "withheld"},
+    ]
+    assert records_digest(records) == hashlib.sha256(lines).hexdigest()
+    assert records_digest([]) == hashlib.sha256(b"").hexdigest()
 
 
 def test_each_receipt_in_a_bundle_is_a_deletion_receipt_on_its_own() -> None:
@@ -221,12 +288,113 @@ def test_a_withheld_list_changed_in_the_signed_record_too_fails() -> None:
 
 
 def test_a_dropped_receipt_fails() -> None:
-    """Fewer receipts than the completion counts is caught, whichever is dropped."""
-    for index in range(4):
+    """A record the list says deleted or absent without its receipt is caught, whichever is
+    dropped."""
+    for index in range(5):
         bundle = _bundle()
-        dropped = bundle["receipts"].pop(index)["record"]["event"]
-        name = "deleted" if dropped == "response.deleted" else "absent"
-        assert f"completion counts {1 if name == 'absent' else 3} {name}" in (reason(bundle) or "")
+        record = bundle["receipts"].pop(index)["record"]
+        rid, outcome = record["response_id"], record["event"].split(".")[1]
+        assert reason(bundle) == (
+            f"records[{_index(bundle, rid)}]: {rid} is {outcome}, but no receipt proves it"
+        )
+
+
+def test_a_record_dropped_from_the_list_fails() -> None:
+    """Dropping any record from the list, with its receipt or without, breaks the signed
+    digest."""
+    for index in range(len(ALICE_RECORDS)):
+        for with_receipt in (False, True):
+            bundle = _bundle()
+            rid = bundle["records"].pop(index)["response_id"]
+            if with_receipt:
+                bundle["receipts"] = [
+                    r for r in bundle["receipts"] if r["record"]["response_id"] != rid
+                ]
+            assert reason(bundle) == (
+                "records are not the list the completion's record signs (records_sha256)"
+            )
+
+
+def test_a_changed_outcome_fails() -> None:
+    """Any record's outcome changed to any other breaks the signed digest."""
+    for index, entry in enumerate(ALICE_RECORDS):
+        for outcome in ("deleted", "absent", "failed", "withheld"):
+            if outcome == entry["outcome"]:
+                continue
+            bundle = _bundle()
+            bundle["records"][index]["outcome"] = outcome
+            assert reason(bundle) == (
+                "records are not the list the completion's record signs (records_sha256)"
+            ), (entry, outcome)
+
+
+def test_a_receipt_for_a_record_not_in_the_list_fails() -> None:
+    """Bob's deletion added to Alice's bundle, or a receipt of a record the signed list leaves
+    out, is refused."""
+    bundle = _bundle()
+    bundle["receipts"].append(_bundle(E2)["receipts"][0])
+    assert reason(bundle) == "receipts[5]: b_1 (fireworks) is not among the request's records"
+    bundle = _bundle()
+    bundle["receipts"][2] = _bundle(E2)["receipts"][0]  # in a_3's place
+    assert reason(bundle) == "receipts[2]: b_1 (fireworks) is not among the request's records"
+    without = [e for e in ALICE_RECORDS if e["response_id"] != "a_old"]
+    bundle = _bundle(trail=_trail(alice=without), records=without)
+    assert reason(bundle) == "receipts[3]: a_old (fireworks) is not among the request's records"
+
+
+def test_a_receipt_of_another_outcome_fails() -> None:
+    """A `response.absent` receipt for a record the signed list says deleted is refused."""
+    alice = [dict(e, outcome="deleted") if e["response_id"] == "a_2" else e for e in ALICE_RECORDS]
+    bundle = _bundle(trail=_trail(alice=alice), records=alice)
+    assert reason(bundle) == "receipts[1]: a_2 is deleted in the records, not absent"
+
+
+def test_a_list_out_of_order_or_twice_fails() -> None:
+    """The records list must be in provider, then response ID order, one entry a response."""
+    bundle = _bundle()
+    bundle["records"].reverse()
+    assert reason(bundle) == (
+        "records[1]: a_old is listed out of order (provider, then response ID)"
+    )
+    bundle = _bundle()
+    bundle["records"][1] = dict(bundle["records"][0])
+    assert reason(bundle) == "records[1]: a_1 is listed twice"
+
+
+def test_a_signed_list_at_odds_with_the_signed_counts_fails() -> None:
+    """A completion whose counts disagree with the list it signs is refused, however signed."""
+    bundle = _bundle(trail=_trail(deleted=5))
+    assert reason(bundle) == "records list 4 deleted, the completion's record counts 5 deleted"
+    bundle = _bundle(trail=_trail(matched=8))
+    assert reason(bundle) == "records list 7 records, the completion's record counts 8 matched"
+
+
+def test_a_signed_withheld_list_at_odds_with_the_list_fails() -> None:
+    """A completion that signs one record withheld in its list and another in withheld_records
+    is refused."""
+    other = [dict(HELD, response_id="a_fail")]
+    trail = _trail(withheld_records=other)
+    bundle = _bundle(trail=trail)
+    bundle["withheld"] = other
+    assert reason(bundle) == "withheld is not the records the list says withheld"
+
+
+def test_a_completion_without_the_digest_fails() -> None:
+    """A signed completion that carries no records_sha256 proves no list."""
+    bundle = _bundle(trail=_trail(records_sha256=None))
+    assert reason(bundle) == (
+        "completed: the record signs no records_sha256 (64 lowercase hex characters)"
+    )
+
+
+def test_a_list_entry_that_does_not_fit_a_line_fails() -> None:
+    """A tab or newline in a provider or response ID, or an unknown outcome, is refused."""
+    for key, value in (("response_id", "a\t1"), ("provider", "fire\nworks"), ("outcome", "x")):
+        bundle = _bundle()
+        bundle["records"][0][key] = value
+        assert "records must be a list of {provider, response_id, outcome}" in (
+            reason(bundle) or ""
+        )
 
 
 def test_a_changed_count_fails() -> None:
@@ -251,8 +419,9 @@ def test_a_receipt_twice_or_out_of_order_fails() -> None:
 
 def test_a_receipt_also_withheld_fails() -> None:
     """A response cannot be both deleted and withheld in one bundle."""
-    trail = _trail(withheld=(HELD, dict(HELD, response_id="a_1")))
-    assert reason(_bundle(trail=trail)) == "receipts[0]: a_1 is also listed as withheld"
+    alice = [dict(e, outcome="withheld") if e["response_id"] == "a_1" else e for e in ALICE_RECORDS]
+    bundle = _bundle(trail=_trail(alice=alice), records=alice)
+    assert reason(bundle) == "receipts[0]: a_1 is withheld in the records, not deleted"
 
 
 def test_proofs_from_another_erasure_fail() -> None:
@@ -346,6 +515,7 @@ def test_a_wrong_type_anywhere_is_invalid_not_a_crash() -> None:
         for k in bundle[name]["record"]["details"]
     ]
     paths += [("withheld", 0, k) for k in HELD] + [("receipts", 0), ("withheld", 0)]
+    paths += [("records", 0, k) for k in ALICE_RECORDS[0]] + [("records", 0)]
     for path in paths:
         for junk in (None, True, 1, "x", [], {}):
             forged = _copy(bundle)
@@ -362,7 +532,7 @@ def test_witnessed_wants_every_checkpoint_kept() -> None:
     """Against kept checkpoints: all of the bundle's must be among them, unchanged."""
     text = erasure_receipt_text(_bundle())
     assert erasure_witnessed(text, [TRAIL[-1]]) is None
-    assert erasure_witnessed(text, [TRAIL[1]]) == (
+    assert erasure_witnessed(text, [TRAIL[2]]) == (
         "requested: its checkpoint is not among the kept or witnessed checkpoints"
     )
 

@@ -31,9 +31,10 @@ from retention.cli.output import OUTPUT, emit
 @click.pass_context
 def receipt(ctx: click.Context, erasure_id: str, out: Path | None, legacy_out: Path | None) -> None:
     """The receipt of erasure request ID, once it is completed: the signed proofs of its
-    erasure.requested and erasure.completed records, a deletion receipt for each of its
-    records deleted or absent, and the records withheld by a hold. It names the subject by
-    digest only. Anyone holding the public key checks it with `erasure verify-receipt`."""
+    erasure.requested and erasure.completed records, the list of its records with what became
+    of each (whose digest the completion signs), a deletion receipt for each of them deleted or
+    absent, and the records withheld by a hold. It names the subject by digest only. Anyone
+    holding the public key checks it with `erasure verify-receipt`."""
     from retention.audit.erasure_receipt_format import erasure_receipt_text
     from retention.evidence.erasure_receipts import issue_erasure_receipt
 
@@ -147,12 +148,14 @@ def _show(verdict: dict[str, Any], output: str) -> None:
         f"{verdict['deleted']} deleted, {verdict['absent']} absent, {verdict['failed']} failed, "
         f"{verdict['withheld']} withheld"
     )
-    if verdict["listed"]:
-        click.echo(
-            f"  {verdict['linked']} of the {verdict['linked'] + verdict['listed']} deletions "
-            "name this request in their signed record; the others were gone before it or "
-            "deleted at their own deadline"
-        )
+    deletions = verdict["linked"] + verdict["unlinked"]
+    line = f"  every record is in the list the completion signs; {verdict['linked']} of the "
+    line += f"{deletions} deletions name this request"
+    if verdict["unlinked"]:
+        line += ", the others were gone before it or deleted at their own deadline"
+    click.echo(line)
+    for entry in verdict["failed_records"]:
+        click.echo(f"  failed: {entry['response_id']} ({entry['provider']})")
     for item in verdict["withheld_records"]:
         click.echo(f"  withheld: {item['response_id']} ({item['provider']}) by hold {item['hold']}")
 
