@@ -149,7 +149,7 @@ def lookup(rows: int) -> dict[str, Any]:
         figures: dict[str, Any] = {"rows": rows, "generate_s": round(generate_s, 1)}
         with engine.connect() as conn:
             for label, who, repeat in (
-                ("subject_of_100", "u4321", 5),
+                ("subject_of_100", f"u{rows // 200}", 5),
                 ("subject_of_10000", "big", 3),
             ):
                 digest = subject_digest(key, "user_id", who)
@@ -164,10 +164,11 @@ def lookup(rows: int) -> dict[str, Any]:
         conn2 = sqlite3.connect(db)
         digest = subject_digest(key, "user_id", f"u{rows // 200}")
         plan = conn2.execute(
-            "EXPLAIN QUERY PLAN SELECT records.* FROM records JOIN record_subjects ON "
+            "EXPLAIN QUERY PLAN SELECT records.* FROM records WHERE records.id IN ("
+            "SELECT records.id FROM records JOIN record_subjects ON "
             "record_subjects.provider = records.provider AND "
             "record_subjects.response_id = records.response_id "
-            "WHERE record_subjects.subject IN (?)",
+            "WHERE record_subjects.subject IN (?)) ORDER BY records.id",
             (digest,),
         ).fetchall()
         conn2.close()

@@ -143,17 +143,15 @@ def _state_after(counts: dict[str, int]) -> str:
 
 
 def _records_of(conn: Connection, digests: list[str]) -> list[Row[Any]]:
-    """Every record of the subject (one per provider and ID), found by index."""
+    """Every record of the subject (one per provider and ID), found by index (the ids first:
+    PostgreSQL cannot compare the JSON metadata a DISTINCT over whole rows would need)."""
     s, r = RECORD_SUBJECTS.c, RECORDS.c
-    return list(
-        conn.execute(
-            select(RECORDS)
-            .join(RECORD_SUBJECTS, (s.provider == r.provider) & (s.response_id == r.response_id))
-            .where(s.subject.in_(digests))
-            .distinct()
-            .order_by(r.id)
-        ).all()
+    ids = (
+        select(r.id)
+        .join(RECORD_SUBJECTS, (s.provider == r.provider) & (s.response_id == r.response_id))
+        .where(s.subject.in_(digests))
     )
+    return list(conn.execute(select(RECORDS).where(r.id.in_(ids)).order_by(r.id)).all())
 
 
 def _preview(rows: list[Row[Any]]) -> dict[str, Any]:
