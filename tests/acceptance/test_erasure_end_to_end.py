@@ -171,7 +171,8 @@ def test_one_person_erased_at_once_with_holds_kept_and_nothing_left(
     assert max(deletes.values()) == 1, "one DELETE each"
     assert daemon.stop() == 0
 
-    progress = json.loads(cli("erasure", "status", erasure_id, "-o", "json", cwd=workdir).stdout)
+    shown = cli("erasure", "status", erasure_id, "-o", "json", cwd=workdir)
+    progress = json.loads(shown.stdout)
     assert progress["state"] == "completed" and not progress["overdue"]
     assert progress["counts"]["deleted"] == 150 and progress["counts"]["withheld"] == 50
     assert progress["counts"]["pending"] == 0 and progress["counts"]["failed"] == 0
@@ -211,8 +212,7 @@ def test_one_person_erased_at_once_with_holds_kept_and_nothing_left(
     found["daemon stdout"] = _hits(json.dumps(daemon.lines).encode())
     found["daemon stderr"] = _hits("".join(daemon.stderr).encode())
     found["cli output"] = _hits(
-        (issued.stdout + issued.stderr + exported.stdout + exported.stderr).encode()
-        + (checked.stdout + checked.stderr).encode()
+        "".join(r.stdout + r.stderr for r in (shown, issued, exported, checked)).encode()
     )
     assert {where: values for where, values in found.items() if values} == {}
     assert _hits(_stored_at_the_provider(base, ids["B"][0])) == [SUBJECTS["B"]], "a real search"
