@@ -15,10 +15,9 @@ from retention.cli.app import app_of
 from retention.cli.commands import config_option
 from retention.cli.commands.audit_cmds import chosen_out, out_options, signer_of
 from retention.cli.commands.erasure_cmds import erasure
-from retention.cli.commands.receipt_cmds import FINGERPRINT, _read_text, _write_private
+from retention.cli.commands.receipt_cmds import read_text, trusted_key, write_private
 from retention.cli.commands.verify_cmds import (
     kept_checkpoint_options,
-    pinned_key,
     trusted_key_options,
 )
 from retention.cli.output import OUTPUT, emit
@@ -51,7 +50,7 @@ def receipt(ctx: click.Context, erasure_id: str, out: Path | None, legacy_out: P
     if out is None:
         click.echo(text, nl=False)
         return
-    _write_private(out, text)
+    write_private(out, text)
     counts = data["completed"]["record"]["details"]
     click.echo(
         f"receipt of erasure {erasure_id} written to {out}: {len(data['receipts'])} deletion "
@@ -84,8 +83,8 @@ def verify_receipt(
     from retention.evidence.trailfile import read_checkpoints
 
     kept = [r for path in (*trusted, *witnesses) for r in read_checkpoints(path)]
-    text = _read_text(file)
-    key, reason = _trusted_key(text, pubkey, fingerprint)
+    text = read_text(file)
+    key, reason = trusted_key(text, pubkey, fingerprint, "erasure verify-receipt")
     if text is None:
         reason = "the erasure receipt is not UTF-8 text"
     elif key is not None:
@@ -94,33 +93,6 @@ def verify_receipt(
             reason = erasure_witnessed(text, kept)
     _show(_verdict(text, reason), output)
     ctx.exit(0 if reason is None else 1)
-
-
-def _trusted_key(
-    text: str | None, pubkey: Path | None, fingerprint: str | None
-) -> tuple[Any, str | None]:
-    """The pinned key, or None and why the receipt fails (UsageError when none is pinned)."""
-    import json
-
-    from retention.errors import UsageError
-
-    if pubkey is None and fingerprint is None:
-        raise UsageError(
-            "erasure verify-receipt needs the key you trust: --pubkey PEM or "
-            "--fingerprint sha256:HEX"
-        )
-    if fingerprint is not None and FINGERPRINT.fullmatch(fingerprint) is None:
-        raise UsageError(f"--fingerprint: expected sha256: and 64 lowercase hex, got {fingerprint}")
-    if pubkey is not None:
-        return pinned_key(pubkey, fingerprint, []), None
-    try:
-        offered = json.loads(text or "").get("public_key")
-    except (ValueError, RecursionError, AttributeError):
-        offered = None
-    try:
-        return pinned_key(None, fingerprint, [offered]), None
-    except UsageError:
-        return None, f"the receipt's public_key does not have the fingerprint {fingerprint}"
 
 
 def _verdict(text: str | None, reason: str | None) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def receipt(
     if out is None:
         click.echo(text, nl=False)
         return
-    _write_private(out, text)
+    write_private(out, text)
     click.echo(
         f"receipt for {response_id} written to {out}: seq {data['record']['seq']} in a tree "
         f"of {data['tree_size']} records signed at seq {data['checkpoint']['seq']}",
@@ -61,7 +61,7 @@ def receipt(
     )
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` with mode 0600 (an existing file is replaced and made 0600)."""
     from retention.errors import UsageError
 
@@ -97,8 +97,8 @@ def verify_receipt(
     from retention.evidence.trailfile import read_checkpoints
 
     kept = [r for path in (*trusted, *witnesses) for r in read_checkpoints(path)]
-    text = _read_text(file)
-    key, reason = _trusted_key(text, pubkey, fingerprint)
+    text = read_text(file)
+    key, reason = trusted_key(text, pubkey, fingerprint)
     if text is None:
         reason = "the receipt is not UTF-8 text"
     elif key is not None:
@@ -109,7 +109,7 @@ def verify_receipt(
     ctx.exit(0 if reason is None else 1)
 
 
-def _read_text(file: Path) -> str | None:
+def read_text(file: Path) -> str | None:
     """The file's text; None when it is not UTF-8 (then it is no receipt)."""
     from retention.errors import InputError
 
@@ -123,8 +123,11 @@ def _read_text(file: Path) -> str | None:
         return None
 
 
-def _trusted_key(
-    text: str | None, pubkey: Path | None, fingerprint: str | None
+def trusted_key(
+    text: str | None,
+    pubkey: Path | None,
+    fingerprint: str | None,
+    command: str = "audit verify-receipt",
 ) -> tuple[Any, str | None]:
     """The pinned key, or None and why the receipt fails (UsageError when none is pinned)."""
     import json
@@ -133,7 +136,7 @@ def _trusted_key(
 
     if pubkey is None and fingerprint is None:
         raise UsageError(
-            "audit verify-receipt needs the key you trust: --pubkey PEM or --fingerprint sha256:HEX"
+            f"{command} needs the key you trust: --pubkey PEM or --fingerprint sha256:HEX"
         )
     if fingerprint is not None and FINGERPRINT.fullmatch(fingerprint) is None:
         raise UsageError(f"--fingerprint: expected sha256: and 64 lowercase hex, got {fingerprint}")
