@@ -224,6 +224,8 @@ def test_a_wrong_token_and_ingest_off_keep_the_spool_and_warn_once_each(
         assert wait_until(lambda: sorted(ingest.accepted) == sorted(ids))
         assert len(_warnings(caplog, "401")) == 1
         assert len(_warnings(caplog, "404: ingest is off")) == 1
+        # the daemon took them before the shipper read its answer: wait for the count too
+        assert wait_until(lambda: shipper.counts["sent"] == 10)
         assert shipper.counts == {"sent": 10, "dropped_bad": 0, "dropped_queue_full": 0}
     finally:
         ingest.close()
