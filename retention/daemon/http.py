@@ -97,11 +97,9 @@ async def ingest(request: web.Request) -> web.Response:
     """POST /v1/records: enrol IDs sent by apps; all or nothing, like `import`. A few at a time
     (the body is read first, then parsed once a slot is free), none once the daemon stops."""
     daemon = _daemon(request)
-    refused = _refuse_unauthorized(request)
+    refused = _refuse_write(request)
     if refused is not None:
         return refused
-    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        return _error(415, "send the body uncompressed (no Content-Encoding)")
     # read before waiting for a slot: a slow upload must hold none, and a body nobody reads
     # cannot arrive, so its connection would be cut at the body timeout while it waits
     try:
@@ -182,11 +180,9 @@ async def erase(request: web.Request) -> web.Response:
     """POST /v1/erasures: a data subject's erasure request (the ingest token's). The subject's
     records are due at once and the daemon sweeps now, not at its next interval."""
     daemon = _daemon(request)
-    refused = _refuse_unauthorized(request)
+    refused = _refuse_write(request)
     if refused is not None:
         return refused
-    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        return _error(415, "send the body uncompressed (no Content-Encoding)")
     try:
         data = await _body(request, MAX_ERASURE_BODY)
     except web.RequestPayloadError:
@@ -263,6 +259,16 @@ async def erasure(request: web.Request) -> web.Response:
     except RetentionError as exc:  # the ledger is away
         return _error(503, exc.message)
     return web.json_response(data)
+
+
+def _refuse_write(request: web.Request) -> web.Response | None:
+    """The answer to a write that may not go on: no or a wrong token, or a compressed body."""
+    refused = _refuse_unauthorized(request)
+    if refused is not None:
+        return refused
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return _error(415, "send the body uncompressed (no Content-Encoding)")
+    return None
 
 
 def _refuse_unauthorized(request: web.Request) -> web.Response | None:
