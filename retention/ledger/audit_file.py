@@ -37,9 +37,12 @@ Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) 
 class AuditSink:
     """Where sealed records go after their transaction commits."""
 
-    def __init__(self, path: Path | None, *, log_events: bool = True) -> None:
+    def __init__(
+        self, path: Path | None, *, log_events: bool = True, alerts_only: bool = False
+    ) -> None:
         self.path = path
         self.log_events = log_events
+        self.alerts_only = alerts_only  # a one-shot command: the events are in the ledger
         self._log = get_logger("retention.audit")
 
     @contextmanager
@@ -81,7 +84,7 @@ class AuditSink:
                 )
         if not self.log_events:
             return
-        everything = self._log.is_enabled_for(logging.INFO)
+        everything = not self.alerts_only and self._log.is_enabled_for(logging.INFO)
         if everything or (sealed.alerts and self._log.is_enabled_for(logging.ERROR)):
             try:
                 for record in _records(sealed, backfill):

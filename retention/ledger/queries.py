@@ -302,12 +302,6 @@ def extend_leases(conn: Connection, owner: str, until: datetime) -> int:
     ).rowcount
 
 
-def due_rows(conn: Connection, now: datetime, limit: int | None = None) -> list[Row[Any]]:
-    """Due records without claiming them (for --dry-run and `ls --due`)."""
-    query = select(RECORDS).where(due_filter(now)).order_by(R.due_at, R.response_id)
-    return list(conn.execute(query.limit(limit) if limit else query).all())
-
-
 def any_due(conn: Connection, now: datetime, provider: str | None = None) -> bool:
     """Whether anything is due at `now`."""
     return conn.execute(select(R.id).where(due_filter(now, provider)).limit(1)).first() is not None
@@ -349,11 +343,35 @@ def overdue_count(conn: Connection, now: datetime) -> int:
     ).scalar_one()
 
 
-def list_rows(conn: Connection, *, state: str | None, limit: int | None) -> list[Row[Any]]:
-    """Records, optionally of one state, by deadline."""
-    query = select(RECORDS).order_by(R.deadline, R.response_id)
+def list_rows(
+    conn: Connection,
+    *,
+    state: str | None = None,
+    provider: str | None = None,
+    policy: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    due_at: datetime | None = None,
+    limit: int | None = None,
+) -> list[Row[Any]]:
+    """Records that meet every filter given, by deadline (by due time with `due_at`: those
+    due then). `since`/`until` bound, half open, when the response was made: its
+    `created_at`, or when the ledger first saw it where that is unknown (what a TTL counts
+    from)."""
+    clauses = [] if due_at is None else [due_filter(due_at)]
     if state:
-        query = query.where(R.state == state)
+        clauses.append(R.state == state)
+    if provider:
+        clauses.append(R.provider == provider)
+    if policy:
+        clauses.append(R.policy == policy)
+    made = func.coalesce(R.created_at, R.first_seen_at)
+    if since is not None:
+        clauses.append(made >= since)
+    if until is not None:
+        clauses.append(made < until)
+    order = (R.due_at, R.response_id) if due_at is not None else (R.deadline, R.response_id)
+    query = select(RECORDS).where(*clauses).order_by(*order)
     return list(conn.execute(query.limit(limit) if limit else query).all())
 
 

@@ -28,12 +28,14 @@ def open_ledger(
     policies: PolicySet | None = None,
     clock: Callable[[], datetime] = utcnow,
     log_events: bool = True,
+    alerts_only: bool = False,
 ) -> Ledger:
     """The ledger of `settings`; with `policies`, applied to it first. `log_events=False`
-    keeps audit records out of the log (the demo prints its own lines)."""
+    keeps audit records out of the log (the demo prints its own lines); `alerts_only` logs
+    only the events an operator must see (failures, provider faults)."""
     ledger = Ledger(
         open_engine(settings.database_url),
-        AuditSink(settings.audit.file, log_events=log_events),
+        AuditSink(settings.audit.file, log_events=log_events, alerts_only=alerts_only),
         chain=settings.audit.chain,
         clock=clock,
     )

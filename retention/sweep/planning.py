@@ -19,7 +19,7 @@ def planned_now(
     otherwise every open record is planned afresh in memory."""
     with ledger.read() as conn:
         if queries.get_meta(conn, MetaKey.POLICY_DIGEST) == policies.digest():
-            facts = [queries.facts_of(r) for r in queries.due_rows(conn, now, limit)]
+            facts = [queries.facts_of(r) for r in queries.list_rows(conn, due_at=now, limit=limit)]
             floors = None
         else:
             facts = [queries.facts_of(r) for rows in queries.iter_open(conn) for r in rows]

@@ -57,15 +57,27 @@ def test_import_with_a_bad_line_after_many_chunks_writes_nothing(workdir: Path) 
     assert "response.recorded" not in audit
 
 
-def test_large_import_writes_and_logs_every_event(workdir: Path) -> None:
-    """12,000 IDs, more than one chunk: each has its own verifiable audit line and log line."""
+def test_large_import_writes_every_event_and_logs_a_summary(workdir: Path) -> None:
+    """12,000 IDs, more than one chunk: each has its own verifiable audit line, while stderr
+    (not a terminal) gets a dozen progress lines, not a line per ID."""
     write_config(workdir, "http://127.0.0.1:9/v1")
     (workdir / "ids.jsonl").write_text(_jsonl([f"ok_{i}" for i in range(12_000)]))
     result = cli("import", "ids.jsonl", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert "recorded 12000" in result.stdout
     assert auditor_verify(workdir / "audit.jsonl") == 12_001  # with policy.loaded
-    assert result.stderr.count("response.recorded") == 12_000
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {line["event"] for line in lines} == {"progress"}, result.stderr[:500]
+    assert 1 <= len(lines) <= 11 and lines[-1]["done"] == lines[-1]["total"]
+
+
+def test_verbose_import_logs_every_event(workdir: Path) -> None:
+    """With -v, a one-shot command logs each audit event as well."""
+    write_config(workdir, "http://127.0.0.1:9/v1")
+    (workdir / "ids.jsonl").write_text(_jsonl([f"ok_{i}" for i in range(300)]))
+    result = cli("-v", "import", "ids.jsonl", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count('"response.recorded"') == 300
 
 
 def test_import_names_the_line_that_is_not_utf8(workdir: Path) -> None:

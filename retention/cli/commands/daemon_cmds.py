@@ -22,6 +22,7 @@ def run(ctx: click.Context) -> None:
 
     app = app_of(ctx)
     logs.configure(sys.stdout, level="debug" if app.verbose else "info")
+    app.every_event = True  # the daemon logs every audit event, as it always has
     settings, policies, ledger = app.settings, app.policies, app.ledger
 
     async def main() -> int:

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from retention.cli.app import app_of
-from retention.cli.commands import config_option
+from retention.cli.commands import TIME_HELP, config_option, parse_optional_time
 from retention.cli.output import OUTPUT, emit, progress
 from retention.core.ids import is_valid_id, validate_id
 from retention.core.record_input import (
@@ -126,7 +126,10 @@ def import_(
             )
         return None
 
-    with _lines(source, name) as (lines, size), progress(size, "importing") as advance:
+    with (
+        _lines(source, name) as (lines, size),
+        progress(size, "importing", unit="bytes") as advance,
+    ):
         counted = _counted(lines, advance)
         rows = csv_rows(counted) if fmt == "csv" else jsonl_rows(counted)
         records = valid_records(
@@ -235,22 +238,48 @@ def _report(result: EnrolResult, output: str, rejected: int = 0) -> None:
     help="Only records in this state.",
 )
 @click.option("--due", is_flag=True, help="Only records due for deletion now.")
+@click.option("--provider", metavar="NAME", help="Only records of this provider.")
+@click.option("--policy", metavar="NAME", help="Only records under this policy.")
+@click.option("--since", metavar="T", help=f"Only responses made at or after T ({TIME_HELP}).")
+@click.option("--until", metavar="T", help=f"Only responses made before T ({TIME_HELP}).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
 @config_option
 @OUTPUT
 @click.pass_context
-def ls(ctx: click.Context, state: str | None, due: bool, limit: int | None, output: str) -> None:
-    """List the ledger's records."""
+def ls(
+    ctx: click.Context,
+    state: str | None,
+    due: bool,
+    provider: str | None,
+    policy: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    output: str,
+) -> None:
+    """List the ledger's records; the filters combine (all must hold).
+
+    A response is "made" at its created_at, or when the ledger first saw it where that is
+    unknown (what its TTL counts from)."""
     from retention.ledger import queries
 
     app = app_of(ctx)
     with app.ledger.read() as conn:
-        rows = (
-            queries.due_rows(conn, app.now(), limit)
-            if due
-            else queries.list_rows(conn, state=state, limit=limit)
+        if provider not in (None, *app.settings.providers, *queries.counts_by_provider(conn)):
+            # a typo must not read as "nothing there"; a provider removed from the config
+            # since still lists its records
+            app.settings.provider(provider)  # refuses it, naming the configured ones
+        rows = queries.list_rows(
+            conn,
+            state=state,
+            provider=provider,
+            policy=policy,
+            since=parse_optional_time(since, "--since"),
+            until=parse_optional_time(until, "--until"),
+            due_at=app.now() if due else None,
+            limit=limit,
         )
-    items = [_row_dict(r) for r in rows if not state or r.state == state]
+    items = [_row_dict(r) for r in rows]
     emit(
         items,
         output,
