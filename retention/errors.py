@@ -4,7 +4,9 @@
     ├── UsageError                  exit 2: bad usage, configuration or input
     │   ├── ConfigError             a configuration or policies file is invalid (file:line: key)
     │   ├── InvalidIdError          a response ID that may not reach a URL
-    │   └── InputError              a record, import row or time value is invalid
+    │   ├── InputError              a record, import row or time value is invalid
+    │   ├── NotFoundError           the thing named (a hold) does not exist
+    │   └── ConflictError           the ledger's state refuses the request (a name taken)
     ├── LedgerError                 the ledger database failed or is not what we expect
     │   └── SchemaOutdatedError     the ledger needs `retention db upgrade`
     ├── ProviderError               the provider could not be asked
@@ -62,6 +64,14 @@ class InvalidIdError(UsageError):
 
 class InputError(UsageError):
     """A record, import row or time value is invalid."""
+
+
+class NotFoundError(UsageError):
+    """The thing named does not exist."""
+
+
+class ConflictError(UsageError):
+    """The request conflicts with what the ledger holds."""
 
 
 class LedgerError(RetentionError):

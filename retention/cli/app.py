@@ -42,11 +42,11 @@ class App:
 
     @property
     def policies(self) -> PolicySet:
-        """The validated policies file."""
+        """The validated policies file, joined by the holds placed in the ledger."""
         if self._policies is None:
             from retention.services.policies_in_force import policies_in_force
 
-            self._policies = policies_in_force(self.settings)
+            self._policies = policies_in_force(self.settings, ledger=self.ledger)
         return self._policies
 
     @property

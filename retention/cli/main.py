@@ -17,6 +17,7 @@ from retention.cli.commands import (
     doctor_cmd,
     erasure_cmds,
     erasure_receipt_cmds,
+    hold_cmds,
     ledger_cmds,
     receipt_cmds,
     report_cmd,
@@ -87,6 +88,7 @@ for module in (
     retry_cmd,
     erasure_cmds,
     erasure_receipt_cmds,
+    hold_cmds,
     admin,
 ):
     for command in module.COMMANDS:

@@ -62,6 +62,7 @@ class Hold:
     name: str
     ids: frozenset[str] = frozenset()
     match: Match | None = None
+    placed: bool = False  # placed in the ledger (`retention hold add`), not in the policies file
 
     def covers(self, facts: ResponseFacts) -> bool:
         """Whether this hold protects `facts`."""

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 # The newest migration in migrations/versions (a test keeps the two equal). Knowing it here
 # lets every command check the schema without importing Alembic.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
+# the PostgreSQL advisory lock `upgrade` holds: one migration at a time per database
+MIGRATION_LOCK = 0x7265_7465_6E74  # "retent"
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 # files beside a SQLite ledger, made private with it: SQLite's own, and our sweeper lock
 COMPANIONS = ("-wal", "-shm", "-journal", ".lock")
@@ -123,6 +125,10 @@ def upgrade(engine: Engine) -> None:
     cfg = alembic_config(engine)
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE serialises it
+                # two pods (or a Job and a pod) upgrading at once: the second waits here, then
+                # finds the schema current and does nothing; released at commit
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:

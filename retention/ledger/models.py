@@ -288,8 +288,29 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class LegalHold(Base):
+    """A legal hold placed with `retention hold add` or `POST /v1/holds` (migration 0009):
+    what it holds, why, by whom and until when; lifted ones stay, so a name is used once."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    ids: Mapped[str] = mapped_column(Text)  # JSON list of response IDs
+    match: Mapped[str | None] = mapped_column(Text)  # JSON object, as a policies file's match
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lifted_reason: Mapped[str | None] = mapped_column(Text)
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+
+
 # the tables as SQLAlchemy Core sees them, for statements that skip the ORM on hot paths
 RECORDS = cast(Table, Record.__table__)
 AUDIT_EVENTS = cast(Table, AuditEvent.__table__)
 RECORD_SUBJECTS = cast(Table, RecordSubject.__table__)
 ERASURE_ITEMS = cast(Table, ErasureItem.__table__)
+HOLDS = cast(Table, LegalHold.__table__)

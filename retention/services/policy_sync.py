@@ -9,17 +9,23 @@ from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.vocabulary import Basis, Event, MetaKey, State
 from retention.ledger import queries
+from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
 from retention.services import conversations
 
 
 def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
-    """Re-compute every open record when the policies changed; None when they had not."""
-    digest = policies.digest()
+    """Re-compute every open record when the policies changed; None when they had not.
+
+    The holds placed in the ledger are taken as the ledger has them in the transaction, not
+    as `policies` carried them when read: a caller that read them before another process
+    placed or lifted one never undoes it."""
     with ledger.read() as conn:
-        if queries.get_meta(conn, MetaKey.POLICY_DIGEST) == digest:
+        if queries.get_meta(conn, MetaKey.POLICY_DIGEST) == policies.digest():
             return None
     with ledger.write() as tx:
+        policies = with_ledger_holds(tx.conn, policies)
+        digest = policies.digest()
         if (
             queries.get_meta(tx.conn, MetaKey.POLICY_DIGEST) == digest
         ):  # another process got here first

@@ -18,7 +18,7 @@ from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.records import ClaimedRecord
 from retention.core.vocabulary import Basis, State
-from retention.ledger import queries
+from retention.ledger import holds, queries
 from retention.ledger.ledger import Ledger
 
 BATCH = 500
@@ -72,12 +72,15 @@ class Recheck:
                     future.set_result(record_id in allowed)
 
     def _check(self, ids: list[int]) -> set[int]:
-        """The IDs among `ids` that are ours, pending, unheld and past their deadline now."""
+        """The IDs among `ids` that are ours, pending, unheld and past their deadline now, and
+        that no hold placed in the ledger covers (one this sweep's policies may not know yet,
+        and that a record recorded meanwhile by a process that did not know it either escaped)."""
         now, r = self.clock(), queries.R
         with self.ledger.read() as conn:
             rows = conn.execute(
                 select(r.id, r.state, r.hold, r.lease_owner, r.deadline).where(r.id.in_(ids))
             ).all()
+            covered = holds.covered_ids(conn, holds.active_holds(conn), ids)
         return {
             row.id
             for row in rows
@@ -85,4 +88,5 @@ class Recheck:
             and row.hold is None
             and row.lease_owner == self.owner
             and row.deadline <= now
+            and row.id not in covered
         }

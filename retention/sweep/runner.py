@@ -23,11 +23,13 @@ from retention.core.policies import PolicySet
 from retention.core.vocabulary import Event, MetaKey
 from retention.ledger import queries
 from retention.ledger.db import is_sqlite
+from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger
 from retention.ledger.locks import sweeper_lock
 from retention.ledger.loopguard import off_loop
 from retention.provider.client import ProviderClient
 from retention.services.erasure import settle
+from retention.services.holds import lift_expired
 from retention.sweep.executor import Sweep
 from retention.sweep.hooks import Hooks
 from retention.sweep.probing import is_auth, probe_with_ledger, record_faults
@@ -74,6 +76,8 @@ async def sweep_once(
     with ExitStack() as stack:
         if lock:
             await off_loop(stack.enter_context, exclusive(ledger))
+        # a placed hold whose `until` has come is lifted before anything is claimed
+        policies = await off_loop(_lift_expired_holds, ledger, policies, clock())
         due = await off_loop(_count_due, ledger, clock())
         if due == 0:
             idle = await off_loop(_idle, ledger, clock())
@@ -111,6 +115,17 @@ async def sweep_once(
         await off_loop(_finished, ledger, report.as_dict())
         await off_loop(settle, ledger, clock())  # erasure requests this sweep finished
     return report
+
+
+def _lift_expired_holds(
+    ledger: Ledger, policies: PolicySet | Callable[[], PolicySet], now: datetime
+) -> PolicySet | Callable[[], PolicySet]:
+    """Lift the placed holds whose `until` has come; the policies to sweep with after it. The
+    daemon's (a callable) lifts them itself, just before, and follows the ledger."""
+    if callable(policies) or not lift_expired(ledger, policies, now):
+        return policies
+    with ledger.read() as conn:
+        return with_ledger_holds(conn, policies)
 
 
 def _count_due(ledger: Ledger, now: datetime) -> int:

@@ -8,8 +8,9 @@ from typing import Any
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.times import format_time
+from retention.core.vocabulary import State
 from retention.errors import InputError
-from retention.ledger import queries
+from retention.ledger import holds, queries
 from retention.ledger.ledger import Ledger
 
 
@@ -23,10 +24,28 @@ def explain_id(ledger: Ledger, policies: PolicySet, response_id: str) -> dict[st
             for row in rows
             if row.chain_root
         }
+        placed = {row.hold: holds.by_name(conn, row.hold) for row in rows if row.hold}
     if not rows:
         raise InputError(f"{response_id} is not in the ledger")
-    records = [_record_view(row, policies, conversations.get(row.id, []), events) for row in rows]
+    records = [
+        {
+            **_record_view(row, policies, conversations.get(row.id, []), events),
+            "hold_detail": _hold_detail(row, placed, policies),
+        }
+        for row in rows
+    ]
     return {"response_id": response_id, "records": records}
+
+
+def _hold_detail(row: Any, placed: dict[str, Any], policies: PolicySet) -> dict[str, Any] | None:
+    """The hold that keeps the record, when one does: who placed it in the ledger, why, with
+    which ticket and until when; or the policies file that lists it."""
+    if row.state != State.HELD or not row.hold:
+        return None
+    found = placed.get(row.hold)
+    if found is not None and found.lifted_at is None:  # a lifted one may share a file's name
+        return holds.view_of(found)
+    return {"name": row.hold, "source": "policies_file", "file": policies.source}
 
 
 def _record_view(

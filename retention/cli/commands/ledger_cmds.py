@@ -323,6 +323,7 @@ def status(ctx: click.Context, output: str) -> None:
     if output == "json":
         emit(data, output)
         return
+    click.echo(f"ledger: {data['ledger']}")
     for state in STATES:
         click.echo(f"{state:<10} {data['states'][state]}")
     click.echo(f"{'due now':<10} {data['due_now']}")
@@ -380,6 +381,8 @@ def explain(ctx: click.Context, response_id: str, output: str) -> None:
             "last_error",
         ):
             click.echo(f"{key + ':':<16}{item.get(key) if item.get(key) is not None else '-'}")
+        if item.get("hold_detail"):
+            click.echo(f"{'held by:':<16}{_held_by(item['hold_detail'])}")
         if len(item["conversation"]) > 1:
             click.echo("conversation (previous_response_id chain, oldest first):")
             for turn in item["conversation"]:
@@ -393,6 +396,22 @@ def explain(ctx: click.Context, response_id: str, output: str) -> None:
                 f"  {event['chain']}#{event['seq']:<6} {event['ts']}  {event['event']:<32}"
                 f" {event['hash'][:16]}"
             )
+
+
+def _held_by(detail: dict[str, Any]) -> str:
+    """Who holds a record and why, on one line: a ledger hold's reason, ticket, placer and
+    expiry, or the policies file that lists it."""
+    if detail.get("source") != "ledger":
+        return f"the policies file {detail.get('file') or ''}".rstrip()
+    parts = [f"reason {detail['reason']!r}"]
+    if detail.get("ticket"):
+        parts.append(f"ticket {detail['ticket']}")
+    actor = detail.get("actor")
+    if actor:
+        parts.append(f"placed by {actor} at {detail['placed_at']}")
+    if detail.get("until"):
+        parts.append(f"until {detail['until']}")
+    return ", ".join(parts)
 
 
 COMMANDS = [record, import_, ls, status, explain]
