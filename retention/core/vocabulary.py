@@ -84,6 +84,8 @@ class Event(StrEnum):
     ERASURE_REQUESTED = "erasure.requested"
     ERASURE_COMPLETED = "erasure.completed"
     ERASURE_OVERDUE = "erasure.overdue"
+    HOLD_PLACED = "hold.placed"
+    HOLD_LIFTED = "hold.lifted"
 
 
 # the event that closes a record for each final outcome
@@ -94,6 +96,16 @@ FINAL_EVENTS: dict[Outcome, Event] = {
 }
 # the events a deletion receipt can prove: the provider no longer holds the response
 GONE_EVENTS: tuple[Event, ...] = (Event.RESPONSE_DELETED, Event.RESPONSE_ABSENT)
+
+
+class Notice(StrEnum):
+    """Faults a process logs that are not in the audit trail (nothing was committed), and that
+    notifications (`notify` in retention.yaml) carry beside the trail's events."""
+
+    SWEEP_CRASHED = "sweep.crashed"  # a scheduled sweep raised
+    AUDIT_FILE_WRITE_FAILED = "audit.file_write_failed"  # committed lines not appended to the file
+    AUDIT_FILE_DIVERGED = "audit.file_diverged"  # the file's line differs from the ledger's
+    AUDIT_CHECKPOINT_FAILED = "audit.checkpoint_failed"  # the daemon could not sign a checkpoint
 
 
 class MetaKey(StrEnum):

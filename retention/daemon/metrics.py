@@ -1,13 +1,15 @@
 """Prometheus metrics of the daemon, in a registry of its own: counters fed by sweeps, and
-figures read from the ledger when scraped (records by state, erasure requests)."""
+figures read from the ledger when scraped (records by state, erasure requests, the last sweep),
+from the daemon's last probes and from its witnesses and notification sinks."""
 
 from __future__ import annotations
 
+import json
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import (
@@ -19,7 +21,9 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import Connection, func, or_, select
 
-from retention.core.vocabulary import CLOSING, FINAL, STATES, ErasureState, Outcome
+from retention.core.times import parse_time
+from retention.core.vocabulary import CLOSING, FINAL, STATES, ErasureState, MetaKey, Outcome
+from retention.errors import InputError
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.models import Erasure
@@ -27,6 +31,7 @@ from retention.sweep.hooks import Hooks
 
 if TYPE_CHECKING:
     from retention.evidence.witness import Witnesses
+    from retention.notify.notifier import Notifier
 
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, float("inf"))
 COUNTED = (*FINAL, Outcome.UNCONFIRMED, Outcome.DEFERRED)
@@ -62,14 +67,31 @@ class Metrics:
             "retention_sweep_duration_seconds", "Wall time of sweeps.", registry=r
         )
         self.sweep_errors = Counter("retention_sweep_errors", "Sweeps that raised.", registry=r)
+        self.ingest_commits = Counter(
+            "retention_ingest_commits",
+            "Transactions that committed ingest requests (group commit: one for every request "
+            "that arrived while the previous one ran).",
+            registry=r,
+        )
+        self.ingest_requests = Counter(
+            "retention_ingest_requests", "Ingest requests committed.", registry=r
+        )
         self.records = Gauge(
             "retention_ledger_records", "Ledger records by state.", ["state"], registry=r
         )
         self.overdue = Gauge(
             "retention_overdue_records", "Pending records past their deadline.", registry=r
         )
+        self.last_sweep = Gauge(
+            "retention_last_sweep_timestamp_seconds",
+            "Unix time the last sweep on this ledger finished (any replica or `retention "
+            "sweep`; 0 before the first).",
+            registry=r,
+        )
         self._refreshed = 0.0
         self._witnesses: _WitnessCollector | None = None
+        self._notifier: _NotifyCollector | None = None
+        self._probes: _ProbeCollector | None = None
         self.erasures = _ErasureCollector()
         self.registry.register(self.erasures)
 
@@ -79,6 +101,20 @@ class Metrics:
             self._witnesses = _WitnessCollector(witnesses)
             self.registry.register(self._witnesses)
         self._witnesses.witnesses = witnesses
+
+    def watch_notifier(self, notifier: Notifier) -> None:
+        """Expose the notification sinks' counts at every scrape (none without sinks)."""
+        if self._notifier is None:
+            self._notifier = _NotifyCollector(notifier)
+            self.registry.register(self._notifier)
+        self._notifier.notifier = notifier
+
+    def watch_probes(self, probes: Mapping[str, Any]) -> None:
+        """Expose each provider's last probe (a ProbeResult by provider name) at every scrape."""
+        if self._probes is None:
+            self._probes = _ProbeCollector(probes)
+            self.registry.register(self._probes)
+        self._probes.probes = probes
 
     def hooks(self, progress: Callable[[int], None] | None = None) -> Hooks:
         """Sweep hooks that feed these metrics."""
@@ -103,15 +139,81 @@ class Metrics:
             counts = queries.counts_by_state(conn)
             overdue = queries.overdue_count(conn, self.clock())
             self.erasures.read(conn, self.clock())
+            last_sweep = queries.get_meta(conn, MetaKey.LAST_SWEEP)
         for state in STATES:
             self.records.labels(state).set(counts.get(state, 0))
         self.overdue.set(overdue)
+        self.last_sweep.set(_finished_at(last_sweep))
         self._refreshed = time.monotonic()
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         self.refresh()
         return generate_latest(self.registry)
+
+
+def _finished_at(summary: str | None) -> float:
+    """Unix time of `finished_at` in the last sweep's summary (0 when none, or unreadable)."""
+    try:
+        finished = json.loads(summary)["finished_at"] if summary else None
+        return parse_time(finished).timestamp() if finished else 0.0
+    except (ValueError, TypeError, KeyError, InputError):
+        return 0.0
+
+
+class _ProbeCollector:
+    """Each provider's last probe, as the daemon keeps it for /readyz."""
+
+    def __init__(self, probes: Mapping[str, Any]) -> None:
+        self.probes = probes
+
+    def collect(self) -> Iterator[Metric]:
+        """`retention_provider_probe_ok{provider}`: 1 when its last probe passed, else 0."""
+        family = GaugeMetricFamily(
+            "retention_provider_probe_ok",
+            "1 when the provider's last probe passed; 0 when it failed (auth, misconfigured, "
+            "unreachable: see /readyz).",
+            labels=["provider"],
+        )
+        for name, result in sorted(self.probes.items()):
+            family.add_metric([name], 1.0 if result.ok else 0.0)
+        yield family
+
+
+class _NotifyCollector:
+    """Notification sink counts, read from the Notifier when scraped."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def collect(self) -> Iterator[Metric]:
+        """`retention_notify_sent_total{sink}`, `retention_notify_failures_total{sink}`,
+        `retention_notify_dropped_total{sink}`, `retention_notify_spooled{sink}`."""
+        sent = CounterMetricFamily(
+            "retention_notify_sent", "Notifications delivered, per sink.", labels=["sink"]
+        )
+        failures = CounterMetricFamily(
+            "retention_notify_failures",
+            "Delivery attempts that failed, per sink.",
+            labels=["sink"],
+        )
+        dropped = CounterMetricFamily(
+            "retention_notify_dropped",
+            "Notifications lost: a full spool or queue, refused by the receiver (or redirected), "
+            "or a syslog message that could not be sent.",
+            labels=["sink"],
+        )
+        spooled = GaugeMetricFamily(
+            "retention_notify_spooled",
+            "Notifications not delivered yet (queued, or in a webhook's spool).",
+            labels=["sink"],
+        )
+        for figures in self.notifier.figures():
+            sent.add_metric([figures.name], figures.sent)
+            failures.add_metric([figures.name], figures.failed)
+            dropped.add_metric([figures.name], figures.dropped)
+            spooled.add_metric([figures.name], figures.waiting)
+        yield from (sent, failures, dropped, spooled)
 
 
 class _WitnessCollector:

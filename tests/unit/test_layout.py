@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("support", ("redaction", "logs", "files")),
     ("config", ("config",)),
     ("ledger", ("ledger",)),
-    ("services", ("services", "views", "evidence")),
+    ("services", ("services", "views", "evidence", "notify")),
     ("provider/sweep", ("provider", "sweep", "discover", "capture", "standin")),
     ("daemon/cli", ("daemon", "cli", "__main__")),
 )

@@ -30,6 +30,7 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
     from retention.errors import AuditError
     from retention.evidence.checkpoints import checkpoint_if_due
     from retention.ledger import queries
+    from retention.notify.notifier import Notifier
     from retention.sweep.hooks import Hooks
     from retention.sweep.planning import planned_now
     from retention.sweep.runner import sweep_once
@@ -38,6 +39,9 @@ def sweep(ctx: click.Context, dry_run: bool, limit: int | None, output: str) -> 
     if dry_run:
         _print_plan(planned_now(app.ledger, app.policies, app.now(), limit), app.now(), output)
         return
+    notifier = Notifier(app.settings.notify)  # a notify token that cannot be read: exit 2
+    ctx.call_on_close(notifier.close)  # sends what the sweep made within 5 s, or spools it
+    notifier.start(app.ledger)
     app.apply_policies()
     with app.ledger.read() as conn:
         due = queries.count_due(conn, app.now())
