@@ -7,20 +7,24 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy.engine import URL
 
 from retention.core.times import format_time
 from retention.core.vocabulary import STATES, MetaKey
 from retention.ledger import queries
+from retention.ledger.diagnosis import where
 from retention.ledger.ledger import Ledger
 from retention.ledger.models import Meta
 
 
 def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
-    """Counts by state, what is due and overdue, the next deadline and the last sweep."""
+    """The ledger read, counts by state, what is due and overdue, the next deadline and the
+    last sweep."""
     with ledger.read() as conn:
         counts = queries.counts_by_state(conn)
         last = queries.get_meta(conn, MetaKey.LAST_SWEEP)
         return {
+            "ledger": ledger_name(ledger.engine.url),
             "states": {state: counts.get(state, 0) for state in STATES},
             "total": sum(counts.values()),
             "due_now": queries.count_due(conn, now),
@@ -29,6 +33,14 @@ def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
             "last_sweep": json.loads(last) if last else None,
             "coverage": _coverage(conn),
         }
+
+
+def ledger_name(url: URL) -> str:
+    """The ledger as `status` names it: `sqlite:///PATH`, or the URL without its password,
+    query or driver (`postgresql://user:***@host/db`)."""
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///{url.database}"
+    return where(url)
 
 
 def _coverage(conn: Connection) -> dict[str, Any]:

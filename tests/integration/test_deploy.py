@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from retention.config.settings import load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "systemd" / "retention.service"
+ADMIN = DEPLOY / "systemd" / "retention-admin"
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
 HARDENING = (
     "NoNewPrivileges=yes",
@@ -78,12 +81,85 @@ def test_unit_verifies_and_is_well_sandboxed(tmp_path: Path) -> None:
 
 
 def test_systemd_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The retention.yaml shipped for systemd is valid, with credentials from its directory."""
+    """The retention.yaml shipped for systemd is valid, with credentials from its directory,
+    and everything the service makes is in its StateDirectory or LogsDirectory (/etc is
+    read-only to it)."""
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/retention.service")
     settings = load_settings(DEPLOY / "systemd" / "retention.yaml")
     key_file = settings.providers["fireworks"].api_key_file
     assert key_file == Path("/run/credentials/retention.service/fireworks-api-key")
     assert str(settings.audit.file).startswith("/var/log/retention/")
+    made = [settings.audit.signing_key_file, settings.erasure.key_file]
+    assert all(str(path).startswith("/var/lib/retention/") for path in made), made
+    assert settings.database_url == "sqlite:////var/lib/retention/retention.db"
+
+
+def test_the_unit_sets_no_variable_that_overrides_the_configuration() -> None:
+    """retention.yaml is the one place: the unit sets no RETENTION_ variable (such as
+    RETENTION_DATABASE_URL, which would win over `database_url` silently)."""
+    assert not [line for line in _unit_lines() if "RETENTION_" in line]
+
+
+def _admin(*args: str, unit: Path = UNIT) -> list[str]:
+    """The systemd-run command `retention-admin --print` makes for `args`, as words."""
+    result = subprocess.run(
+        [sys.executable, str(ADMIN), "--print", "--unit-file", str(unit), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return shlex.split(result.stdout)
+
+
+def test_retention_admin_runs_a_command_as_the_unit_runs_the_daemon() -> None:
+    """The operator's wrapper runs `retention ARGS` through systemd-run with every
+    credential, directory, environment and identity line of the unit, and the unit's own
+    binary and configuration."""
+    words = _admin("import", "-", "--format", "csv")
+    assert words[0] == "systemd-run" and {"--wait", "--pty", "--pipe"} <= set(words)
+    properties = [w.removeprefix("--property=") for w in words if w.startswith("--property=")]
+    copied: tuple[str, ...] = ("LoadCredential=", "Environment", "DynamicUser=", "UMask=")
+    copied += ("WorkingDirectory=", "StateDirectory", "LogsDirectory", "ConfigurationDirectory")
+    wanted = [line for line in _unit_lines() if line.startswith(copied)]
+    assert len([w for w in wanted if w.startswith("LoadCredential=")]) >= 2
+    assert sorted(properties) == sorted([*wanted, "User=retention"])
+    exec_start = next(line for line in _unit_lines() if line.startswith("ExecStart="))
+    binary = shlex.split(exec_start.removeprefix("ExecStart="))[:-1]  # without `run`
+    assert words[words.index("--") + 1 :] == [*binary, "import", "-", "--format", "csv"]
+
+
+def test_retention_admin_follows_drop_ins(tmp_path: Path) -> None:
+    """`systemctl cat` output (the unit, then a drop-in that empties LoadCredential= and adds
+    one, an Environment= line and a User=): the command carries what the drop-in made."""
+    shown = tmp_path / "cat.txt"
+    shown.write_text(
+        f"# {UNIT}\n{UNIT.read_text()}\n# /etc/systemd/system/retention.service.d/x.conf\n"
+        "[Service]\nLoadCredential=\nLoadCredential=key:/srv/key\n"
+        'Environment="FW_TEST_KEY=a b"\nUser=ops-retention\n'
+    )
+    properties = {w for w in _admin("status", unit=shown) if w.startswith("--property=")}
+    credentials = {p for p in properties if "LoadCredential=" in p}
+    assert credentials == {"--property=LoadCredential=key:/srv/key"}
+    assert '--property=Environment="FW_TEST_KEY=a b"' in properties
+    assert "--property=User=ops-retention" in properties
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_retention_admin_properties_are_valid_unit_settings(tmp_path: Path) -> None:
+    """Each property retention-admin passes to systemd-run is a [Service] setting that
+    `systemd-analyze verify` accepts (what systemd-run checks when it starts the unit)."""
+    words = _admin("status")
+    properties = [w.removeprefix("--property=") for w in words if w.startswith("--property=")]
+    unit = tmp_path / "retention-admin-check.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\n" + "\n".join(properties) + "\n")
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert "Unknown key" not in verify.stderr and "Failed to parse" not in verify.stderr, (
+        verify.stderr
+    )
 
 
 def _kustomize(name: str) -> list[dict]:  # type: ignore[type-arg]
@@ -115,11 +191,41 @@ kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kube
 
 
 @kubectl
-@pytest.mark.parametrize("name", ["common", "daemon", "cronjob"])
-def test_each_kustomization_builds(name: str) -> None:
-    """`kubectl kustomize` builds each kustomization."""
+@pytest.mark.parametrize(
+    ("name", "volume"),
+    [
+        ("common", False),
+        ("sqlite-volume", True),
+        ("daemon", True),
+        ("cronjob", True),
+        ("postgres", False),
+    ],
+)
+def test_each_kustomization_builds(name: str, volume: bool) -> None:
+    """`kubectl kustomize` builds each kustomization; only the SQLite variants have a PVC."""
     kinds = {doc["kind"] for doc in _kustomize(name)}
-    assert {"ConfigMap", "PersistentVolumeClaim"} <= kinds
+    assert ("PersistentVolumeClaim" in kinds) == volume
+    assert name == "sqlite-volume" or "ConfigMap" in kinds
+
+
+@kubectl
+@pytest.mark.parametrize("name", ["daemon", "cronjob", "postgres"])
+def test_policies_are_a_configmap_edited_in_place(name: str) -> None:
+    """policies.yaml comes from a ConfigMap of fixed name (an edit changes the mounted file,
+    which the daemon watches), retention.yaml from one named after its content (an edit rolls
+    the pods); both in one volume at /etc/retention, where retention.yaml finds policies.yaml."""
+    docs = _kustomize(name)
+    maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    assert set(maps["retention-policies"]["data"]) == {"policies.yaml"}
+    (config,) = [n for n in maps if n.startswith("retention-config-")]  # a hash suffix
+    assert set(maps[config]["data"]) == {"retention.yaml"}
+    assert "policies_file: policies.yaml" in maps[config]["data"]["retention.yaml"]
+    workload = next(d for d in docs if d["kind"] in ("Deployment", "CronJob"))
+    spec = _pod_spec(workload)
+    sources = next(v for v in spec["volumes"] if v["name"] == "config")["projected"]["sources"]
+    assert [s["configMap"]["name"] for s in sources] == [config, "retention-policies"]
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "config")
+    assert mount["mountPath"] == "/etc/retention" and "subPath" not in mount  # subPath: frozen
 
 
 @kubectl
@@ -137,6 +243,70 @@ def test_deployment_has_probes_and_runs_locked_down() -> None:
 
 
 @kubectl
+def test_postgres_runs_two_replicas_that_roll_and_survive_a_drain() -> None:
+    """Two replicas, a rolling update that never has fewer than two ready, a
+    PodDisruptionBudget keeping one, spread over nodes; each pod locked down and probed."""
+    docs = _kustomize("postgres")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    spec = _pod_spec(deployment)
+    assert spec["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    container = spec["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    assert container["args"] == ["-c", "/etc/retention/retention.yaml", "run"]
+    _assert_locked_down(spec)
+    assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+
+
+@kubectl
+def test_postgres_is_migrated_once_by_a_job_the_pods_wait_for() -> None:
+    """A Job runs `retention db upgrade` (locked down, no way in, out to DNS and 5432 only);
+    each daemon pod waits for the schema in an init container before `run` starts."""
+    docs = _kustomize("postgres")
+    job = next(d for d in docs if d["kind"] == "Job")
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0  # gone after a while: re-run by apply
+    spec = _pod_spec(job)
+    assert spec["containers"][0]["args"] == ["-c", "/etc/retention/retention.yaml", "db", "upgrade"]
+    assert spec["restartPolicy"] == "Never"
+    _assert_locked_down(spec)
+    policy = _policy_for(docs, job)
+    assert policy["spec"].get("ingress", []) == []
+    assert _egress_ports(policy) == [(53, "TCP"), (53, "UDP"), (5432, "TCP")]
+    deployment = _pod_spec(next(d for d in docs if d["kind"] == "Deployment"))
+    wait = deployment["initContainers"][-1]
+    assert wait["name"] == "wait-for-schema"
+    assert "retention -c /etc/retention/retention.yaml status" in wait["command"][-1]
+    assert "until" in wait["command"][-1]
+
+
+@kubectl
+def test_postgres_replicas_each_write_a_chain_named_after_their_pod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$RETENTION_AUDIT_CHAIN comes from the pod's name (Downward API), retention.yaml names
+    no chain (it would win) and writes no audit file (the ledger holds the trail): settings
+    loaded as a pod would load them have its name as their chain."""
+    docs = _kustomize("postgres")
+    container = _pod_spec(next(d for d in docs if d["kind"] == "Deployment"))["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RETENTION_AUDIT_CHAIN"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    monkeypatch.setenv("RETENTION_AUDIT_CHAIN", "retention-7d9f8b6c4d-x2k9q")
+    settings = _configmap_settings(docs, tmp_path)
+    assert settings.audit.chain == "retention-7d9f8b6c4d-x2k9q"
+    assert settings.audit.file is None
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    assert not settings.overrides
+
+
+@kubectl
 def test_cronjob_runs_sweep_locked_down() -> None:
     """The CronJob variant runs `retention sweep`, one at a time, locked down."""
     cron = next(d for d in _kustomize("cronjob") if d["kind"] == "CronJob")
@@ -147,14 +317,17 @@ def test_cronjob_runs_sweep_locked_down() -> None:
 
 
 def _assert_locked_down(spec: dict) -> None:  # type: ignore[type-arg]
-    """Non-root, no privilege escalation, read-only root, capabilities dropped, resources."""
+    """Non-root, seccomp, no service account token; every container (init ones too) without
+    privilege escalation, read-only root, capabilities dropped, a memory limit."""
     assert spec["securityContext"]["runAsNonRoot"] is True
-    container = spec["containers"][0]
-    security = container["securityContext"]
-    assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"]["drop"] == ["ALL"]
-    assert container["resources"]["limits"]["memory"]
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert spec["automountServiceAccountToken"] is False
+    for container in spec["containers"] + spec.get("initContainers", []):
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert container["resources"]["limits"]["memory"]
 
 
 def test_kubernetes_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,26 +346,32 @@ def test_dockerfile_is_slim_and_non_root() -> None:
 
 
 @kubectl
-@pytest.mark.parametrize("name", ["daemon", "cronjob"])
+@pytest.mark.parametrize("name", ["daemon", "cronjob", "postgres"])
 def test_no_secret_travels_in_the_environment(name: str) -> None:
-    """No container (init included) has an env variable named like a secret or fed from a
-    Secret, nor envFrom a Secret."""
+    """No container (init included) of any workload has an env variable named like a secret
+    or fed from a Secret, nor envFrom a Secret."""
     assert "secretKeyRef" not in _kustomized(name)
-    workload = next(d for d in _kustomize(name) if d["kind"] in ("Deployment", "CronJob"))
-    spec = _pod_spec(workload)
-    for container in spec["containers"] + spec.get("initContainers", []):
-        for env in container.get("env", []):
-            assert not SECRET_NAME.search(env["name"]), env["name"]
-            assert "secretKeyRef" not in env.get("valueFrom", {}), env["name"]
-        assert not any("secretRef" in source for source in container.get("envFrom", []))
+    for workload in _workloads(_kustomize(name)):
+        spec = _pod_spec(workload)
+        for container in spec["containers"] + spec.get("initContainers", []):
+            for env in container.get("env", []):
+                assert not SECRET_NAME.search(env["name"]), env["name"]
+                assert "secretKeyRef" not in env.get("valueFrom", {}), env["name"]
+            assert not any("secretRef" in source for source in container.get("envFrom", []))
+
+
+def _workloads(docs: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+    """The Deployments, CronJobs and Jobs."""
+    return [d for d in docs if d["kind"] in ("Deployment", "CronJob", "Job")]
 
 
 @kubectl
-@pytest.mark.parametrize("name", ["daemon", "cronjob"])
+@pytest.mark.parametrize("name", ["daemon", "cronjob", "postgres"])
 def test_secrets_are_private_files_the_config_points_at(name: str, tmp_path: Path) -> None:
     """Every key and token the ConfigMap names is copied 0400 by the init container from the
     listed items of a Secret into a memory volume, never on the ledger's volume; the signing
-    key has a Secret of its own."""
+    key has a Secret of its own (and on PostgreSQL the database password, from a Secret of
+    its own, and the erasure key the replicas share)."""
     docs = _kustomize(name)
     spec = _pod_spec(next(d for d in docs if d["kind"] in ("Deployment", "CronJob")))
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -214,13 +393,18 @@ def test_secrets_are_private_files_the_config_points_at(name: str, tmp_path: Pat
         assert mounts["keys"]["readOnly"] is True
     settings = _configmap_settings(docs, tmp_path)
     named = [settings.providers["fireworks"].api_key_file, settings.audit.signing_key_file]
-    if name == "daemon":
+    if name != "cronjob":
         server = settings.server
         named += [server.ingest_token_file, server.tls_cert_file, server.tls_key_file]
+    if name == "postgres":
+        assert items["database-password"] == "retention-database"
+        named += [Path(_configmap_yaml(docs)["database_password_file"]), settings.erasure.key_file]
+    else:  # made on the ledger's volume at first use
+        assert settings.erasure.key_file.parent == Path(mounts["data"]["mountPath"])
     for path in named:
         assert path is not None and path.parent == Path(mounts["keys"]["mountPath"]), path
         assert path.name in copied, path
-        assert not str(path).startswith(mounts["data"]["mountPath"])
+        assert "data" not in mounts or not str(path).startswith(mounts["data"]["mountPath"])
 
 
 @kubectl
@@ -250,6 +434,20 @@ def test_the_daemon_is_reached_only_by_labelled_apps_and_prometheus() -> None:
 
 
 @kubectl
+def test_postgres_replicas_are_reached_like_the_daemon_and_reach_postgres() -> None:
+    """The replicas' NetworkPolicy lets in what the SQLite daemon's does (8787 from labelled
+    apps and Prometheus) and lets out DNS, PostgreSQL (5432) and HTTPS only."""
+    docs = _kustomize("postgres")
+    policy = _policy_for(docs, next(d for d in docs if d["kind"] == "Deployment"))
+    daemon = _kustomize("daemon")
+    alone = _policy_for(daemon, next(d for d in daemon if d["kind"] == "Deployment"))
+    assert policy["spec"]["ingress"] == alone["spec"]["ingress"]
+    assert _egress_ports(policy) == [(53, "TCP"), (53, "UDP"), (443, "TCP"), (5432, "TCP")]
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["spec"]["selector"] == policy["spec"]["podSelector"]["matchLabels"]
+
+
+@kubectl
 def test_the_sweep_takes_no_connection_and_reaches_only_dns_and_https() -> None:
     """The CronJob's pods: a NetworkPolicy with no ingress rule, egress DNS and 443 only."""
     docs = _kustomize("cronjob")
@@ -275,19 +473,32 @@ def _policy_for(docs: list[dict], workload: dict) -> dict:  # type: ignore[type-
 
 def _assert_egress_dns_and_https(policy: dict) -> None:  # type: ignore[type-arg]
     """Egress: port 53 to kube-dns only, and TCP 443; nothing else."""
-    ports = sorted(
-        (p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]
-    )
-    assert ports == [(53, "TCP"), (53, "UDP"), (443, "TCP")]
+    assert _egress_ports(policy) == [(53, "TCP"), (53, "UDP"), (443, "TCP")]
+
+
+def _egress_ports(policy: dict) -> list[tuple[int, str]]:  # type: ignore[type-arg]
+    """The (port, protocol) pairs a NetworkPolicy lets out; port 53 only to kube-dns."""
     dns = next(r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == 53)
     assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    return sorted(
+        (p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]
+    )
+
+
+def _configmap_yaml(docs: list[dict]) -> dict[str, Any]:  # type: ignore[type-arg]
+    """The generated retention.yaml, as YAML reads it."""
+    maps = [d["data"] for d in docs if d["kind"] == "ConfigMap"]
+    return yaml.safe_load(next(m["retention.yaml"] for m in maps if "retention.yaml" in m))  # type: ignore[no-any-return]
 
 
 def _configmap_settings(docs: list[dict], folder: Path) -> Any:  # type: ignore[type-arg]
-    """The settings of the retention.yaml in the generated ConfigMap, as the pod reads them."""
-    data = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
-    for file_name, text in data.items():
-        (folder / file_name).write_text(text)
+    """The settings of the generated retention.yaml beside the generated policies.yaml, as
+    the pod reads them (without the database password: its file exists only in the pod)."""
+    for data in (d["data"] for d in docs if d["kind"] == "ConfigMap"):
+        for file_name, text in data.items():
+            lines = text.splitlines(keepends=True)
+            kept = [line for line in lines if not line.startswith("database_password_file:")]
+            (folder / file_name).write_text("".join(kept))
     return load_settings(folder / "retention.yaml")
 
 

@@ -18,15 +18,21 @@ from retention.cli.commands import config_option
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: scheduled sweeps, HTTP surface; SIGTERM drains, SIGHUP reloads."""
+    from retention.config.overrides import log_config
+    from retention.daemon.policy_watch import fingerprint
     from retention.daemon.service import Daemon
 
     app = app_of(ctx)
     logs.configure(sys.stdout, level="debug" if app.verbose else "info")
     app.every_event = True  # the daemon logs every audit event, as it always has
-    settings, policies, ledger = app.settings, app.policies, app.ledger
+    settings = app.settings
+    log_config(settings, app.config)  # the file read, and each variable that overrode it
+    seen = fingerprint(settings.policies_file)  # before the policies are read: a change is seen
+    policies, ledger = app.policies, app.ledger
 
     async def main() -> int:
-        return await Daemon(settings, policies, ledger, clock=app.now).run()
+        daemon = Daemon(settings, policies, ledger, clock=app.now, policies_seen=seen)
+        return await daemon.run()
 
     ctx.exit(asyncio.run(main()))
 
