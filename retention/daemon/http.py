@@ -1,5 +1,5 @@
 """The daemon's HTTP surface (aiohttp): health, readiness, metrics, record ingest, deletion
-receipts and erasure requests."""
+receipts, erasure requests and legal holds (daemon/hold_routes.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 
 from retention.audit.receipt_format import receipt_text
 from retention.core.quoting import quote
-from retention.core.record_input import json_error, loads, validate_rows
+from retention.core.record_input import NewRecord, json_error, loads, validate_rows
 from retention.daemon.write_gate import GateClosedError
 from retention.errors import InputError, InvalidIdError, RetentionError, UsageError
 from retention.evidence.receipts import issue_receipt
@@ -19,7 +19,6 @@ from retention.ledger.db import require_current
 from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger, register_secret
 from retention.services.erasure import checked_request, erasure_status, request_erasure
-from retention.services.recording import enrol
 
 if TYPE_CHECKING:
     from retention.daemon.service import Daemon
@@ -43,6 +42,9 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/v1/receipts/{id}", receipt)
     app.router.add_post("/v1/erasures", erase)
     app.router.add_get("/v1/erasures/{id}", erasure)
+    from retention.daemon.hold_routes import add_hold_routes  # its handlers use this module's
+
+    add_hold_routes(app)
     return app
 
 
@@ -107,14 +109,24 @@ async def ingest(request: web.Request) -> web.Response:
     except web.RequestPayloadError:  # broken chunked framing, or the client left mid-body
         return _error(400, "the body could not be read: its framing is broken")
     try:
-        async with daemon.writes.slot():
-            return await _ingest(data, daemon)
+        async with daemon.writes.slot():  # parsed a few at a time; queued once there is room
+            checked = _checked_ingest(data, daemon)
+            if isinstance(checked, web.Response):
+                return checked
+            committed = await daemon.ingest.enqueue(checked)
     except GateClosedError:
         return _error(503, STOPPING)
+    try:
+        result = await committed  # with the others that arrived meanwhile: group commit
+    except RetentionError as exc:  # the ledger is away: the client should retry later
+        return _error(503, exc.message)
+    return web.json_response(
+        {"accepted": result.accepted, "duplicates": result.duplicates}, status=202
+    )
 
 
-async def _ingest(data: bytes, daemon: Daemon) -> web.Response:
-    """Check and enrol one ingest body."""
+def _checked_ingest(data: bytes, daemon: Daemon) -> list[NewRecord] | web.Response:
+    """One ingest body's records, or the answer that refuses it (nothing of it is written)."""
     try:
         body = loads(data)
     except (ValueError, RecursionError) as exc:
@@ -135,16 +147,7 @@ async def _ingest(data: bytes, daemon: Daemon) -> web.Response:
             },
             status=400,
         )
-    try:
-        await asyncio.to_thread(daemon.follow_ledger_policies)
-        result = await asyncio.to_thread(
-            enrol, daemon.ledger, daemon.settings, daemon.policies, valid, source="ingest"
-        )
-    except RetentionError as exc:  # the ledger is away: the client should retry later
-        return _error(503, exc.message)
-    return web.json_response(
-        {"accepted": result.accepted, "duplicates": result.duplicates}, status=202
-    )
+    return valid
 
 
 async def receipt(request: web.Request) -> web.Response:

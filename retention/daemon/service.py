@@ -26,12 +26,15 @@ from retention import __version__
 from retention.config.settings import Settings, split_listen
 from retention.core.loopback import is_loopback
 from retention.core.policies import PolicySet
-from retention.core.vocabulary import Event, MetaKey, Outcome
+from retention.core.record_input import NewRecord
+from retention.core.vocabulary import Event, MetaKey, Notice, Outcome
 from retention.daemon import fdlimit, systemd
 from retention.daemon.connections import ConnectionLimits, ConnectionTable, watch
+from retention.daemon.group_commit import GroupCommit
 from retention.daemon.http import make_app
 from retention.daemon.listener import GuardedRunner, Listener, open_sockets
 from retention.daemon.metrics import Metrics
+from retention.daemon.policy_watch import POLL_EVERY, PolicyWatch
 from retention.daemon.throttled_log import ThrottledLog
 from retention.daemon.tls import server_context
 from retention.daemon.write_gate import WriteGate
@@ -41,14 +44,18 @@ from retention.evidence.checkpoints import write_checkpoint
 from retention.evidence.signing_key import Signer
 from retention.evidence.witness import Witnesses
 from retention.ledger import queries
+from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
+from retention.notify.notifier import Notifier
 from retention.provider.client import ProviderClient
 from retention.provider.probe import ProbeResult
 from retention.services import subject_index
+from retention.services.holds import lift_expired
 from retention.services.policies_in_force import policies_in_force
 from retention.services.policy_sync import sync_policies
+from retention.services.recording import EnrolResult, enrol_group
 from retention.services.subject_key import subject_key
 from retention.sweep.probing import probe_with_ledger
 from retention.sweep.runner import exclusive, sweep_once
@@ -59,6 +66,7 @@ BACKFILL_JOB = "subject-backfill"
 WORKER_THREADS = 16
 BACKFILL_EVERY = 2.0  # seconds between steps of the subject backfill of an older ledger
 BACKFILL_BATCHES = 5  # batches (subject_index.BATCH records each) a step
+HOLD_EXPIRY_EVERY = 2.0  # seconds between looks for a placed hold whose `until` has come
 
 
 def file_fingerprint(path: Path) -> str:
@@ -87,11 +95,17 @@ class Daemon:
         ledger: Ledger,
         *,
         clock: Callable[[], datetime],
+        policies_seen: str | None = None,
     ) -> None:
         self.settings, self.policies, self.ledger, self.clock = settings, policies, ledger, clock
+        # the policies file polled for changes; `policies_seen`: its fingerprint before
+        # `policies` were read from it (taken now when not given)
+        self.policy_watch = PolicyWatch(settings.policies_file, policies_seen)
         self.metrics = Metrics(ledger, clock)
         self.witnesses = Witnesses(settings.audit.witness)
         self.metrics.watch_witnesses(self.witnesses)
+        self.notifier = Notifier(settings.notify)  # a notify token that cannot be read: exit 2
+        self.metrics.watch_notifier(self.notifier)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.stopping = False
         self.port: int | None = None
@@ -103,7 +117,9 @@ class Daemon:
         self._no_listing: set[str] = set()
         self.started = False  # start-up done: /readyz is 503 until then
         self.probes: dict[str, ProbeResult] = {}  # each provider's last probe: /readyz reads it
+        self.metrics.watch_probes(self.probes)
         self.writes = WriteGate()  # ingest and receipts: a few at a time, none after the stop
+        self.ingest = GroupCommit(self._commit_ingest)  # ingest requests commit in groups
         self.noise = ThrottledLog(log)  # floods (connections, bad token file): a line a minute
         self._rejected: tuple[str, str] | None = None  # the bad policies file last refused
         self._policy_lock = threading.Lock()
@@ -129,6 +145,8 @@ class Daemon:
         )
         with ExitStack() as stack:  # every ledger call in a worker thread, start-up's too
             await off_loop(stack.enter_context, exclusive(self.ledger))
+            self.notifier.start(self.ledger)  # committed events from here on; closed at stop
+            stack.callback(self.notifier.close)  # and when start-up fails (closing twice: once)
             await off_loop(sync_policies, self.ledger, self.policies)
             self.signer = self._signer()
             runner = await self._serve_http()
@@ -340,7 +358,24 @@ class Daemon:
         self.scheduler.add_job(
             self._backfill_job, "interval", id=BACKFILL_JOB, seconds=BACKFILL_EVERY, **common
         )
+        self.scheduler.add_job(
+            self._policy_watch_job, "interval", id="policy-watch", seconds=POLL_EVERY, **common
+        )
+        self.scheduler.add_job(
+            self._hold_expiry_job, "interval", id="hold-expiry", seconds=HOLD_EXPIRY_EVERY, **common
+        )
         self.scheduler.start()
+
+    async def _policy_watch_job(self) -> None:
+        """Apply the policies file once its content changed (a ConfigMap's swap, an edit),
+        without a signal; a failure is logged and the next poll tries again."""
+        if self.stopping:
+            return
+        try:
+            if await asyncio.to_thread(self.policy_watch.changed):
+                await asyncio.to_thread(self._load_policies)
+        except Exception as exc:
+            log.error("policy.watch_failed", **failure(exc))
 
     async def _backfill_job(self) -> None:
         """Index by subject the records an older ledger tracked before subjects were, a few
@@ -388,6 +423,33 @@ class Daemon:
         with contextlib.suppress(JobLookupError):
             self.scheduler.modify_job("sweep", next_run_time=datetime.now(UTC))
 
+    async def _hold_expiry_job(self) -> None:
+        """Lift the placed holds whose `until` has come (one cheap read when none has); when
+        that left records due, sweep at once. A failure is logged at most once a minute and
+        the next look tries again."""
+        if not self.stopping and await self._lift_expired():
+            self.sweep_now()
+
+    async def _lift_expired(self) -> int:
+        """`lift_expired_holds` in a worker thread; a failure is logged (at most once a
+        minute) and counts as nothing lifted: the holds keep holding until a later look."""
+        try:
+            return await off_loop(self.lift_expired_holds)
+        except Exception as exc:
+            self.noise.note("hold.expiry_failed", type(exc).__name__, error=failure(exc)["error"])
+            return 0
+
+    def lift_expired_holds(self) -> int:
+        """Lift every placed hold whose `until` has come, then adopt the policies without it;
+        how many records it released are due now. Nothing while another replica's policies
+        are newer than this daemon's file (they are waited for first)."""
+        if self.policy_watch.behind_since is not None:
+            return 0
+        lifted = lift_expired(self.ledger, self.policies, self.clock())
+        if lifted:
+            self.follow_ledger_policies()
+        return sum(hold["due_now"] for hold in lifted)
+
     async def _witness_job(self) -> None:
         """Send what the witnesses still hold (a worker thread: a witness may be slow)."""
         await asyncio.to_thread(self.witnesses.retry_spooled)
@@ -402,6 +464,7 @@ class Daemon:
         policies in force are applied first, as every command that records IDs does (one read
         when another replica or the last reload already applied them)."""
         try:
+            await off_loop(self.follow_ledger_policies)  # holds placed by another process too
             await off_loop(sync_policies, self.ledger, self.policies)
         except Exception as exc:
             log.error("discover.crashed", **failure(exc))
@@ -428,7 +491,8 @@ class Daemon:
         try:
             await off_loop(self._checkpoint)
         except Exception as exc:
-            log.error("audit.checkpoint_failed", **failure(exc))
+            log.error(Notice.AUDIT_CHECKPOINT_FAILED, **failure(exc))
+            self.notifier.notice(Notice.AUDIT_CHECKPOINT_FAILED, error=failure(exc)["error"])
 
     def _checkpoint(self) -> None:
         """Write one checkpoint with the key file as it is now (`audit rotate-key` may have
@@ -472,6 +536,9 @@ class Daemon:
         started = time.monotonic()
         try:
             await off_loop(self.follow_ledger_policies)
+            if self.policy_watch.behind_since is not None:  # another replica's are newer
+                return
+            await self._lift_expired()  # before this sweep claims anything
             if self.failing_probes():  # an idle sweep probes nothing: /readyz must recover
                 await self.probe_providers(list(self.failing_probes()))
             self._sweep = asyncio.create_task(
@@ -497,7 +564,8 @@ class Daemon:
             log.warning("sweep.cancelled")
         except Exception as exc:
             self.metrics.sweep_errors.inc()
-            log.error("sweep.crashed", **failure(exc))
+            log.error(Notice.SWEEP_CRASHED, **failure(exc))
+            self.notifier.notice(Notice.SWEEP_CRASHED, error=failure(exc)["error"])
         finally:
             self.metrics.sweep_duration.observe(time.monotonic() - started)
 
@@ -519,13 +587,15 @@ class Daemon:
         per distinct bad file, however often ingest, sweeps or SIGHUP read it again (their
         worker threads take turns)."""
         with self._policy_lock:
+            reading = self.policy_watch.reading()
             self._load_policies_now()
+            self.policy_watch.settled(reading)  # not when it raised: the next poll tries again
 
     def _load_policies_now(self) -> None:
         """`_load_policies`, under its lock."""
         path = self.settings.policies_file
         try:
-            fresh = policies_in_force(self.settings, path)
+            fresh = policies_in_force(self.settings, path, ledger=self.ledger)
             sync_policies(self.ledger, fresh)
         except Exception as exc:
             message = (
@@ -547,11 +617,27 @@ class Daemon:
         self.policies, self._rejected = fresh, None
         log.info("policy.reloaded", source=str(path), digest=fresh.digest())
 
+    def _commit_ingest(self, batches: list[list[NewRecord]]) -> list[EnrolResult]:
+        """Enrol a group of ingest requests in one transaction, under the policies in force
+        (adopted first when another process applied newer ones)."""
+        self.follow_ledger_policies()
+        results = enrol_group(self.ledger, self.settings, self.policies, batches, source="ingest")
+        self.metrics.ingest_commits.inc()
+        self.metrics.ingest_requests.inc(len(batches))
+        return results
+
     def follow_ledger_policies(self) -> None:
         """Adopt the policies file when another process applied new policies to the ledger
-        (a CLI command after an edit), so this daemon never plans with stale ones."""
+        (a CLI command after an edit), so this daemon never plans with stale ones. While
+        its file is unchanged and the ledger applies policies that file does not give (another
+        replica saw a changed ConfigMap first), it waits for the file instead (policy_watch)."""
         with self.ledger.read() as conn:
             applied = queries.get_meta(conn, MetaKey.POLICY_DIGEST)
+            ours = with_ledger_holds(conn, self.policies).digest()
+        if applied is None or applied == ours:
+            self.policy_watch.in_step()
+        elif self.policy_watch.waits_for_file(self.clock()):
+            return
         if applied is not None and applied != self.policies.digest():
             self._load_policies()
 
@@ -566,13 +652,16 @@ class Daemon:
         if watchdog:
             watchdog.cancel()
         await http_writes  # nothing ingested lands after daemon.stopped and the checkpoint
+        await self.ingest.drained()  # what the gate let in and queued is committed
         await off_loop(self._write_stopped, drained)  # /healthz still answers meanwhile
         if self.signer is not None:  # the trail ends on a signed head
             try:
                 await off_loop(self._checkpoint)
             except Exception as exc:
-                log.error("audit.checkpoint_failed", **failure(exc))
+                log.error(Notice.AUDIT_CHECKPOINT_FAILED, **failure(exc))
+                self.notifier.notice(Notice.AUDIT_CHECKPOINT_FAILED, error=failure(exc)["error"])
         self.witnesses.close()
+        await asyncio.to_thread(self.notifier.close)  # a short bounded wait; the rest is spooled
         await runner.cleanup()
         log.info(Event.DAEMON_STOPPED, drained=drained)
 

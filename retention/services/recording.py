@@ -21,6 +21,7 @@ from retention.core.subjects import pseudonymised
 from retention.core.times import format_time
 from retention.core.vocabulary import Event
 from retention.ledger import queries
+from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
 from retention.services import conversations, subject_index, tightening
 from retention.services.subject_key import subject_key
@@ -58,7 +59,7 @@ def enrol(
         iterator = iter(records)
         while chunk := list(islice(iterator, CHUNK)):
             new, moved = _enrol_chunk(tx, settings, policies, chunk, source=source)
-            accepted += new
+            accepted += len(new)
             tightened += moved
             seen += len(chunk)
             tx.flush()
@@ -66,6 +67,39 @@ def enrol(
         if error is not None:
             raise error
     return EnrolResult(accepted=accepted, duplicates=seen - accepted, tightened=tightened)
+
+
+def enrol_group(
+    ledger: Ledger,
+    settings: Settings,
+    policies: PolicySet,
+    batches: list[list[NewRecord]],
+    *,
+    source: str | None = None,
+) -> list[EnrolResult]:
+    """Track several requests' records in ONE transaction (group commit: one fsync and one
+    audit append for all of them), each batch counted on its own, in order: an ID that an
+    earlier batch of the group brought is a duplicate for a later one, as it would be had
+    they committed one after the other."""
+    everything = [record for batch in batches for record in batch]
+    new: set[tuple[str, str]] = set()
+    with ledger.write() as tx:  # a few statements for the group, not a few per request
+        for start in range(0, len(everything), CHUNK):
+            fresh, _ = _enrol_chunk(
+                tx, settings, policies, everything[start : start + CHUNK], source=source
+            )
+            new |= fresh
+            tx.flush()
+    results = []
+    for batch in batches:  # each new ID is the first batch's that sent it
+        accepted = 0
+        for record in batch:
+            key = (settings.provider(record.provider).name, record.response_id)
+            if key in new:
+                new.discard(key)
+                accepted += 1
+        results.append(EnrolResult(accepted=accepted, duplicates=len(batch) - accepted))
+    return results
 
 
 def enrol_in(
@@ -77,7 +111,7 @@ def enrol_in(
     source: str | None = None,
 ) -> int:
     """Enrol within the caller's transaction; returns how many were new."""
-    return _enrol_chunk(tx, settings, policies, records, source=source)[0]
+    return len(_enrol_chunk(tx, settings, policies, records, source=source)[0])
 
 
 def _enrol_chunk(
@@ -87,8 +121,12 @@ def _enrol_chunk(
     records: list[NewRecord],
     *,
     source: str | None = None,
-) -> tuple[int, int]:
-    """Enrol one chunk: how many were new, and how many deadlines of tracked IDs tightened."""
+) -> tuple[set[tuple[str, str]], int]:
+    """Enrol one chunk: the (provider, ID) of each new record, and how many deadlines of
+    tracked IDs tightened.
+    The holds placed in the ledger are those it has now, in this transaction (a hold placed
+    since `policies` were read holds an ID it lists when it is recorded)."""
+    policies = with_ledger_holds(tx.conn, policies)
     by_provider: dict[str, dict[str, NewRecord]] = defaultdict(dict)
     repeats: dict[str, list[NewRecord]] = defaultdict(list)  # an ID again, with a created_at
     for record in records:
@@ -96,7 +134,8 @@ def _enrol_chunk(
         first = by_provider[name].setdefault(record.response_id, record)
         if first is not record and record.created_at is not None:
             repeats[name].append(record)
-    accepted = tightened = 0
+    accepted: set[tuple[str, str]] = set()
+    tightened = 0
     for provider, items in by_provider.items():
         known = queries.existing_ids(tx.conn, provider, items)
         fresh = [r for rid, r in items.items() if rid not in known]
@@ -106,7 +145,7 @@ def _enrol_chunk(
         subject_index.index_rows(tx.conn, rows, settings.erasure.subject_keys)
         touched = conversations.assign_roots(tx.conn, provider, rows)
         queries.insert_records(tx.conn, rows)
-        accepted += len(rows)
+        accepted.update((provider, row["response_id"]) for row in rows)
         if policies.keeps_chains:
             for root in touched:
                 conversations.refresh(tx, provider, root, policies)
