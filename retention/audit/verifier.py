@@ -15,6 +15,9 @@ Records are read once, in trail order, and the first fault stops the check:
   which the trail must contain unchanged or provably extend (a consistency proof).
 With `hash_only` only hashes, order and links are checked (and the verdict says so). In
 ledger mode (`strict_ends=False`) a tail not yet covered by a checkpoint is a warning.
+A trail kept in several files (rotated audit files, oldest first) is verified as one with
+`verify_parts`: a fault names its file, and a gap between two files names both; files given
+out of order are `out_of_order`; records a file repeats are skipped once proven the same.
 Checkpoints further apart than twice their interval are a warning: one-shot sweeps run from
 cron sign only when they run.
 """
@@ -22,7 +25,7 @@ cron sign only when they run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -50,10 +53,11 @@ class Fault:
     chain: str | None
     seq: int | None
     detail: str
+    file: str | None = None  # the file it is in, when the trail was read from several
 
     def __str__(self) -> str:
         where = f"chain {self.chain} seq {self.seq}: " if self.chain is not None else ""
-        return f"{where}{self.kind}: {self.detail}"
+        return f"{f'{self.file}: ' if self.file else ''}{where}{self.kind}: {self.detail}"
 
 
 @dataclass
@@ -105,6 +109,7 @@ class Verdict:
                 "chain": fault.chain,
                 "seq": fault.seq,
                 "detail": fault.detail,
+                "file": fault.file,
                 "message": str(fault),
             },
             "chains": {
@@ -497,6 +502,170 @@ def verify_records(
             return verifier.verdict
     verifier.verdict.fault = _guarded(lambda _: verifier.finish(), None)
     return verifier.verdict
+
+
+def verify_parts(
+    parts: Iterable[tuple[str, Iterable[Any]]],
+    anchors: Anchors | None = None,
+    *,
+    strict_ends: bool = True,
+    located: Callable[[str, int], bool] | None = None,
+) -> Verdict:
+    """Verify a trail kept in named parts (rotated files, oldest first) as one trail: each
+    chain goes on from the part where it was last seen. A fault names its part; a chain that
+    skips seqs between two parts is `missing`, naming both; one that starts before the records
+    verified, or whose missing seqs are in a later part, is `out_of_order`. A part that repeats
+    records already verified (a chain written again after the rotation state or the live file
+    was lost) has them skipped with a warning, once they lead, unchanged, to the chain's last
+    record verified; other records at those seqs are `diverged`."""
+    verifier = Verifier(anchors or Anchors(), strict_ends=strict_ends, located=located)
+    seams = _Seams(verifier)
+    for name, records in parts:
+        seams.part, seams.started = name, set()
+        for record in records:
+            fault = seams.take(record)
+            if fault:
+                verifier.verdict.fault = replace(fault, file=fault.file or name)
+                return verifier.verdict
+        for chain in seams.started:
+            seams.seen_in[chain] = name
+    verifier.verdict.fault = seams.unfinished() or _guarded(lambda _: verifier.finish(), None)
+    return verifier.verdict
+
+
+ORDER = "give the files oldest first, each once (rotated files by their number, the live file last)"
+
+
+@dataclass
+class _Repeat:
+    """Records of a chain that a part repeats from the parts before it, from seq `first`."""
+
+    part: str  # where the repeat starts
+    before: str  # the part the chain was last seen in
+    first: int
+    next: int  # the seq expected next
+    last_hash: str | None = None  # the hash of the repeated record before it
+
+
+@dataclass
+class _Seams:
+    """Where the parts meet: each chain's first record in a part follows its last one in the
+    part before, or starts a repeat of records already verified."""
+
+    verifier: Verifier
+    part: str = ""
+    started: set[str] = field(default_factory=set)  # chains seen in this part
+    seen_in: dict[str, str] = field(default_factory=dict)  # chain -> part of its last record
+    repeats: dict[str, _Repeat] = field(default_factory=dict)  # chain -> its open repeat
+
+    def take(self, record: Any) -> Fault | None:
+        """The fault in `record`, given the parts and records before it."""
+        if isinstance(record, dict) and isinstance(record.get("chain"), str):
+            chain = record["chain"]
+            if chain not in self.started and type(record.get("seq")) is int:
+                self.started.add(chain)
+                fault = self._seam(record)
+                if fault:
+                    return fault
+            if chain in self.repeats:
+                return _guarded(self._repeated, record)
+        return _guarded(self.verifier.check, record)
+
+    def _seam(self, record: dict[str, Any]) -> Fault | None:
+        """A chain's first record in this part must follow its last one in the part before,
+        or repeat verified records (the repeat is opened, and checked record by record)."""
+        chain, seq = record["chain"], record["seq"]
+        state = self.verifier.verdict.chains.get(chain)
+        if chain in self.repeats or state is None or state.first_seq is None:
+            return None
+        if chain not in self.seen_in:
+            return None
+        last, before = state.last_seq, self.seen_in[chain]
+        located = self.verifier.located
+        if seq > last + 1 and located is not None and located(chain, last + 1):
+            return Fault(
+                "out_of_order",
+                chain,
+                seq,
+                f"follows seq {last} in {before}, and seq {last + 1} is in a file given after "
+                f"this one: {ORDER}",
+            )
+        if seq > last + 1:
+            gap = (
+                f"record {last + 1} is" if seq == last + 2 else f"records {last + 1}-{seq - 1} are"
+            )
+            return Fault(
+                "missing",
+                chain,
+                seq,
+                f"follows seq {last} in {before}: {gap} missing (a rotated file is missing "
+                "between these two?)",
+            )
+        if seq < state.first_seq:
+            return Fault(
+                "out_of_order",
+                chain,
+                seq,
+                f"the files given before this one start the chain at seq {state.first_seq}: "
+                f"{ORDER}",
+            )
+        if seq <= last:
+            self.repeats[chain] = _Repeat(self.part, before, seq, seq)
+        return None
+
+    def _repeated(self, record: dict[str, Any]) -> Fault | None:
+        """One record of a repeat: sound, in order, linked to the one before; the repeat ends
+        at the chain's last record verified, which it must be (then, by the hashes, every
+        record repeated is the one verified at its seq)."""
+        chain, seq = record["chain"], record["seq"]
+        run, state = self.repeats[chain], self.verifier.verdict.chains[chain]
+        span = f"seqs {run.first}-{state.last_seq}, verified up to {run.before}"
+        if type(seq) is not int or not isinstance(record.get("hash"), str):
+            return Fault("malformed", chain, None, "a line is not an audit record")
+        if record_hash({k: v for k, v in record.items() if k != "hash"}) != record["hash"]:
+            return Fault("modified", chain, seq, "the record does not match its hash")
+        if seq != run.next:
+            return Fault(
+                "out_of_order",
+                chain,
+                seq,
+                f"repeats {span}, but seq {seq} follows seq {run.next - 1}: a repeat of "
+                f"records already verified must go on unchanged to seq {state.last_seq}",
+            )
+        if run.last_hash is not None and record.get("prev_hash") != run.last_hash:
+            return Fault("broken_link", chain, seq, "prev_hash is not the previous record's hash")
+        run.next, run.last_hash = seq + 1, record["hash"]
+        if seq < state.last_seq:
+            return None
+        del self.repeats[chain]
+        if record["hash"] != state.last_hash:
+            return Fault(
+                "diverged",
+                chain,
+                run.first,
+                f"repeats {span}, with other records than those (seq {seq} differs)",
+            )
+        self.verifier.verdict.warnings.append(
+            f"{run.part}: chain {chain} seq {run.first}-{seq}: the same records as in the files "
+            "before it, skipped (written again after the rotation state or the live file was "
+            "lost?)"
+        )
+        return None
+
+    def unfinished(self) -> Fault | None:
+        """A repeat the trail ends in: it never reached the chain's last record verified, so
+        nothing shows the records repeated are those verified."""
+        for chain, run in sorted(self.repeats.items()):
+            last = self.verifier.verdict.chains[chain].last_seq
+            return Fault(
+                "out_of_order",
+                chain,
+                run.next,
+                f"repeats seqs {run.first}-{run.next - 1}, verified up to {run.before}, and the "
+                f"trail ends before the repeat reaches seq {last}: {ORDER}",
+                file=run.part,
+            )
+        return None
 
 
 # what a hostile value of a wrong type, an unencodable string or deep nesting can raise

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from retention.config.database_password import with_password
+from retention.config.notify_settings import NotifySettings, default_spool_folder, notify_list
+from retention.config.overrides import Override, find_overrides
 from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import format_duration, parse_duration
 from retention.core.loopback import is_loopback
 from retention.core.quoting import quote
 from retention.core.record_input import MAX_KEY
+from retention.core.sizes import parse_size
 from retention.core.text import name_flaw
 from retention.errors import ConfigError
 from retention.files import SecretFileError, read_secret_file
@@ -168,6 +172,9 @@ class AuditSettings:
     signing_key_file: Path | None = None
     checkpoint_interval: timedelta = timedelta(hours=1)
     witness: tuple[WitnessSettings, ...] = ()
+    rotate_bytes: int | None = None  # rotate the file once it holds this many bytes
+    rotate_interval: timedelta | None = None  # ... or once its first record is this old
+    keep: int | None = None  # rotated files kept; None keeps every one
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +231,9 @@ class Settings:
     audit: AuditSettings = field(default_factory=lambda: AuditSettings(file=None))
     server: ServerSettings = field(default_factory=ServerSettings)
     erasure: ErasureSettings = field(default_factory=ErasureSettings)
+    notify: tuple[NotifySettings, ...] = ()  # where the events an operator must see go
+    # what the file said and a variable overrode (or the reverse), for `run` to log at start
+    overrides: tuple[Override, ...] = field(default=(), compare=False)
 
     def provider(self, name: str | None) -> ProviderSettings:
         """The provider called `name`, or the only/first one when `name` is None."""
@@ -257,6 +267,7 @@ def load_settings(path: Path) -> Settings:
     top = Reader(load_yaml(path) or None, file=str(path), line=1)
     top.only(
         "database_url",
+        "database_password_file",
         "policies_file",
         "providers",
         "sweep",
@@ -264,6 +275,7 @@ def load_settings(path: Path) -> Settings:
         "audit",
         "server",
         "erasure",
+        "notify",
     )
     base = path.resolve().parent
     from_env = os.environ.get("RETENTION_DATABASE_URL", "").strip()
@@ -272,6 +284,12 @@ def load_settings(path: Path) -> Settings:
         database_url = normalise_database_url(url, Path.cwd() if from_env else base)
     except ValueError as exc:
         raise top.error("database_url", str(exc)) from None
+    password_file = path_in(base, top.get("database_password_file", str))
+    if password_file is not None:
+        try:
+            database_url = with_password(database_url, password_file)
+        except ValueError as exc:
+            raise top.error("database_password_file", str(exc)) from None
     return Settings(
         path=path,
         database_url=database_url,
@@ -284,7 +302,18 @@ def load_settings(path: Path) -> Settings:
         audit=_audit(top.child("audit"), base),
         server=_server(top.child("server"), base),
         erasure=_erasure(top.child("erasure"), base),
+        notify=notify_list(top, base, _notify_spool_folder(top, base, database_url)),
+        overrides=find_overrides(top.node, os.environ),
     )
+
+
+def _notify_spool_folder(top: Reader, base: Path, database_url: str) -> Path | None:
+    """Where webhook spools go by default: the audit file's folder, else the SQLite ledger's,
+    else $STATE_DIRECTORY; None without any (notify_settings.default_spool_folder)."""
+    audit = top.node.get("audit")
+    name = audit.get("file", "audit.jsonl") if isinstance(audit, dict) else "audit.jsonl"
+    audit_file = base / name if isinstance(name, str) and name else None
+    return default_spool_folder(audit_file, database_url, os.environ)
 
 
 def normalise_database_url(url: str, base: Path) -> str:
@@ -448,19 +477,49 @@ def _discover(r: Reader) -> Reader:
 
 def _audit(r: Reader, base: Path) -> AuditSettings:
     """The `audit` section."""
-    r.only("file", "chain", "signing_key_file", "checkpoint_interval", "witness")
+    r.only(
+        "file",
+        "chain",
+        "signing_key_file",
+        "checkpoint_interval",
+        "witness",
+        "rotate_bytes",
+        "rotate_interval",
+        "keep",
+    )
     audit_file = r.get("file", str, "audit.jsonl")
     chain = r.get("chain", str, os.environ.get("RETENTION_AUDIT_CHAIN", "main"))
     if not _NAME.fullmatch(chain):
+        if r.node.get("chain") is None:  # the variable's (a pod's name, on Kubernetes)
+            raise ConfigError(
+                f"chain names are 1 to 64 letters, digits, '-' and '_', got {quote(chain)}",
+                key="$RETENTION_AUDIT_CHAIN",
+            )
         raise r.error("chain", "chain names are letters, digits, '-' and '_'")
     key_file = r.get("signing_key_file", str, "audit-signing.key")
+    rotate_bytes = r.convert("rotate_bytes", _positive_size, None)
+    rotate_interval = r.convert("rotate_interval", parse_duration, None) or None  # 0: off
+    keep = r.convert("keep", _positive_int(1_000_000), None)
+    if keep is not None and rotate_bytes is None and rotate_interval is None:
+        raise r.error("keep", "keeps rotated files: set rotate_bytes or rotate_interval too")
     return AuditSettings(
         file=base / audit_file if audit_file else None,
         chain=chain,
         signing_key_file=path_in(base, key_file),
         checkpoint_interval=r.convert("checkpoint_interval", parse_duration, timedelta(hours=1)),
         witness=_witnesses(r, base),
+        rotate_bytes=rotate_bytes,
+        rotate_interval=rotate_interval,
+        keep=keep,
     )
+
+
+def _positive_size(value: Any) -> int:
+    """A size above zero, with its unit (`100MiB`)."""
+    size = parse_size(value)
+    if size <= 0:
+        raise ValueError(f"expected a size above 0, got {quote(value)}")
+    return size
 
 
 def _erasure(r: Reader, base: Path) -> ErasureSettings:

@@ -17,6 +17,7 @@ from retention.config.settings import Settings
 from retention.core.policies import PolicySet
 from retention.core.times import utcnow
 from retention.ledger.audit_file import AuditSink
+from retention.ledger.audit_rotation import RotationRule
 from retention.ledger.db import open_engine
 from retention.ledger.ledger import Ledger
 from retention.services.policy_sync import sync_policies
@@ -35,7 +36,12 @@ def open_ledger(
     only the events an operator must see (failures, provider faults)."""
     ledger = Ledger(
         open_engine(settings.database_url),
-        AuditSink(settings.audit.file, log_events=log_events, alerts_only=alerts_only),
+        AuditSink(
+            settings.audit.file,
+            log_events=log_events,
+            alerts_only=alerts_only,
+            rotation=RotationRule.of(settings.audit),
+        ),
         chain=settings.audit.chain,
         clock=clock,
     )

@@ -1,4 +1,4 @@
-"""Administration: `policies check` and `db upgrade`."""
+"""Administration: `policies check|diff`, `db upgrade` and `db backup`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from retention.cli.commands import config_option
 from retention.cli.output import OUTPUT, emit
 from retention.config.policyfile import load_policies
 from retention.core.durations import format_duration
-from retention.services.policies_in_force import policies_in_force
 
 
 @click.group()
@@ -59,6 +58,7 @@ def policies_check(ctx: click.Context, file: Path | None, output: str) -> None:
 @click.pass_context
 def policies_diff(ctx: click.Context, old: Path, new: Path, output: str) -> None:
     """How many ledger records a change from OLD to NEW makes due now, per policy."""
+    from retention.services.policies_in_force import policies_in_force
     from retention.views.policy_diff import diff
 
     app = app_of(ctx)
@@ -103,6 +103,35 @@ def db_upgrade(ctx: click.Context) -> None:
         click.echo(f"ledger schema: {before or 'empty'} -> {current_revision(engine)}")
     finally:
         engine.dispose()
+
+
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@config_option
+@OUTPUT
+@click.pass_context
+def db_backup(ctx: click.Context, file: Path, force: bool, output: str) -> None:
+    """Copy the SQLite ledger to FILE (0600) while other processes write to it: a consistent
+    copy, audit trail included. Restore by copying it over the ledger with retention stopped.
+    A PostgreSQL ledger is backed up with pg_dump (exit 2 says how)."""
+    from retention.ledger.backup import backup_ledger
+
+    made = backup_ledger(app_of(ctx).settings.database_url, file, force=force)
+    data = {
+        "database": str(made.database),
+        "file": str(made.file),
+        "bytes": made.bytes,
+        "chains": made.chains,
+    }
+    if output == "json":
+        emit(data, output)
+        return
+    heads = ", ".join(f"{name} at seq {seq}" for name, seq in made.chains.items()) or "none"
+    click.echo(
+        f"backed up the ledger {made.database} to {made.file} ({made.bytes} bytes; audit "
+        f"chains: {heads})"
+    )
 
 
 COMMANDS = [policies, db]

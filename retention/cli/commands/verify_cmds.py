@@ -1,12 +1,15 @@
 """`retention audit verify`: check a trail against a pinned key, as an auditor does.
 
 FILE mode needs no configuration, no ledger and no database driver: an auditor runs it with the
-package alone. The ledger mode reads the configured ledger's own trail.
+package alone. Several FILEs are one trail kept in several files (the rotated audit files,
+oldest first, the live one last): verified as one, a gap between two files named. The ledger
+mode reads the configured ledger's own trail.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +76,9 @@ def kept_checkpoint_options(func: Any) -> Any:
 
 
 @audit.command("verify")
-@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, metavar="[FILE]...", type=click.Path(dir_okay=False, path_type=Path)
+)
 @trusted_key_options
 @click.option(
     "--hash-only",
@@ -88,7 +93,7 @@ def kept_checkpoint_options(func: Any) -> Any:
 @click.pass_context
 def verify(
     ctx: click.Context,
-    file: Path | None,
+    files: tuple[Path, ...],
     pubkey: Path | None,
     fingerprint: str | None,
     hash_only: bool,
@@ -99,15 +104,19 @@ def verify(
     output: str,
 ) -> None:
     """Check hashes, links, Merkle roots, signatures and coverage of a trail (the ledger's own
-    without FILE); exit 1 naming the first fault."""
+    without FILE; several FILEs, oldest first, are one trail: the rotated audit files and the
+    live one last, `audit.*.jsonl audit.jsonl`); exit 1 naming the first fault and its file."""
     from retention.errors import UsageError
     from retention.evidence.trailfile import read_checkpoints
 
     kept = [r for path in (*trusted, *witnesses) for r in read_checkpoints(path)]
-    if file is not None:
+    if files:
         if since or until:
             raise UsageError("--since/--until narrow the ledger's trail; an export has its range")
-        verdict = _verify_file(file, pubkey, fingerprint, hash_only, kept)
+        if len(files) == 1:
+            verdict = _verify_file(files[0], pubkey, fingerprint, hash_only, kept)
+        else:
+            verdict = _verify_files(files, pubkey, fingerprint, hash_only, kept)
     else:
         verdict = _verify_ledger(app_of(ctx), pubkey, fingerprint, hash_only, kept, since, until)
     _show(verdict, output)
@@ -161,6 +170,106 @@ def _verify_file(
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{file}: the manifest is malformed: {exc!s:.200}") from None
     return verify_records(iter_records(file), anchors, located=locator(file))
+
+
+def _verify_files(
+    files: tuple[Path, ...],
+    pubkey: Path | None,
+    fingerprint: str | None,
+    hash_only: bool,
+    kept: list[Any],
+) -> Any:
+    """Rotated audit files, oldest first, verified as one trail: each chain goes on from the
+    file where it was last seen. Files given twice, or whose first records show they are out of
+    order, are refused (exit 2); what reading them finds out of order is a fault (exit 1)."""
+    from retention.audit.verifier import Anchors, verify_parts
+    from retention.errors import UsageError
+    from retention.evidence.trailfile import iter_records, locator, read_manifest, transitions_in
+
+    for file in files:
+        if read_manifest(file) is not None:
+            raise UsageError(
+                f"{file} is an export with a manifest: verify it alone (several files are "
+                "the rotated files of one audit trail)"
+            )
+    _refuse_disorder(files)
+    key = pinned_key(pubkey, fingerprint, [])
+    if key is None and not hash_only:
+        raise UsageError(
+            "audit verify FILE... needs the key you trust: --pubkey PEM (or --hash-only to "
+            "check hashes and links alone)"
+        )
+    anchors = Anchors(
+        key=key, checkpoints=kept, transitions=[t for f in files for t in transitions_in(f)]
+    )
+    finders = [locator(file) for file in files]
+    verdict = verify_parts(
+        ((str(file), iter_records(file)) for file in files),
+        anchors,
+        located=lambda chain, seq: any(found(chain, seq) for found in finders),
+    )
+    fault = verdict.fault
+    if fault is not None and fault.kind == "unanchored_start" and fault.file == str(files[0]):
+        verdict.fault = replace(
+            fault,
+            detail=f"{fault.detail} (the chain's earlier files are not given: give every file "
+            "from its first, or check with --hash-only)",
+        )
+    return verdict
+
+
+def _refuse_disorder(files: tuple[Path, ...]) -> None:
+    """Refuse, before reading them through, a file given twice (by two names, or as a copy
+    with the same bytes), or files whose first records show they are out of order: a later
+    file's chain starting before every file given ahead of it starts it. (A later file may
+    start inside the seqs of earlier ones: it repeats them, which reading checks.)"""
+    from retention.errors import UsageError
+    from retention.evidence.trailfile import file_sha256, iter_records
+
+    seen: dict[Path, Path] = {}
+    for file in files:
+        if file.resolve() in seen:
+            before = seen[file.resolve()]
+            also = "" if before == file else f" (as {before} too)"
+            raise UsageError(f"{file} is given twice{also}")
+        seen[file.resolve()] = file
+    alike: dict[tuple[int, bytes], list[Path]] = {}  # by size and first line
+    for file in files:
+        size = file.stat().st_size if file.is_file() else 0
+        if size:
+            alike.setdefault((size, _first_line(file)), []).append(file)
+    for group in alike.values():
+        copies: dict[str, Path] = {}
+        for file in group if len(group) > 1 else []:
+            same = copies.setdefault(file_sha256(file), file)
+            if same != file:
+                raise UsageError(f"{file} is given twice (a copy of {same}, byte for byte)")
+    earliest: dict[str, tuple[int, Path]] = {}  # chain -> the lowest start given so far
+    for file in files:
+        first = next(iter_records(file), None)  # the generator, dropped, closes the file
+        chain, seq = (first.get("chain"), first.get("seq")) if isinstance(first, dict) else (0, 0)
+        if not isinstance(chain, str) or type(seq) is not int:
+            continue
+        if chain in earliest and seq < earliest[chain][0]:
+            start, earlier = earliest[chain]
+            raise UsageError(
+                f"{file}: chain {chain} starts at seq {seq}, before {earlier} (given ahead of "
+                f"it, starting at seq {start}): give the files oldest first, each once (rotated "
+                "files by their number, the live file last)"
+            )
+        if chain not in earliest:
+            earliest[chain] = (seq, file)
+
+
+def _first_line(file: Path) -> bytes:
+    """The start of a file's first line; an InputError naming it when it cannot be read."""
+    from retention.errors import InputError
+
+    try:
+        with open(file, "rb") as handle:
+            return handle.readline(65536)
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read: {exc.strerror}") from None
 
 
 def _verify_ledger(
