@@ -14,14 +14,12 @@ from aiohttp import web
 from retention.core.quoting import quote
 from retention.core.record_input import json_error, loads
 from retention.daemon.http import (
-    STOPPING,
-    _body,
     _daemon,
     _error,
     _refuse_unauthorized,
-    _refuse_write,
+    in_write_slot,
+    write_body,
 )
-from retention.daemon.write_gate import GateClosedError
 from retention.errors import ConflictError, InputError, NotFoundError, RetentionError
 from retention.ledger.loopguard import off_loop
 from retention.services.holds import checked_hold, lift_hold, list_holds, place_hold
@@ -50,20 +48,14 @@ def _actor(request: web.Request) -> str:
 async def place(request: web.Request) -> web.Response:
     """POST /v1/holds: place a hold; 201 with the hold and what it covered."""
     daemon = _daemon(request)
-    refused = _refuse_write(request)
-    if refused is not None:
-        return refused
-    try:
-        data = await _body(request, MAX_HOLD_BODY)
-    except web.RequestPayloadError:
-        return _error(400, "the body could not be read: its framing is broken")
-    if data is None:
-        return _error(413, f"the body is over {MAX_HOLD_BODY // 1024} KiB; a match selects more")
-    try:
-        async with daemon.writes.slot():
-            return await _place(data, daemon, _actor(request))
-    except GateClosedError:
-        return _error(503, STOPPING)
+    data = await write_body(
+        request,
+        MAX_HOLD_BODY,
+        f"the body is over {MAX_HOLD_BODY // 1024} KiB; a match selects more",
+    )
+    if isinstance(data, web.Response):
+        return data
+    return await in_write_slot(daemon, lambda: _place(data, daemon, _actor(request)))
 
 
 async def _place(data: bytes, daemon: Daemon, actor: str) -> web.Response:
@@ -90,15 +82,9 @@ async def lift(request: web.Request) -> web.Response:
     """DELETE /v1/holds/{name}: lift a hold placed in the ledger, with a `reason` (in the
     query, or a JSON body); 200 with the hold and what it released."""
     daemon = _daemon(request)
-    refused = _refuse_write(request)
-    if refused is not None:
-        return refused
-    try:
-        data = await _body(request, MAX_LIFT_BODY)
-    except web.RequestPayloadError:
-        return _error(400, "the body could not be read: its framing is broken")
-    if data is None:
-        return _error(413, f"the body is over {MAX_LIFT_BODY // 1024} KiB")
+    data = await write_body(request, MAX_LIFT_BODY, f"the body is over {MAX_LIFT_BODY // 1024} KiB")
+    if isinstance(data, web.Response):
+        return data
     body = _fields(data, LIFT_FIELDS, required=False) if data.strip() else {}
     if isinstance(body, web.Response):
         return body
@@ -106,11 +92,8 @@ async def lift(request: web.Request) -> web.Response:
     if unknown:
         return _error(400, f"unknown parameter {quote(unknown[0])} (expected: reason)")
     reason = body.get("reason", request.query.get("reason"))
-    try:
-        async with daemon.writes.slot():
-            return await _lift(daemon, request.match_info["name"], reason, _actor(request))
-    except GateClosedError:
-        return _error(503, STOPPING)
+    name = request.match_info["name"]
+    return await in_write_slot(daemon, lambda: _lift(daemon, name, reason, _actor(request)))
 
 
 async def _lift(daemon: Daemon, name: str, reason: Any, actor: str) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -183,20 +184,37 @@ async def erase(request: web.Request) -> web.Response:
     """POST /v1/erasures: a data subject's erasure request (the ingest token's). The subject's
     records are due at once and the daemon sweeps now, not at its next interval."""
     daemon = _daemon(request)
+    data = await write_body(
+        request,
+        MAX_ERASURE_BODY,
+        f"the body is over {MAX_ERASURE_BODY // 1024} KiB; a request names one subject",
+    )
+    if isinstance(data, web.Response):
+        return data
+    return await in_write_slot(daemon, lambda: _erase(data, daemon))
+
+
+async def write_body(request: web.Request, limit: int, too_big: str) -> bytes | web.Response:
+    """The body of a small write (erasure, hold), or the answer that refuses it: no or a
+    wrong token, a compressed body, framing that cannot be read (400), or more than `limit`
+    bytes (413, saying `too_big`)."""
     refused = _refuse_write(request)
     if refused is not None:
         return refused
     try:
-        data = await _body(request, MAX_ERASURE_BODY)
+        data = await _body(request, limit)
     except web.RequestPayloadError:
         return _error(400, "the body could not be read: its framing is broken")
-    if data is None:
-        return _error(
-            413, f"the body is over {MAX_ERASURE_BODY // 1024} KiB; a request names one subject"
-        )
+    return _error(413, too_big) if data is None else data
+
+
+async def in_write_slot(
+    daemon: Daemon, work: Callable[[], Awaitable[web.Response]]
+) -> web.Response:
+    """`work()`'s answer, run in one of the write gate's slots; 503 once the daemon stops."""
     try:
         async with daemon.writes.slot():
-            return await _erase(data, daemon)
+            return await work()
     except GateClosedError:
         return _error(503, STOPPING)
 
