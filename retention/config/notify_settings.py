@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from retention.config.values import one_of, positive_duration
 from retention.config.yamlfile import Reader
-from retention.core.durations import parse_duration
 from retention.core.loopback import is_loopback
 from retention.core.quoting import quote
 from retention.core.vocabulary import Event, Notice
@@ -169,8 +169,8 @@ def _sink(r: Reader, base: Path, spool_folder: Path | None) -> NotifySettings:
         return NotifySettings(
             syslog=r.convert("syslog", _syslog_address, required=True),
             events=events,
-            facility=r.convert("facility", _choice(tuple(FACILITIES)), "daemon"),
-            format=r.convert("format", _choice(SYSLOG_FORMATS), "rfc5424"),
+            facility=r.convert("facility", one_of(*FACILITIES), "daemon"),
+            format=r.convert("format", one_of(*SYSLOG_FORMATS), "rfc5424"),
             key=r.path,
             file=r.file,
             line=r.line,
@@ -194,8 +194,8 @@ def _sink(r: Reader, base: Path, spool_folder: Path | None) -> NotifySettings:
             )
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
         spool_file = spool_folder / f"notify-{digest}.spool.jsonl"
-    retry_interval = r.convert("retry_interval", _positive_duration, timedelta(seconds=5))
-    retry_max = r.convert("retry_max", _positive_duration, timedelta(minutes=5))
+    retry_interval = r.convert("retry_interval", positive_duration, timedelta(seconds=5))
+    retry_max = r.convert("retry_max", positive_duration, timedelta(minutes=5))
     if retry_max < retry_interval:
         raise r.error("retry_max", "must be at least retry_interval")
     return NotifySettings(
@@ -270,28 +270,9 @@ def _syslog_address(value: Any) -> str:
     return value.rstrip("/")
 
 
-def _choice(choices: tuple[str, ...]) -> Any:
-    """A parser accepting one of `choices`."""
-
-    def parse(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {quote(value)}")
-        return str(value)
-
-    return parse
-
-
-def _positive_duration(value: Any) -> timedelta:
-    """A duration above zero."""
-    result = parse_duration(value)
-    if result <= timedelta(0):
-        raise ValueError(f"expected a duration above 0, got {quote(value)}")
-    return result
-
-
 def _timeout(value: Any) -> timedelta:
     """A request timeout: above 0, at most a minute (a hanging receiver holds up its sink)."""
-    result = _positive_duration(value)
+    result = positive_duration(value)
     if result > timedelta(minutes=1):
         raise ValueError(f"at most 1m, got {quote(value)}")
     return result

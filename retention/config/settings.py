@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from retention.config.database_password import with_password
 from retention.config.notify_settings import NotifySettings, default_spool_folder, notify_list
 from retention.config.overrides import Override, find_overrides
+from retention.config.values import one_of, positive_duration
 from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import format_duration, parse_duration
 from retention.core.loopback import is_loopback
@@ -385,8 +386,8 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         rate_limit_per_s=r.convert("rate_limit_per_s", _positive_number, None),
         timeout_s=r.convert("timeout_s", _positive_number, 10.0),
         verify_after_delete=r.get("verify_after_delete", bool, False),
-        transport=r.convert("transport", _one_of("aiohttp", "httpx"), "aiohttp"),
-        storage_period=r.convert("storage_period", _positive_duration, timedelta(days=30)),
+        transport=r.convert("transport", one_of("aiohttp", "httpx"), "aiohttp"),
+        storage_period=r.convert("storage_period", positive_duration, timedelta(days=30)),
     )
 
 
@@ -399,25 +400,6 @@ def _header_value(value: Any) -> str:
     if not value.isascii():
         raise ValueError(f"holds {_NOT_ASCII}")
     return value.strip()
-
-
-def _positive_duration(value: Any) -> timedelta:
-    """A duration above zero."""
-    result = parse_duration(value)
-    if result <= timedelta(0):
-        raise ValueError(f"expected a duration above 0, got {quote(value)}")
-    return result
-
-
-def _one_of(*choices: str) -> Any:
-    """A parser accepting one of `choices`."""
-
-    def parse(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {quote(value)}")
-        return str(value)
-
-    return parse
 
 
 def _base_url(value: Any) -> str:
@@ -461,7 +443,7 @@ def _sweep(r: Reader) -> SweepSettings:
     r.only("interval", "batch_size", "max_attempts", "max_deletes_per_sweep", "shutdown_grace")
     return SweepSettings(
         # above 0, checked here for every command: the daemon sweeps on this timer
-        interval=r.convert("interval", _positive_duration, timedelta(seconds=60)),
+        interval=r.convert("interval", positive_duration, timedelta(seconds=60)),
         batch_size=r.convert("batch_size", _positive_int(100_000), 500),
         max_attempts=r.convert("max_attempts", _positive_int(1000), 8),
         max_deletes_per_sweep=r.convert("max_deletes_per_sweep", _positive_int(10**9), 100_000),
@@ -541,7 +523,7 @@ def _erasure(r: Reader, base: Path) -> ErasureSettings:
     return ErasureSettings(
         subject_keys=tuple(checked),
         key_file=path_in(base, r.get("key_file", str, "erasure.key")),
-        deadline=r.convert("deadline", _positive_duration, timedelta(days=30)),
+        deadline=r.convert("deadline", positive_duration, timedelta(days=30)),
     )
 
 
@@ -645,7 +627,7 @@ def _duration_up_to(maximum: timedelta) -> Any:
     """A parser for durations above zero and at most `maximum`."""
 
     def parse(value: Any) -> timedelta:
-        result = _positive_duration(value)
+        result = positive_duration(value)
         if result > maximum:
             raise ValueError(f"at most {format_duration(maximum)}, got {quote(value)}")
         return result
