@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from retention.errors import LedgerError
 from retention.ledger.loopguard import off_loop
 
@@ -85,7 +87,7 @@ class GroupCommit(Generic[Item, Result]):
             try:
                 results = await off_loop(self._commit, [w.items for w in group])
             except Exception as exc:
-                if len(group) > 1 and not isinstance(exc, LedgerError):
+                if len(group) > 1 and _one_request_may_be_at_fault(exc):
                     await self._one_at_a_time(group)
                     continue
                 for waiting in group:  # the ledger is away: each would wait and fail again
@@ -116,6 +118,16 @@ class GroupCommit(Generic[Item, Result]):
                 _answer(waiting, error=exc)
             else:
                 _answer(waiting, result=result)
+
+
+def _one_request_may_be_at_fault(exc: Exception) -> bool:
+    """Whether a failed group is worth committing again a request at a time: anything but the
+    ledger being away (locked past its timeout, unreachable), which would fail each request
+    again after the same wait. A constraint the database refused (another replica recorded
+    the same new ID at that moment) is one request's: the others land."""
+    if not isinstance(exc, LedgerError):
+        return True
+    return isinstance(exc.__cause__, IntegrityError | DataError)
 
 
 def _answer(

@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from retention.daemon.group_commit import GroupCommit
 from retention.errors import InputError, LedgerError
@@ -125,3 +126,31 @@ def test_drained_waits_for_what_was_queued(size: int) -> None:
 
     asyncio.run(main())
     assert len(store.ids) == size
+
+
+def test_a_constraint_refused_in_a_group_is_one_requests_fault() -> None:
+    """A ledger error caused by a refused constraint (another replica recorded the same new ID
+    at that moment) is retried a request at a time: the others of the group land."""
+    store = Store()
+
+    def commit(batches: list[list[str]]) -> list[int]:
+        if len(batches) > 1 and any("clash" in batch for batch in batches):
+            try:
+                raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+            except IntegrityError as exc:
+                raise LedgerError("write failed: duplicate key") from exc
+        return store.commit([b for b in batches if "clash" not in b]) + (
+            [0] if any("clash" in b for b in batches) else []
+        )
+
+    group: GroupCommit[str, int] = GroupCommit(commit)
+
+    async def main() -> list[int | BaseException]:
+        first = asyncio.ensure_future(_post(group, ["first"]))
+        await asyncio.sleep(0.005)
+        rest = [_post(group, ["clash"] if i == 2 else [f"r{i}"]) for i in range(5)]
+        return [await first, *await asyncio.gather(*rest, return_exceptions=True)]
+
+    answers = asyncio.run(main())
+    assert answers == [1, 1, 1, 0, 1, 1]
+    assert store.ids == {"first", "r0", "r1", "r3", "r4"}
