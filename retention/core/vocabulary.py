@@ -112,6 +112,9 @@ class MetaKey(StrEnum):
     """Keys of the ledger's `meta` table (one value each), and prefixes of per-name keys."""
 
     POLICY_DIGEST = "policy_digest"  # the SHA-256 of the policies last applied
+    # the policies file a daemon last applied: path, SHA-256 of its bytes, when read (JSON;
+    # daemon/policy_watch.py: a replica waits only for a newer copy of its own file)
+    POLICY_FILE = "policy_file"
     LAST_SWEEP = "last_sweep"  # the last sweep's summary, JSON
     KEY_TRANSITIONS = "audit:key_transitions"  # every checkpoint that handed over to a new key
     RETIRED_KEYS = "audit:retired_keys"  # public keys rotated away from, oldest first

@@ -34,12 +34,19 @@ from retention.daemon.group_commit import GroupCommit
 from retention.daemon.http import make_app
 from retention.daemon.listener import GuardedRunner, Listener, open_sockets
 from retention.daemon.metrics import Metrics
-from retention.daemon.policy_watch import POLL_EVERY, PolicyWatch
+from retention.daemon.policy_watch import (
+    POLL_EVERY,
+    FileRecord,
+    PolicyWatch,
+    Reading,
+    record_file,
+    recorded_file,
+)
 from retention.daemon.throttled_log import ThrottledLog
 from retention.daemon.tls import server_context
 from retention.daemon.write_gate import WriteGate
 from retention.discover import discover
-from retention.errors import ConfigError, RetentionError, UsageError
+from retention.errors import ConfigError, LedgerError, RetentionError, UsageError
 from retention.evidence.checkpoints import write_checkpoint
 from retention.evidence.signing_key import Signer
 from retention.evidence.witness import Witnesses
@@ -100,7 +107,7 @@ class Daemon:
         self.settings, self.policies, self.ledger, self.clock = settings, policies, ledger, clock
         # the policies file polled for changes; `policies_seen`: its fingerprint before
         # `policies` were read from it (taken now when not given)
-        self.policy_watch = PolicyWatch(settings.policies_file, policies_seen)
+        self.policy_watch = PolicyWatch(settings.policies_file, clock, policies_seen)
         self.metrics = Metrics(ledger, clock)
         self.witnesses = Witnesses(settings.audit.witness)
         self.metrics.watch_witnesses(self.witnesses)
@@ -147,7 +154,7 @@ class Daemon:
             await off_loop(stack.enter_context, exclusive(self.ledger))
             self.notifier.start(self.ledger)  # committed events from here on; closed at stop
             stack.callback(self.notifier.close)  # and when start-up fails (closing twice: once)
-            await off_loop(sync_policies, self.ledger, self.policies)
+            await off_loop(self._apply, self.policies, self.policy_watch.record())
             self.signer = self._signer()
             runner = await self._serve_http()
             self._install_signals()
@@ -465,6 +472,8 @@ class Daemon:
         when another replica or the last reload already applied them)."""
         try:
             await off_loop(self.follow_ledger_policies)  # holds placed by another process too
+            if self.policy_watch.behind_since is not None:  # another replica's are newer
+                return
             await off_loop(sync_policies, self.ledger, self.policies)
         except Exception as exc:
             log.error("discover.crashed", **failure(exc))
@@ -582,21 +591,29 @@ class Daemon:
         finally:
             systemd.notify("READY=1", "STATUS=serving")
 
-    def _load_policies(self) -> None:
+    def _load_policies(self, *, keep: bool = False) -> bool:
         """Read, apply and adopt the policies file, or refuse it with `policy.rejected`: once
         per distinct bad file, however often ingest, sweeps or SIGHUP read it again (their
-        worker threads take turns)."""
+        worker threads take turns); whether it was applied. A refused file is not what the
+        policies in force came from (the last good file stays that); with `keep`, those are
+        applied again instead (over what another process applied)."""
         with self._policy_lock:
             reading = self.policy_watch.reading()
-            self._load_policies_now()
-            self.policy_watch.settled(reading)  # not when it raised: the next poll tries again
+            # neither settled nor refused when it raised: the next poll tries again
+            if self._load_policies_now(reading):
+                self.policy_watch.settled(reading)
+                return True
+            self.policy_watch.refuse(reading)
+            if keep:
+                self._keep_in_force()
+            return False
 
-    def _load_policies_now(self) -> None:
-        """`_load_policies`, under its lock."""
+    def _load_policies_now(self, reading: Reading) -> bool:
+        """`_load_policies`, under its lock: whether the file was applied."""
         path = self.settings.policies_file
         try:
             fresh = policies_in_force(self.settings, path, ledger=self.ledger)
-            sync_policies(self.ledger, fresh)
+            self._apply(fresh, self.policy_watch.record(reading))
         except Exception as exc:
             message = (
                 exc.message if isinstance(exc, RetentionError) else (f"{type(exc).__name__}: {exc}")
@@ -604,7 +621,7 @@ class Daemon:
             seen = (file_fingerprint(path), message)
             if seen == self._rejected:
                 log.debug("policy.still_rejected", source=str(path))
-                return
+                return False
             self._rejected = seen
             log.error(Event.POLICY_REJECTED, source=str(path), error=message)
             with self.ledger.write() as tx:
@@ -613,33 +630,75 @@ class Daemon:
                     error=message,
                     details={"source": str(path), "kept_digest": self.policies.digest()},
                 )
-            return
+            return False
         self.policies, self._rejected = fresh, None
         log.info("policy.reloaded", source=str(path), digest=fresh.digest())
+        return True
+
+    def _keep_in_force(self) -> None:
+        """Apply the policies in force again (the last good file's, joined by the ledger's
+        holds as they are now), and adopt them: the file was refused."""
+        with self.ledger.read() as conn:
+            kept = with_ledger_holds(conn, self.policies)
+        self._apply(kept, self.policy_watch.record())
+        self.policies = kept
+
+    def _apply(self, policies: PolicySet, record: FileRecord | None) -> None:
+        """Apply policies read from this daemon's file to the ledger, recording first which
+        file that is (a replica reading an older copy of it then waits for its own copy)."""
+        if record is not None:
+            record_file(self.ledger, record)
+        sync_policies(self.ledger, policies)
 
     def _commit_ingest(self, batches: list[list[NewRecord]]) -> list[EnrolResult]:
         """Enrol a group of ingest requests in one transaction, under the policies in force
         (adopted first when another process applied newer ones)."""
         self.follow_ledger_policies()
+        if self.policy_watch.behind_since is not None:
+            # a replica applied a newer copy of our policies file: records planned now with
+            # ours would keep their older deadlines once ours catch up, so they wait too
+            raise LedgerError(
+                "this replica is catching up with policies another replica applied (its "
+                "policies file has not refreshed yet); send again in a minute"
+            )
         results = enrol_group(self.ledger, self.settings, self.policies, batches, source="ingest")
         self.metrics.ingest_commits.inc()
         self.metrics.ingest_requests.inc(len(batches))
         return results
 
     def follow_ledger_policies(self) -> None:
-        """Adopt the policies file when another process applied new policies to the ledger
-        (a CLI command after an edit), so this daemon never plans with stale ones. While
-        its file is unchanged and the ledger applies policies that file does not give (another
-        replica saw a changed ConfigMap first), it waits for the file instead (policy_watch)."""
+        """Keep the ledger applying this daemon's policies, so it never plans or sweeps with
+        other ones. Holds another process placed or lifted, and its own file applied by a
+        command after an edit, are adopted (the file is read again). Other policies are
+        overruled at once (`policy.ledger_overruled`), unless a replica applied a newer copy
+        of this daemon's own file: then it waits for its copy to show them (policy_watch)."""
         with self.ledger.read() as conn:
             applied = queries.get_meta(conn, MetaKey.POLICY_DIGEST)
             ours = with_ledger_holds(conn, self.policies).digest()
         if applied is None or applied == ours:
             self.policy_watch.in_step()
-        elif self.policy_watch.waits_for_file(self.clock()):
+            if applied is not None and applied != self.policies.digest():
+                self._load_policies(keep=True)  # holds placed or lifted by another process
             return
-        if applied is not None and applied != self.policies.digest():
-            self._load_policies()
+        with self.ledger.read() as conn:
+            by_daemon = recorded_file(conn)
+        since = self.policy_watch.behind_since
+        if self.policy_watch.waits_for_file(by_daemon):
+            return
+        self._load_policies(keep=True)
+        if self.policies.digest() == applied:  # the file changed to what the ledger applies
+            return
+        waited = {} if since is None else {"waited_s": int((self.clock() - since).total_seconds())}
+        log.warning(
+            "policy.ledger_overruled",
+            source=str(self.settings.policies_file),
+            replaced_digest=applied,
+            digest=self.policies.digest(),
+            **waited,
+            hint="another process had applied other policies than this daemon's (a command "
+            "run with another policies file, or a replica reading another file): this "
+            "daemon's are applied again; every process on one ledger should read one file",
+        )
 
     async def _shutdown(self, runner: web.AppRunner, watchdog: asyncio.Task[None] | None) -> None:
         """Stop claiming, let in-flight deletions finish within the grace period, record it."""
