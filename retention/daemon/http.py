@@ -256,7 +256,12 @@ async def _erase(data: bytes, daemon: Daemon) -> web.Response:
     try:
         await off_loop(daemon.follow_ledger_policies)
         result = await off_loop(
-            request_erasure, daemon.ledger, daemon.settings, wanted, dry_run=dry_run
+            request_erasure,
+            daemon.ledger,
+            daemon.settings,
+            wanted,
+            dry_run=dry_run,
+            policies=daemon.policies,
         )
     except RetentionError as exc:  # the ledger is away, or the erasure key cannot be read
         return _error(503, exc.message)

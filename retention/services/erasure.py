@@ -3,9 +3,10 @@
 `request_erasure` finds the records of the subject through the subject index (never a scan),
 and in one transaction: pending ones become due at the request's time (deadline basis
 `erasure`, `response.deadline_changed` when the deadline moved), failed ones are reopened
-(`response.requeued`), held ones are withheld (a hold wins), deleted or absent ones are noted as
-already gone; the request is stored with the records it covers and `erasure.requested` is
-written with the subject's digests and the counts, never a value. The sweep then deletes them
+(`response.requeued`: due now, or held when a hold covers them, as `retention retry` decides),
+held ones are withheld (a hold wins), deleted or absent ones are noted as already gone; the
+request is stored with the records it covers and `erasure.requested` is written with the
+subject's digests and the counts, never a value. The sweep then deletes them
 as it deletes anything due, each outcome event naming the erasure. `settle` closes a request
 once none of its records is still to be deleted (`erasure.completed`), and marks one open past
 `erasure.deadline` (`erasure.overdue`, once).
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from retention.config.settings import Settings
+from retention.core.policies import Hold, PolicySet
 from retention.core.quoting import quote
 from retention.core.subjects import MAX_VALUE, subject_digest
 from retention.core.text import text_flaw
@@ -30,7 +32,9 @@ from retention.core.times import format_time
 from retention.core.vocabulary import Basis, ErasureState, Event, State
 from retention.errors import InputError
 from retention.ledger import bulk, queries
+from retention.ledger.holds import active_holds, with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
+from retention.ledger.locks import policies_steady
 from retention.ledger.models import ERASURE_ITEMS, RECORD_SUBJECTS, RECORDS, Erasure
 from retention.services import subject_index
 from retention.services.subject_key import subject_key
@@ -95,20 +99,28 @@ def subject_digests(settings: Settings, request: ErasureRequest) -> list[str]:
 
 
 def request_erasure(
-    ledger: Ledger, settings: Settings, request: ErasureRequest, *, dry_run: bool = False
+    ledger: Ledger,
+    settings: Settings,
+    request: ErasureRequest,
+    *,
+    dry_run: bool = False,
+    policies: PolicySet | None = None,
 ) -> dict[str, Any]:
     """Make the subject's records due now (or, with `dry_run`, say what would go and what is
-    withheld); returns the request's summary."""
+    withheld); returns the request's summary. A failed record a hold covers (of `policies`, the
+    file's, or of the ledger) is reopened held, and withheld."""
     digests = subject_digests(settings, request)
     subject_index.backfill(ledger, settings, subject_key(settings.erasure.key_file))
     if dry_run:
         with ledger.read() as conn:
             rows = _records_of(conn, digests)
-        return _preview(rows)
+            holds = _holds_now(conn, policies)
+        return _preview(rows, holds)
     with ledger.write() as tx:
+        policies_steady(tx.conn)  # the holds stay as read until this commits (ledger/locks.py)
         rows = _records_of(tx.conn, digests)
         erasure_id = "er_" + secrets.token_hex(10)
-        counts, items = _apply(tx, rows, erasure_id)
+        counts, items = _apply(tx, rows, erasure_id, _holds_now(tx.conn, policies))
         due_by = tx.now + settings.erasure.deadline
         tx.conn.execute(
             insert(Erasure).values(
@@ -155,12 +167,29 @@ def _records_of(conn: Connection, digests: list[str]) -> list[Row[Any]]:
     return list(conn.execute(select(RECORDS).where(r.id.in_(ids)).order_by(r.id)).all())
 
 
-def _preview(rows: list[Row[Any]]) -> dict[str, Any]:
+def _holds_now(conn: Connection, policies: PolicySet | None) -> tuple[Hold, ...]:
+    """The holds in force: the file's (`policies`) then the ledger's, as the ledger has them
+    now; the ledger's alone when no policies are given."""
+    if policies is None:
+        return active_holds(conn)
+    return with_ledger_holds(conn, policies).holds
+
+
+def _hold_over(row: Row[Any], holds: tuple[Hold, ...]) -> str | None:
+    """The first of `holds` that covers this record (as `decide` picks it), if any."""
+    facts = queries.facts_of(row)
+    return next((h.name for h in holds if h.covers(facts)), None)
+
+
+def _preview(rows: list[Row[Any]], holds: tuple[Hold, ...]) -> dict[str, Any]:
     """What a request would do, written nowhere."""
     would, withheld, gone = [], [], 0
     for row in rows:
+        over = _hold_over(row, holds) if row.state == State.FAILED else None
         if row.state == State.HELD:
             withheld.append(_item(row, hold=row.hold))
+        elif over is not None:
+            withheld.append(_item(row, hold=over))
         elif row.state in (State.PENDING, State.FAILED):
             would.append(_item(row))
         else:
@@ -180,15 +209,19 @@ def _item(row: Any, **extra: Any) -> dict[str, Any]:
 
 
 def _apply(
-    tx: Tx, rows: list[Row[Any]], erasure_id: str
+    tx: Tx, rows: list[Row[Any]], erasure_id: str, holds: tuple[Hold, ...]
 ) -> tuple[dict[str, int], list[tuple[str, int, str | None]]]:
-    """Make each open or failed record due now; the counts, and the request's items."""
+    """Make each open or failed record due now (a failed one a hold covers is reopened held);
+    the counts, and the request's items."""
     counts = Counter({"matched": len(rows), "due": 0, "reopened": 0, "withheld": 0})
     items: list[tuple[str, int, str | None]] = []
     for row in rows:
-        if row.state == State.HELD:
+        over = _hold_over(row, holds) if row.state == State.FAILED else None
+        if over is not None:  # still at the provider, and a hold wins: held, as a retry does
+            _reopen_held(tx, row, erasure_id, over)
+        if row.state == State.HELD or over is not None:
             counts["withheld"] += 1
-            items.append((erasure_id, row.id, row.hold))
+            items.append((erasure_id, row.id, row.hold or over))
             continue
         items.append((erasure_id, row.id, None))
         if row.state not in (State.PENDING, State.FAILED):
@@ -199,6 +232,39 @@ def _apply(
         if row.state == State.FAILED:
             counts["reopened"] += 1
     return {k: counts[k] for k in ("matched", "due", "reopened", "withheld", "already_gone")}, items
+
+
+def _reopen_held(tx: Tx, row: Row[Any], erasure_id: str, hold: str) -> None:
+    """A failed record a hold covers: open again under that hold (no attempts, no lease, no
+    due time, its deadline kept), as `retention retry` reopens one, with `response.requeued`."""
+    queries.update_record(
+        tx.conn,
+        row.id,
+        state=State.HELD.value,
+        hold=hold,
+        due_at=None,
+        attempts=0,
+        last_status=None,
+        last_error=None,
+        closed_at=None,
+        lease_owner=None,
+        lease_until=None,
+        updated_at=tx.now,
+    )
+    tx.event(
+        Event.RESPONSE_REQUEUED,
+        response_id=row.response_id,
+        provider=row.provider,
+        account=row.account,
+        policy=row.policy,
+        deadline=row.deadline,
+        details={
+            "reason": "erasure",
+            "erasure_id": erasure_id,
+            "state": State.HELD.value,
+            "hold": hold,
+        },
+    )
 
 
 def _make_due(tx: Tx, row: Row[Any], erasure_id: str) -> None:

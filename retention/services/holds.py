@@ -9,6 +9,10 @@ it (by hand, or by itself once its `until` has come) writes the event of its end
 `response.released` for each record no other hold keeps, whose deadline then applies again
 (due at once when it has passed). The last look before each DELETE reads the ledger's holds
 too (sweep/recheck.py), so a hold placed while a sweep runs is honoured before its next request.
+
+Placing and lifting take the policies lock exclusively before they read anything
+(ledger/locks.py): a policy sync, another hold, or an enrolment reading the holds waits for the
+transaction to commit, so none of them acts on holds that are about to change.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from retention.core.durations import parse_duration
 from retention.core.ids import is_valid_id
 from retention.core.policies import Hold, Match, PolicySet
 from retention.core.quoting import quote
+from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE
 from retention.core.subjects import pseudonymised
 from retention.core.text import name_flaw, text_flaw
 from retention.core.times import format_time, parse_time
@@ -37,6 +42,7 @@ from retention.errors import ConflictError, InputError, NotFoundError
 from retention.ledger import holds as rows
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger, Tx
+from retention.ledger.locks import policies_changing, policies_steady
 from retention.ledger.models import RECORDS
 from retention.services.subject_key import subject_key
 
@@ -162,6 +168,8 @@ def _checked_match(match: Any, settings: Settings) -> Match | None:
         value = match.get(key)
         if value is not None and (not isinstance(value, str) or not value or name_flaw(value)):
             raise InputError(f"match.{key}: expected a non-empty name, got {quote(value)}")
+        if value is not None and len(value) > MAX_NAME:
+            raise InputError(f"match.{key}: at most {MAX_NAME} characters")
         fields[key] = value
     if fields["provider"] is not None and fields["provider"] not in settings.providers:
         raise InputError(
@@ -171,11 +179,24 @@ def _checked_match(match: Any, settings: Settings) -> Match | None:
     metadata = match.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         raise InputError("match.metadata: expected an object of names and string values")
+    if len(metadata) > MAX_META:
+        raise InputError(f"match.metadata: at most {MAX_META} keys")
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or name_flaw(key):
-            raise InputError(f"match.metadata: {quote(key)} is not a metadata name")
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY or name_flaw(key):
+            raise InputError(
+                f"match.metadata: {quote(key)} is not a metadata name (at most {MAX_KEY} "
+                "characters)"
+            )
         if not isinstance(value, str) or text_flaw(value):
             raise InputError(f"match.metadata.{key}: expected a string")
+        if len(value) > MAX_VALUE:
+            raise InputError(f"match.metadata.{key}: at most {MAX_VALUE} characters")
+    if not metadata and all(value is None for value in fields.values()):
+        # a match of no condition selects every record: a hold on the whole ledger is a
+        # policies file's `match: {}`, never an app's request
+        raise InputError(
+            "match: give at least one condition (provider, account, model or metadata.KEY)"
+        )
     return Match(
         provider=fields["provider"],
         account=fields["account"],
@@ -217,6 +238,7 @@ def place_hold(
     """Place a hold: its row, its event and `response.held` for each open record it newly
     covers, in one transaction; returns the hold as `hold ls` shows it, with the counts."""
     with ledger.write() as tx:
+        policies_changing(tx.conn)  # before the digest, the holds and the records are read
         current = _in_step(tx, policies)
         name = request.name or _fresh_name(tx.conn, tx.now, current)
         _refuse_taken(tx.conn, name, current)
@@ -232,7 +254,7 @@ def place_hold(
             placed_at=tx.now,
             until=request.until,
         )
-        to_hold, counts = _covered(tx.conn, hold)
+        to_hold, counts = _covered(tx.conn, hold, tx.now)
         after = rows.with_ledger_holds(tx.conn, policies)
         queries.set_meta(tx.conn, MetaKey.POLICY_DIGEST, after.digest())
         tx.event(
@@ -295,12 +317,16 @@ def _refuse_taken(conn: Connection, name: str, policies: PolicySet) -> None:
         )
 
 
-def _covered(conn: Connection, hold: Hold) -> tuple[list[int], dict[str, int]]:
+def _covered(conn: Connection, hold: Hold, now: datetime) -> tuple[list[int], dict[str, int]]:
     """The open records `hold` newly holds (by primary key), and what it found: `held` (newly
-    held), `already_held` (kept by another hold), `not_recorded` (listed IDs the ledger lacks:
-    held when recorded) and `closed` (listed IDs already deleted, absent or failed)."""
+    held), `in_flight` (of those, leased by a sweep now: a DELETE that already passed its last
+    look may still be sent), `already_held` (kept by another hold), `not_recorded` (listed IDs
+    the ledger lacks: held when recorded), `failed` (listed IDs whose deletion failed: still at
+    the provider, held if retried) and `closed` (listed IDs already deleted or absent)."""
     to_hold: dict[int, None] = {}
-    counts = {"held": 0, "already_held": 0, "not_recorded": 0, "closed": 0}
+    counts = dict.fromkeys(
+        ("held", "in_flight", "already_held", "not_recorded", "failed", "closed"), 0
+    )
     seen: set[int] = set()
 
     def note(row: Any) -> None:
@@ -310,8 +336,12 @@ def _covered(conn: Connection, hold: Hold) -> tuple[list[int], dict[str, int]]:
         if row.state == State.PENDING:
             to_hold[row.id] = None
             counts["held"] += 1
+            if row.lease_until is not None and row.lease_until > now:
+                counts["in_flight"] += 1
         elif row.state == State.HELD:
             counts["already_held"] += 1
+        elif row.state == State.FAILED:
+            counts["failed"] += 1
         else:
             counts["closed"] += 1
 
@@ -342,6 +372,40 @@ def _hold_records(tx: Tx, name: str, record_ids: list[int]) -> None:
         tx.flush()  # a hold over many records keeps one batch of events in memory
 
 
+def hold_escaped(ledger: Ledger, record_ids: list[int]) -> int:
+    """Hold each of these records that is pending though a hold placed in the ledger covers
+    it (left so by a race the policies lock now prevents, or by an older release), with its
+    `response.held` and its lease dropped; how many. The last look before a DELETE calls it
+    for the records it refuses for that reason (sweep/recheck.py), so such a record is held,
+    not claimed and refused at every sweep."""
+    held = 0
+    with ledger.write() as tx:
+        policies_steady(tx.conn)  # the holds stay as read until this commits
+        placed = rows.active_holds(tx.conn)
+        for chunk in _chunks(record_ids):
+            for row in _rows(tx.conn, chunk):
+                facts = queries.facts_of(row)
+                hold = next((h for h in placed if h.covers(facts)), None)
+                if hold is None or row.state != State.PENDING or row.hold is not None:
+                    continue
+                changed = tx.conn.execute(
+                    update(RECORDS)
+                    .where(R.id == row.id, R.state == State.PENDING.value, R.hold.is_(None))
+                    .values(
+                        state=State.HELD.value,
+                        hold=hold.name,
+                        due_at=None,
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=tx.now,
+                    )
+                ).rowcount
+                if changed:
+                    held += 1
+                    tx.event(Event.RESPONSE_HELD, **_common(row), details={"hold": hold.name})
+    return held
+
+
 def lift_hold(
     ledger: Ledger,
     policies: PolicySet,
@@ -358,6 +422,7 @@ def lift_hold(
     if len(reason) > MAX_REASON or text_flaw(reason):
         raise InputError(f"reason: at most {MAX_REASON} printable characters")
     with ledger.write() as tx:
+        policies_changing(tx.conn)  # before the digest, the holds and the records are read
         current = _in_step(tx, policies)
         row = rows.by_name(tx.conn, name)
         if row is None:

@@ -1,9 +1,15 @@
-"""Keep the ledger's deadlines and holds in step with the policies in force."""
+"""Keep the ledger's deadlines and holds in step with the policies in force.
+
+A sync's write takes the policies lock exclusively first (ledger/locks.py): no hold is placed
+or lifted, and no record enrolled, while it re-plans, so what it reads of the ledger's holds
+stays true until it commits."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from sqlalchemy import update
 
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
@@ -11,6 +17,8 @@ from retention.core.vocabulary import Basis, Event, MetaKey, State
 from retention.ledger import queries
 from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
+from retention.ledger.locks import policies_changing
+from retention.ledger.models import RECORDS
 from retention.services import conversations
 
 
@@ -24,6 +32,7 @@ def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
         if queries.get_meta(conn, MetaKey.POLICY_DIGEST) == policies.digest():
             return None
     with ledger.write() as tx:
+        policies_changing(tx.conn)  # before the holds and the digest are read
         policies = with_ledger_holds(tx.conn, policies)
         digest = policies.digest()
         if (
@@ -63,10 +72,9 @@ def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
                 row.hold,
             ):
                 continue
+            if not _update_as_read(tx, row, queries.decision_columns(decision)):
+                continue  # a sweep closed it since it was read: the provider's answer stands
             stats["changed"] += 1
-            queries.update_record(
-                tx.conn, row.id, updated_at=tx.now, **queries.decision_columns(decision)
-            )
             common = {
                 "response_id": row.response_id,
                 "provider": row.provider,
@@ -82,3 +90,12 @@ def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
                 tx.event(Event.RESPONSE_RELEASED, **common, details={"hold": row.hold})
         tx.flush()  # a policy change over a large ledger keeps one batch of events in memory
     return stats
+
+
+def _update_as_read(tx: Tx, row: Any, columns: dict[str, Any]) -> bool:
+    """Set a record's decision only while its state and hold are as `row` read them (a sweep
+    may close it meanwhile: it is not reopened); whether it was set."""
+    r = RECORDS.c
+    hold = r.hold.is_(None) if row.hold is None else r.hold == row.hold
+    query = update(RECORDS).where(r.id == row.id, r.state == row.state, hold)
+    return bool(tx.conn.execute(query.values(updated_at=tx.now, **columns)).rowcount)

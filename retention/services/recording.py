@@ -23,6 +23,7 @@ from retention.core.vocabulary import Event
 from retention.ledger import queries
 from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
+from retention.ledger.locks import policies_steady
 from retention.services import conversations, subject_index, tightening
 from retention.services.subject_key import subject_key
 
@@ -125,7 +126,10 @@ def _enrol_chunk(
     """Enrol one chunk: the (provider, ID) of each new record, and how many deadlines of
     tracked IDs tightened.
     The holds placed in the ledger are those it has now, in this transaction (a hold placed
-    since `policies` were read holds an ID it lists when it is recorded)."""
+    since `policies` were read holds an ID it lists when it is recorded). The policies lock,
+    shared, keeps them so until this transaction commits (ledger/locks.py): a hold being placed
+    waits for these records, and sees them."""
+    policies_steady(tx.conn)
     policies = with_ledger_holds(tx.conn, policies)
     by_provider: dict[str, dict[str, NewRecord]] = defaultdict(dict)
     repeats: dict[str, list[NewRecord]] = defaultdict(list)  # an ID again, with a created_at

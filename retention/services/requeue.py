@@ -22,7 +22,9 @@ from retention.core.times import format_time
 from retention.core.vocabulary import Event, State
 from retention.errors import UsageError
 from retention.ledger import queries
+from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger
+from retention.ledger.locks import policies_steady
 from retention.services import conversations
 
 ID_CHUNK = 500  # named IDs asked for at a time
@@ -139,10 +141,13 @@ def requeue(
     ledger: Ledger, policies: PolicySet, selection: Selection, *, reason: str
 ) -> list[dict[str, Any]]:
     """Requeue the selected failed records, each with its `response.requeued` event, in one
-    transaction."""
+    transaction, under the ledger's holds as they are in it (no hold is placed or lifted
+    meanwhile: a record a hold placed just now covers comes back held)."""
     done: list[dict[str, Any]] = []
     chains_touched: set[tuple[str, str]] = set()
     with ledger.write() as tx:
+        policies_steady(tx.conn)
+        policies = with_ledger_holds(tx.conn, policies)
         for rows in _failed(tx.conn, selection):
             for row in rows:
                 columns = requeue_columns(row, policies, tx.now)

@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from retention.core.policies import PolicySet
 from retention.core.record_input import NewRecord
 from retention.core.vocabulary import MetaKey
 from retention.errors import ConfigError, ConflictError, InputError, NotFoundError
 from retention.ledger import queries
+from retention.ledger.models import RECORDS
 from retention.services.erasure import checked_request, request_erasure
 from retention.services.holds import (
     checked_hold,
@@ -100,20 +101,74 @@ def test_ids_recorded_later_come_in_held(env: Env) -> None:
     assert env.deletes() == ["free"]
 
 
-def test_the_last_look_reads_the_ledgers_holds(env: Env) -> None:
-    """A record a placed hold covers but left pending (as a write skew on PostgreSQL could)
-    is claimed, then never sent: the last look before each DELETE reads the ledger's holds."""
-    env.record("skew", "free")
-    place(env, ids=["skew"], name="skewed")
+def escape(env: Env, rid: str) -> None:
+    """Leave a held record pending under no hold, as a race before the policies lock could."""
     with env.ledger.transaction() as conn:
         conn.execute(
             text(
                 "UPDATE records SET state = 'pending', hold = NULL, due_at = deadline "
-                "WHERE response_id = 'skew'"
+                "WHERE response_id = :r"
+            ),
+            {"r": rid},
+        )
+
+
+def test_the_last_look_reads_the_ledgers_holds_and_holds_what_escaped(env: Env) -> None:
+    """A record a placed hold covers but left pending is claimed, never sent, and held there
+    with its `response.held` (the last look reads the ledger's holds, whether the sweep's
+    policies know the hold or not); the next sweep claims nothing."""
+    env.record("skew1", "free")
+    place(env, ids=["skew1"], name="unknown")
+    escape(env, "skew1")
+    report = env.sweep()  # env.policies were read before the hold
+    assert env.deletes() == ["free"] and report.total("skipped") == 1
+    env.record("skew2")
+    place(env, ids=["skew2"], name="known")
+    escape(env, "skew2")
+    now = lambda: datetime.now(UTC)  # noqa: E731
+    report = asyncio.run(sweep_once(env.ledger, env.settings, fresh(env), clock=now))
+    assert report.total("skipped") == 1 and env.deletes() == ["free"]
+    with env.ledger.read() as conn:
+        rows = conn.execute(text("SELECT response_id, state, hold, lease_owner FROM records"))
+        found = {r.response_id: (r.state, r.hold, r.lease_owner) for r in rows}
+    assert found["skew1"] == ("held", "unknown", None)
+    assert found["skew2"] == ("held", "known", None)
+    held = [e["response_id"] for e in trail(env, "response.held")]
+    assert held == ["skew1", "skew1", "skew2", "skew2"], "placed, then held again"
+    assert asyncio.run(sweep_once(env.ledger, env.settings, fresh(env), clock=now)).requests == 0
+
+
+def test_failed_and_in_flight_records_a_hold_covers(env: Env) -> None:
+    """`hold.placed` counts a listed record whose deletion failed as `failed` (still at the
+    provider) and a leased one as `in_flight`; an erasure later reopens the failed one held,
+    as a retry does, and withholds it; no sweep sends its DELETE."""
+    env.record("f1", "l1", age=timedelta(minutes=1), metadata={"user_id": "U-5555"})
+    with env.ledger.transaction() as conn:
+        conn.execute(
+            text(
+                "UPDATE records SET state = 'failed', due_at = NULL, attempts = 5, "
+                "closed_at = updated_at WHERE response_id = 'f1'"
             )
         )
-    report = env.sweep()
-    assert env.deletes() == ["free"] and report.total("skipped") == 1
+        conn.execute(  # a sweep's lease, live for 5 more minutes
+            update(RECORDS)
+            .where(RECORDS.c.response_id == "l1")
+            .values(lease_owner="x", lease_until=datetime.now(UTC) + timedelta(minutes=5))
+        )
+    placed = place(env, ids=["f1", "l1"], name="lit")
+    counts = {k: placed[k] for k in ("held", "in_flight", "failed", "closed")}
+    assert counts == {"held": 1, "in_flight": 1, "failed": 1, "closed": 0}
+    assert trail(env, "hold.placed")[0]["details"]["failed"] == 1
+    request = checked_request({"user_id": "U-5555"}, "DSR-10", None, env.settings)
+    preview = request_erasure(env.ledger, env.settings, request, dry_run=True)
+    assert [w["hold"] for w in preview["withheld"]] == ["lit", "lit"]
+    summary = request_erasure(env.ledger, env.settings, request)
+    assert (summary["due"], summary["reopened"], summary["withheld"]) == (0, 0, 2)
+    assert states(env) == {"f1": "held", "l1": "held"}
+    [requeued] = trail(env, "response.requeued")
+    assert requeued["details"]["state"] == "held" and requeued["details"]["hold"] == "lit"
+    env.sweep()
+    assert env.deletes() == []
 
 
 def test_lifting_releases_what_no_other_hold_keeps(env: Env) -> None:
@@ -192,6 +247,10 @@ def test_names_are_used_once_and_mistakes_are_named(env: Env) -> None:
         ({"match": {"metadata": {"matter": 7}}}, "match.metadata.matter: expected a string"),
         ({"match": {"provider": "nowhere"}}, "match.provider: 'nowhere' is not a configured"),
         ({"match": {"colour": "red"}}, "match: unknown key 'colour'"),
+        ({"match": {}}, "match: give at least one condition"),
+        ({"match": {"metadata": {}}}, "match: give at least one condition"),
+        ({"match": {"account": "a" * 257}}, "match.account: at most 256 characters"),
+        ({"match": {"metadata": {"k": "v" * 513}}}, "match.metadata.k: at most 512"),
         ({"ids": ["ok"], "name": "a b"}, "name: 'a b' is not a hold name"),
     ]
     for fields, message in bad:
@@ -245,7 +304,7 @@ def test_a_hold_placed_mid_sweep_stops_the_waiting_deletes(env: Env) -> None:
             sweep_once(env.ledger, env.settings, env.policies, clock=lambda: datetime.now(UTC))
         )
         await asyncio.sleep(0.1)
-        await asyncio.to_thread(place, env, match={}, name="freeze")
+        await asyncio.to_thread(place, env, match={"provider": "fireworks"}, name="freeze")
         await sweep
 
     asyncio.run(scenario())

@@ -64,7 +64,9 @@ def erase(
         raise InputError(f"--{exc.message}") from None
     if not dry_run:
         app.apply_policies()  # holds and deadlines as the policies file says now
-    result = request_erasure(app.ledger, app.settings, request, dry_run=dry_run)
+    result = request_erasure(
+        app.ledger, app.settings, request, dry_run=dry_run, policies=app.policies
+    )
     if output == "json":
         emit(result, output)
     elif dry_run:

@@ -80,13 +80,26 @@ def add(
         return
     click.echo(f"hold {placed['name']} placed" + _until(placed))
     click.echo(
-        f"held now {placed['held']}, already held by another hold {placed['already_held']}"
+        f"held now {placed['held']}"
+        + (
+            f" ({placed['in_flight']} claimed by a sweep under way: a DELETE already sent "
+            "may still complete)"
+            if placed["in_flight"]
+            else ""
+        )
+        + f", already held by another hold {placed['already_held']}"
         + (
             f", listed IDs not recorded yet {placed['not_recorded']} (held when recorded)"
             if placed["ids"]
             else ""
         )
-        + (f", listed IDs already closed {placed['closed']}" if placed["closed"] else "")
+        + (
+            f", listed IDs whose deletion failed {placed['failed']} (still at the provider: "
+            "held if retried)"
+            if placed["failed"]
+            else ""
+        )
+        + (f", listed IDs already deleted or absent {placed['closed']}" if placed["closed"] else "")
     )
 
 
