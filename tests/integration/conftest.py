@@ -81,3 +81,14 @@ def make_env(
 def env(make_env: Callable[..., Env]) -> Env:
     """The default Env."""
     return make_env()
+
+
+def on_postgres(pg_url: str, make_env: Callable[..., Env], mp: pytest.MonkeyPatch) -> Env:
+    """An Env whose ledger is a fresh, migrated PostgreSQL database."""
+    from retention.ledger.db import make_engine, upgrade
+
+    mp.setenv("RETENTION_DATABASE_URL", pg_url)
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    return make_env()

@@ -22,13 +22,12 @@ from retention.core.record_input import NewRecord
 from retention.core.vocabulary import MetaKey
 from retention.errors import ConflictError
 from retention.ledger import queries
-from retention.ledger.db import make_engine, upgrade
 from retention.services.holds import checked_hold, place_hold
 from retention.services.policies_in_force import policies_in_force
 from retention.services.policy_sync import sync_policies
 from retention.services.recording import enrol
 from tests.helpers import POLICIES
-from tests.integration.conftest import Env
+from tests.integration.conftest import Env, on_postgres
 
 WAIT_S = 5.0  # the longest a step may take to show up (it takes milliseconds)
 # lock requests waiting in this test's database (the server may be running other tests)
@@ -36,15 +35,6 @@ WAITING = """
 SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE NOT l.granted AND l.locktype = ANY(:k) AND a.datname = current_database()
 """
-
-
-def on_postgres(pg_url: str, make_env: Callable[..., Env], mp: pytest.MonkeyPatch) -> Env:
-    """An Env whose ledger is a fresh, migrated PostgreSQL database."""
-    mp.setenv("RETENTION_DATABASE_URL", pg_url)
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    engine.dispose()
-    return make_env()
 
 
 class Background(threading.Thread):

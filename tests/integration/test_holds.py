@@ -33,7 +33,7 @@ from retention.services.recording import enrol
 from retention.sweep.runner import sweep_once
 from retention.views.explain import explain_id
 from tests.helpers import POLICIES
-from tests.integration.conftest import Env
+from tests.integration.conftest import Env, on_postgres
 
 
 def fresh(env: Env) -> PolicySet:
@@ -335,13 +335,7 @@ def test_place_lift_and_expire_on_postgres(
     pg_url: str, make_env: Callable[..., Env], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL: the migration, a hold placed, lifted by its `until`, the records swept."""
-    from retention.ledger.db import make_engine, upgrade
-
-    monkeypatch.setenv("RETENTION_DATABASE_URL", pg_url)
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    engine.dispose()
-    env = make_env()
+    env = on_postgres(pg_url, make_env, monkeypatch)
     env.record("p1", "p2")
     placed = place(env, ids=["p1", "p2"], match={"model": "m-*"}, until="1h", name="pg")
     assert placed["held"] == 2 and states(env) == {"p1": "held", "p2": "held"}
