@@ -41,6 +41,15 @@ class Tx:
         fields["deadline"] = format_time(fields.get("deadline"))
         self.bodies.append({"event": str(name), "ts": self.ts, "actor": self.actor, **fields})
 
+    def record_event(self, name: Event, row: Any, **fields: Any) -> None:
+        """Queue an audit event about one records row: its response ID, provider, account,
+        policy and deadline from the row, unless `fields` gives the new policy or deadline."""
+        fields.setdefault("policy", row.policy)
+        fields.setdefault("deadline", row.deadline)
+        self.event(
+            name, response_id=row.response_id, provider=row.provider, account=row.account, **fields
+        )
+
     def flush(self) -> None:
         """Seal and insert the queued events now, so a long transaction holds only the
         latest batch of them in memory (the rest are read back from the ledger to publish)."""

@@ -251,13 +251,9 @@ def _reopen_held(tx: Tx, row: Row[Any], erasure_id: str, hold: str) -> None:
         lease_until=None,
         updated_at=tx.now,
     )
-    tx.event(
+    tx.record_event(
         Event.RESPONSE_REQUEUED,
-        response_id=row.response_id,
-        provider=row.provider,
-        account=row.account,
-        policy=row.policy,
-        deadline=row.deadline,
+        row,
         details={
             "reason": "erasure",
             "erasure_id": erasure_id,

@@ -368,7 +368,7 @@ def _hold_records(tx: Tx, name: str, record_ids: list[int]) -> None:
                 .values(state=State.HELD.value, hold=name, due_at=None, updated_at=tx.now)
             ).rowcount
             if changed:
-                tx.event(Event.RESPONSE_HELD, **_common(row), details={"hold": name})
+                tx.record_event(Event.RESPONSE_HELD, row, details={"hold": name})
         tx.flush()  # a hold over many records keeps one batch of events in memory
 
 
@@ -402,7 +402,7 @@ def hold_escaped(ledger: Ledger, record_ids: list[int]) -> int:
                 ).rowcount
                 if changed:
                     held += 1
-                    tx.event(Event.RESPONSE_HELD, **_common(row), details={"hold": hold.name})
+                    tx.record_event(Event.RESPONSE_HELD, row, details={"hold": hold.name})
     return held
 
 
@@ -501,7 +501,7 @@ def _release_records(tx: Tx, name: str, plan: list[tuple[int, str | None]]) -> N
                 )
             ).rowcount
             if changed:
-                tx.event(Event.RESPONSE_RELEASED, **_common(row), details={"hold": name})
+                tx.record_event(Event.RESPONSE_RELEASED, row, details={"hold": name})
         tx.flush()
 
 
@@ -544,17 +544,6 @@ def list_holds(
 def _file(policies: PolicySet) -> Iterable[Hold]:
     """The policies file's holds."""
     return (h for h in policies.holds if not h.placed)
-
-
-def _common(row: Any) -> dict[str, Any]:
-    """The event fields of a record's hold events."""
-    return {
-        "response_id": row.response_id,
-        "provider": row.provider,
-        "account": row.account,
-        "policy": row.policy,
-        "deadline": row.deadline,
-    }
 
 
 def _chunks(items: list[int]) -> Iterable[list[int]]:

@@ -75,19 +75,13 @@ def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
             if not _update_as_read(tx, row, queries.decision_columns(decision)):
                 continue  # a sweep closed it since it was read: the provider's answer stands
             stats["changed"] += 1
-            common = {
-                "response_id": row.response_id,
-                "provider": row.provider,
-                "account": row.account,
-                "policy": decision.policy,
-                "deadline": decision.deadline,
-            }
+            common = {"policy": decision.policy, "deadline": decision.deadline}
             if decision.hold and row.state != State.HELD:
                 stats["held"] += 1
-                tx.event(Event.RESPONSE_HELD, **common, details={"hold": decision.hold})
+                tx.record_event(Event.RESPONSE_HELD, row, **common, details={"hold": decision.hold})
             elif not decision.hold and row.state == State.HELD:
                 stats["released"] += 1
-                tx.event(Event.RESPONSE_RELEASED, **common, details={"hold": row.hold})
+                tx.record_event(Event.RESPONSE_RELEASED, row, **common, details={"hold": row.hold})
         tx.flush()  # a policy change over a large ledger keeps one batch of events in memory
     return stats
 

@@ -156,11 +156,9 @@ def requeue(
                 done.append(item(row, columns))
                 if row.chain_root is not None:
                     chains_touched.add((row.provider, row.chain_root))
-                tx.event(
+                tx.record_event(
                     Event.RESPONSE_REQUEUED,
-                    response_id=row.response_id,
-                    provider=row.provider,
-                    account=row.account,
+                    row,
                     policy=columns["policy"],
                     deadline=columns["deadline"],
                     details=_details(row, columns, reason),

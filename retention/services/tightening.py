@@ -87,12 +87,9 @@ def _tighten_one(
     )
     if not changed:  # a sweep holds it, or it changed since it was read
         return False
-    tx.event(
+    tx.record_event(
         Event.RESPONSE_DEADLINE_TIGHTENED,
-        response_id=row.response_id,
-        provider=row.provider,
-        account=row.account,
-        policy=row.policy,
+        row,
         deadline=decision.deadline,
         details={
             "previous_deadline": format_time(row.deadline),
