@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from retention.config.values import one_of, positive_duration
+from retention.config.values import https_or_loopback, one_of, positive_duration, web_url
 from retention.config.yamlfile import Reader
-from retention.core.loopback import is_loopback
 from retention.core.quoting import quote
 from retention.core.vocabulary import Event, Notice
 from retention.errors import ConfigError
@@ -233,18 +232,13 @@ def _events(r: Reader) -> tuple[str, ...]:
 def _webhook_url(value: Any) -> str:
     """https, or http only to loopback; no credentials or fragment (a query may carry a token:
     the URL is registered as a secret when used, and never logged)."""
-    if not isinstance(value, str):
-        raise ValueError(f"expected a URL, got {quote(value)}")
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"expected an https:// URL, got {quote(value)}")
+    parts = web_url(value)
     if parts.username or parts.password:
         raise ValueError("credentials do not go in the URL; use token_env or token_file")
     if parts.fragment:
         raise ValueError("a webhook URL has no fragment")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ValueError("http:// is allowed only to loopback; use https://")
-    return value
+    https_or_loopback(parts, "use https://")
+    return str(value)
 
 
 def _syslog_address(value: Any) -> str:

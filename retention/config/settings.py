@@ -14,10 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 from retention.config.database_password import with_password
 from retention.config.notify_settings import NotifySettings, default_spool_folder, notify_list
 from retention.config.overrides import Override, find_overrides
-from retention.config.values import one_of, positive_duration
+from retention.config.values import https_or_loopback, one_of, positive_duration, web_url
 from retention.config.yamlfile import Reader, load_yaml
 from retention.core.durations import format_duration, parse_duration
-from retention.core.loopback import is_loopback
 from retention.core.quoting import quote
 from retention.core.record_input import MAX_KEY
 from retention.core.sizes import parse_size
@@ -404,20 +403,13 @@ def _header_value(value: Any) -> str:
 
 def _base_url(value: Any) -> str:
     """An https URL, or http only to a loopback address (the stand-in); never a plain-text key."""
-    if not isinstance(value, str):
-        raise ValueError(f"expected a URL, got {quote(value)}")
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"expected an https:// URL, got {quote(value)}")
+    parts = web_url(value)
     if parts.query or parts.fragment:
         raise ValueError("a base URL has no query or fragment")
     if parts.username or parts.password:  # it would be logged, signed into the trail, shown
         raise ValueError("credentials do not go in the URL; use api_key_env or api_key_file")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ValueError(
-            "http:// is allowed only to loopback; the API key must not travel in clear"
-        )
-    return value.rstrip("/")
+    https_or_loopback(parts, "the API key must not travel in clear")
+    return str(value).rstrip("/")
 
 
 def _positive_int(maximum: int) -> Any:
