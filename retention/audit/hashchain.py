@@ -37,6 +37,7 @@ FIELDS = (
 
 # json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_BLANK = dict.fromkeys(FIELDS)
 _AFTER_HASH = tuple(sorted(k for k in (*FIELDS, "prev_hash") if k > "hash"))
 
 
@@ -63,7 +64,9 @@ def seal_line(
     The line equals `canonical(record)`: keys are sorted, so `hash` sits just before the
     top-level `http_status`, and as every key after it holds a scalar (and a JSON string
     cannot contain an unescaped quote), the last `,"http_status":` is the top-level one."""
-    record = {name: body.get(name) for name in FIELDS}
+    record = {**_BLANK, **body}  # every field, None where the body has none
+    if len(record) != len(_BLANK):  # a key that is not a field: left out
+        record = {name: record[name] for name in FIELDS}
     record.update(chain=chain, seq=seq, prev_hash=prev_hash)
     if record["details"] is None:
         record["details"] = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from retention.audit.hashchain import GENESIS, seal_line
@@ -53,8 +53,8 @@ def append(
             for r, line in records
         ],
     )
-    values = {"head_seq": seq, "head_hash": prev, "head_frontier": json.dumps(frontier.to_hex())}
-    conn.execute(update(AuditChain).where(AuditChain.name == chain).values(**values))
+    frontier_hex = json.dumps(frontier.to_hex())
+    conn.execute(_MOVE_HEAD, {"chain": chain, "seq": seq, "hash": prev, "frontier": frontier_hex})
     return records
 
 
@@ -92,13 +92,24 @@ def lock_head(conn: Connection, chain: str) -> Head:
     return Head(row.head_seq, row.head_hash, frontier)
 
 
+# built once: every write transaction runs both
+_HEAD = (
+    select(AuditChain.head_seq, AuditChain.head_hash, AuditChain.head_frontier)
+    .where(AuditChain.name == bindparam("chain"))
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(AuditChain)
+    .where(AuditChain.name == bindparam("chain"))
+    .values(
+        head_seq=bindparam("seq"), head_hash=bindparam("hash"), head_frontier=bindparam("frontier")
+    )
+)
+
+
 def _select_head(conn: Connection, chain: str) -> Any:
     """The chain's head row, locked for update; None when the chain has none yet."""
-    return conn.execute(
-        select(AuditChain.head_seq, AuditChain.head_hash, AuditChain.head_frontier)
-        .where(AuditChain.name == chain)
-        .with_for_update()
-    ).first()
+    return conn.execute(_HEAD, {"chain": chain}).first()
 
 
 def _insert_for(conn: Connection) -> Any:

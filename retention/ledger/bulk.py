@@ -9,11 +9,13 @@ cursor through `exec_driver_sql`, inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 Processor = Callable[[Any], Any] | None
 
@@ -38,15 +40,19 @@ def update_many(
 
 def _execute(
     conn: Connection,
-    compiled: tuple[str, tuple[Processor, ...], bool],
+    compiled: tuple[str, tuple[Processor, ...], bool, frozenset[int]],
     columns: tuple[str, ...],
     rows: Sequence[Sequence[Any]],
 ) -> None:
-    """Process each row's values with its columns' bind processors, and execute."""
+    """Process each row's values with its columns' bind processors, and execute. A time
+    column's values repeat (a transaction's rows share its time), so each distinct one is
+    processed once per call."""
     if not rows:
         return
-    sql, processors, named = compiled
-    todo = [(i, p) for i, p in enumerate(processors) if p is not None]
+    sql, processors, named, times = compiled
+    todo = [
+        (i, _once_each(p) if i in times else p) for i, p in enumerate(processors) if p is not None
+    ]
     params: list[Any] = []
     for row in rows:
         if todo:
@@ -57,13 +63,27 @@ def _execute(
     conn.exec_driver_sql(sql, params)
 
 
+def _once_each(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`process`, remembering what it made of each value (for one call's rows)."""
+    made: dict[Any, Any] = {}
+
+    def remembered(value: Any) -> Any:
+        try:
+            return made[value]
+        except KeyError:
+            made[value] = result = process(value)
+            return result
+
+    return remembered
+
+
 @lru_cache(maxsize=64)  # per dialect instance: a few per process
 def _compiled(
     dialect: Dialect, table: Table, columns: tuple[str, ...], key: str | None
-) -> tuple[str, tuple[Processor, ...], bool]:
+) -> tuple[str, tuple[Processor, ...], bool, frozenset[int]]:
     """The statement's SQL for `dialect` (an INSERT, or an UPDATE by `key`), the bind processor
-    of each parameter, and whether the driver takes named parameters. Only the columns given
-    are set: no defaults are added."""
+    of each parameter, whether the driver takes named parameters, and which parameters are
+    times. Only the columns given are set: no defaults are added."""
     quote = dialect.identifier_preparer.quote
     marks = {"qmark": "?", "format": "%s", "pyformat": "%({})s", "named": ":{}"}
     mark = marks.get(dialect.paramstyle)
@@ -82,8 +102,17 @@ def _compiled(
             quote(key),
             mark.format(key),
         )
+    names = (*columns, *([key] if key else []))
     processors = tuple(
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        for name in (*columns, *([key] if key else []))
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
-    return sql, processors, "{}" in mark
+    times = frozenset(i for i, name in enumerate(names) if _is_time(table.c[name].type))
+    return sql, processors, "{}" in mark, times
+
+
+def _is_time(kind: TypeEngine[Any]) -> bool:
+    """Whether a column holds datetimes (a decorated type: whether its own type does)."""
+    try:
+        return getattr(kind, "impl_instance", kind).python_type is datetime
+    except NotImplementedError:  # a type that does not say
+        return False

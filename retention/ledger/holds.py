@@ -65,9 +65,12 @@ def hold_of(row: Row[Any]) -> Hold:
     )
 
 
+_ACTIVE = select(HOLDS).where(H.lifted_at.is_(None)).order_by(H.id)  # built once: hot
+
+
 def active_rows(conn: Connection) -> list[Row[Any]]:
     """The holds not lifted, in the order they were placed."""
-    return list(conn.execute(select(HOLDS).where(H.lifted_at.is_(None)).order_by(H.id)).all())
+    return list(conn.execute(_ACTIVE).all())
 
 
 def active_holds(conn: Connection) -> tuple[Hold, ...]:

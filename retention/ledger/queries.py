@@ -11,6 +11,7 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -61,17 +62,19 @@ def decision_columns(decision: Decision) -> dict[str, Any]:
     }
 
 
+# built once: each ingest commit runs it, and building a statement costs more than running it
+_EXISTING = select(R.response_id).where(
+    R.provider == bindparam("provider"), R.response_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def existing_ids(conn: Connection, provider: str, ids: Iterable[str]) -> set[str]:
     """Which of `ids` the ledger already tracks for `provider`."""
     found: set[str] = set()
     ids = list(ids)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        found.update(
-            conn.execute(
-                select(R.response_id).where(R.provider == provider, R.response_id.in_(chunk))
-            ).scalars()
-        )
+        found.update(conn.execute(_EXISTING, {"provider": provider, "ids": chunk}).scalars())
     return found
 
 
@@ -417,9 +420,12 @@ def heartbeat(conn: Connection, replica: str, now: datetime, live_for: float) ->
     return max(1, live)
 
 
+_META = select(Meta.value).where(Meta.key == bindparam("key"))  # built once: each ingest reads it
+
+
 def get_meta(conn: Connection, key: str) -> str | None:
     """A value from the meta table."""
-    return conn.execute(select(Meta.value).where(Meta.key == key)).scalar_one_or_none()
+    return conn.execute(_META, {"key": key}).scalar_one_or_none()
 
 
 def set_meta(conn: Connection, key: str, value: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from retention.core.plan import decide, latest_chain_deadline
 from retention.core.policies import PolicySet
@@ -61,21 +61,23 @@ def _root(
     return current["response_id"]
 
 
+_WITH_MEMBERS = (  # built once: every enrolment runs it
+    select(queries.R.chain_root)
+    .where(
+        queries.R.provider == bindparam("provider"),
+        queries.R.chain_root.in_(bindparam("ids", expanding=True)),
+    )
+    .distinct()
+)
+
+
 def _roots_with_members(conn: Connection, provider: str, roots: list[dict[str, Any]]) -> set[str]:
     """Which of these new first turns already have later turns in the ledger."""
     ids = [r["response_id"] for r in roots]
     found: set[str] = set()
     for start in range(0, len(ids), queries.CHUNK):
-        found.update(
-            conn.execute(
-                select(queries.R.chain_root)
-                .where(
-                    queries.R.provider == provider,
-                    queries.R.chain_root.in_(ids[start : start + queries.CHUNK]),
-                )
-                .distinct()
-            ).scalars()
-        )
+        chunk = ids[start : start + queries.CHUNK]
+        found.update(conn.execute(_WITH_MEMBERS, {"provider": provider, "ids": chunk}).scalars())
     return found
 
 
