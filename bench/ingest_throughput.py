@@ -7,7 +7,8 @@ For each backend and each request size, a fresh ledger and a fresh `retention ru
 on, `synchronous=FULL` on SQLite); `--clients` clients each post requests of `size` new IDs,
 one after the other, for `--seconds` seconds after a second of warm-up. Printed per run: IDs a
 second that got their 202, requests a second, the latency of a request (p50, p99, max), the
-daemon's own CPU (seconds of user+system time per wall second, from /proc), and how many
+daemon's own CPU (seconds of user+system time per wall second, from /proc) and the clients'
+(this process's: on a 2-core machine the two together can use no more than 2), and how many
 transactions the daemon's group commit made (`retention_ingest_commits_total`). Afterwards the
 run checks that every ID that got a 202 is in the ledger. PostgreSQL runs on the database
 server at `--pg-url` (a fresh database, dropped after); it is skipped when it cannot be reached.
@@ -207,8 +208,11 @@ def one_run(
         try:
             asyncio.run(wait_ready(url, proc, workdir / "daemon.log"))
             cpu_before, wall_before = cpu_seconds(proc.pid), time.perf_counter()
+            own_before = cpu_seconds(os.getpid())
             figures = asyncio.run(load(url, clients, size, seconds))
-            cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.perf_counter() - wall_before)
+            wall = time.perf_counter() - wall_before
+            cpu = (cpu_seconds(proc.pid) - cpu_before) / wall
+            figures["clients_cpu"] = round((cpu_seconds(os.getpid()) - own_before) / wall, 2)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)

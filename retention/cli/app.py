@@ -26,7 +26,7 @@ class App:
 
     config: str | None = None
     verbose: bool = False
-    every_event: bool = False  # log each audit event (the daemon); else only with -v
+    every_event: bool = False  # log the audit events (the daemon); else only with -v
     _settings: Settings | None = None
     _policies: PolicySet | None = None
     _ledger: Ledger | None = None
@@ -53,13 +53,17 @@ class App:
     def ledger(self) -> Ledger:
         """The ledger as it is, for reading (migrated when it is the embedded SQLite default)."""
         if self._ledger is None:
+            from retention.ledger.audit_file import BULK_EVENTS
             from retention.services.open_ledger import open_ledger
 
             # a one-shot command logs a summary as it goes, and each event only with -v: the
             # events are in the ledger and the audit file anyway, and an import of 300,000 IDs
             # must not write 300,000 lines to a cron job's log
             quiet = not (self.verbose or self.every_event)
-            self._ledger = open_ledger(self.settings, alerts_only=quiet)
+            # the daemon leaves out one line per ID recorded (BULK_EVENTS) unless -v: at fleet
+            # rates they would cost more CPU than recording them, and drown the rest
+            unlogged = frozenset() if self.verbose else BULK_EVENTS
+            self._ledger = open_ledger(self.settings, alerts_only=quiet, unlogged=unlogged)
         return self._ledger
 
     def apply_policies(self) -> None:

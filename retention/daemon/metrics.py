@@ -76,6 +76,14 @@ class Metrics:
         self.ingest_requests = Counter(
             "retention_ingest_requests", "Ingest requests committed.", registry=r
         )
+        self.ingest_ids = Counter(
+            "retention_ingest_ids",
+            "IDs of committed ingest requests: new (`recorded`), or tracked already.",
+            ["result"],
+            registry=r,
+        )
+        for result in ("recorded", "duplicate"):
+            self.ingest_ids.labels(result)  # shown at 0 before the first request
         self.records = Gauge(
             "retention_ledger_records", "Ledger records by state.", ["state"], registry=r
         )

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Connection
 
 from retention import __version__
 from retention.config.settings import Settings, split_listen
@@ -92,6 +93,10 @@ def failure(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}", "exc_info": exc}
 
 
+class _PoliciesMoved(Exception):
+    """The ledger applies other policies than this daemon's: an ingest commit adopts them."""
+
+
 class Daemon:
     """One running daemon. `run()` returns its exit code once stopped."""
 
@@ -129,6 +134,7 @@ class Daemon:
         self.ingest = GroupCommit(self._commit_ingest)  # ingest requests commit in groups
         self.noise = ThrottledLog(log)  # floods (connections, bad token file): a line a minute
         self._rejected: tuple[str, str] | None = None  # the bad policies file last refused
+        self._digested: tuple[PolicySet | None, str] = (None, "")  # see _policies_digest
         self._policy_lock = threading.Lock()
         self._sweeping = False  # a sweep job runs (scheduled, or asked for by an erasure)
         self._sweep_wanted = False  # a sweep was asked for: one more starts when this one ends
@@ -651,20 +657,47 @@ class Daemon:
         sync_policies(self.ledger, policies)
 
     def _commit_ingest(self, batches: list[list[NewRecord]]) -> list[EnrolResult]:
-        """Enrol a group of ingest requests in one transaction, under the policies in force
-        (adopted first when another process applied newer ones)."""
-        self.follow_ledger_policies()
-        if self.policy_watch.behind_since is not None:
-            # a replica applied a newer copy of our policies file: records planned now with
-            # ours would keep their older deadlines once ours catch up, so they wait too
-            raise LedgerError(
-                "this replica is catching up with policies another replica applied (its "
-                "policies file has not refreshed yet); send again in a minute"
-            )
-        results = enrol_group(self.ledger, self.settings, self.policies, batches, source="ingest")
+        """Enrol a group of ingest requests in one transaction, under the policies in force:
+        the transaction first checks that the ledger applies this daemon's; when it does not,
+        they are adopted (follow_ledger_policies) and the group is enrolled again."""
+        try:
+            results = self._enrol_ingest(batches, check=self._ledger_applies_ours)
+        except _PoliciesMoved:
+            self.follow_ledger_policies()
+            if self.policy_watch.behind_since is not None:
+                # a replica applied a newer copy of our policies file: records planned now
+                # with ours would keep their older deadlines once ours catch up, so they wait
+                raise LedgerError(
+                    "this replica is catching up with policies another replica applied (its "
+                    "policies file has not refreshed yet); send again in a minute"
+                ) from None
+            results = self._enrol_ingest(batches, check=None)
         self.metrics.ingest_commits.inc()
         self.metrics.ingest_requests.inc(len(batches))
+        self.metrics.ingest_ids.labels("recorded").inc(sum(r.accepted for r in results))
+        self.metrics.ingest_ids.labels("duplicate").inc(sum(r.duplicates for r in results))
         return results
+
+    def _enrol_ingest(
+        self, batches: list[list[NewRecord]], check: Callable[[Connection], None] | None
+    ) -> list[EnrolResult]:
+        """One group's transaction (see _commit_ingest)."""
+        return enrol_group(
+            self.ledger,
+            self.settings,
+            self.policies,
+            batches,
+            source="ingest",
+            check=check,
+            publish_later=True,  # answered once committed; the audit file follows (publisher.py)
+        )
+
+    def _ledger_applies_ours(self, conn: Connection) -> None:
+        """Raise _PoliciesMoved unless the ledger applies this daemon's policies (holds
+        included): the check of follow_ledger_policies, in the ingest transaction itself."""
+        if queries.get_meta(conn, MetaKey.POLICY_DIGEST) != self._policies_digest():
+            raise _PoliciesMoved
+        self.policy_watch.in_step()
 
     def follow_ledger_policies(self) -> None:
         """Keep the ledger applying this daemon's policies, so it never plans or sweeps with
@@ -674,6 +707,9 @@ class Daemon:
         of this daemon's own file: then it waits for its copy to show them (policy_watch)."""
         with self.ledger.read() as conn:
             applied = queries.get_meta(conn, MetaKey.POLICY_DIGEST)
+            if applied is not None and applied == self._policies_digest():
+                self.policy_watch.in_step()  # what it applies is ours, holds included
+                return
             ours = with_ledger_holds(conn, self.policies).digest()
         if applied is None or applied == ours:
             self.policy_watch.in_step()
@@ -700,6 +736,13 @@ class Daemon:
             "daemon's are applied again; every process on one ledger should read one file",
         )
 
+    def _policies_digest(self) -> str:
+        """The digest of the policies in force, computed once per policies read (each ingest
+        commit compares it with the ledger's)."""
+        if self._digested[0] is not self.policies:
+            self._digested = (self.policies, self.policies.digest())
+        return self._digested[1]
+
     async def _shutdown(self, runner: web.AppRunner, watchdog: asyncio.Task[None] | None) -> None:
         """Stop claiming, let in-flight deletions finish within the grace period, record it."""
         systemd.notify("STOPPING=1")
@@ -712,6 +755,7 @@ class Daemon:
             watchdog.cancel()
         await http_writes  # nothing ingested lands after daemon.stopped and the checkpoint
         await self.ingest.drained()  # what the gate let in and queued is committed
+        await off_loop(self.ledger.published)  # and in the audit file, before daemon.stopped
         await off_loop(self._write_stopped, drained)  # /healthz still answers meanwhile
         if self.signer is not None:  # the trail ends on a signed head
             try:

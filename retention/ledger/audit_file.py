@@ -45,6 +45,13 @@ ROTATION_RETRY_S = 60.0  # after a rotation failed, the trail goes on in the liv
 # every other audit event is logged at info
 ALERT_EVENTS = frozenset({Event.RESPONSE_FAILED})
 ALERT_PREFIXES = ("provider.",)
+# one per ID recorded, thousands a second at fleet rates: the daemon leaves them out of its log
+# unless -v (the trail holds each, and /metrics counts them), or it would log nothing else
+BULK_EVENTS = frozenset({Event.RESPONSE_RECORDED})
+CATCHES_UP = (  # the hint of a fault after the commit
+    "committed: the ledger holds these records, and the file catches up at the next write "
+    "that succeeds"
+)
 
 Backfill = Callable[[str, int, int], list[str]]  # (chain, first_seq, last_seq) -> lines
 
@@ -76,11 +83,13 @@ class AuditSink:
         *,
         log_events: bool = True,
         alerts_only: bool = False,
+        unlogged: frozenset[str] = frozenset(),
         rotation: RotationRule | None = None,
     ) -> None:
         self.path = path
         self.log_events = log_events
         self.alerts_only = alerts_only  # a one-shot command: the events are in the ledger
+        self.unlogged = unlogged  # events never logged one by one (the daemon's BULK_EVENTS)
         self.rotation = rotation or RotationRule()
         self._log = get_logger("retention.audit")
         # the live file's first `ts`, cached with its (device, inode) and the size last seen
@@ -122,23 +131,45 @@ class AuditSink:
                     operation="append",
                     path=str(self.path),
                     error=exc.strerror if isinstance(exc, OSError) else exc.message,
-                    hint="committed: the ledger holds these records, and the file catches up "
-                    "at the next write that succeeds",
+                    hint=CATCHES_UP,
                 )
         if self.watcher is not None:
             self._tell(self.watcher, sealed, backfill)
         if not self.log_events:
             return
         everything = not self.alerts_only and self._log.is_enabled_for(logging.INFO)
+        if everything and sealed.events <= self.unlogged:
+            everything = False  # nothing of it is logged but alerts: read nothing back
         if everything or (sealed.alerts and self._log.is_enabled_for(logging.ERROR)):
             try:
                 for record in _records(sealed, backfill):
                     alert = is_alert(record["event"])
-                    if alert or everything:
+                    if alert or (everything and record["event"] not in self.unlogged):
                         log = self._log.error if alert else self._log.info
                         log(record["event"], **{k: v for k, v in record.items() if k != "event"})
             except RetentionError as exc:
                 self._log.error("audit.log_read_back_failed", chain=sealed.chain, error=exc.message)
+
+    def publish_alone(self, sealed: Sealed, backfill: Backfill) -> None:
+        """`publish` for a transaction committed without the file open (by the publisher
+        thread, ledger/publisher.py): the file is opened here. Never raises: a file that cannot
+        be opened is a fault logged as an append's is, and the events are logged all the same."""
+        try:
+            with self.opened() as fd:
+                self.publish(fd, sealed, backfill)
+            return
+        except RetentionError as exc:
+            error = exc.message
+        except Exception as exc:  # a bug of ours: the thread publishing must go on
+            error = f"{type(exc).__name__}: {exc}"
+        self._fault(
+            Notice.AUDIT_FILE_WRITE_FAILED,
+            operation="open",
+            path=str(self.path),
+            error=error,
+            hint=CATCHES_UP,
+        )
+        self.publish(None, sealed, backfill)
 
     def _tell(self, watcher: Watcher, sealed: Sealed, backfill: Backfill) -> None:
         """Hand the watcher the committed records it wants, in order (the transaction's

@@ -30,16 +30,19 @@ def open_ledger(
     clock: Callable[[], datetime] = utcnow,
     log_events: bool = True,
     alerts_only: bool = False,
+    unlogged: frozenset[str] = frozenset(),
 ) -> Ledger:
     """The ledger of `settings`; with `policies`, applied to it first. `log_events=False`
     keeps audit records out of the log (the demo prints its own lines); `alerts_only` logs
-    only the events an operator must see (failures, provider faults)."""
+    only the events an operator must see (failures, provider faults); `unlogged` events are
+    never logged one by one."""
     ledger = Ledger(
         open_engine(settings.database_url),
         AuditSink(
             settings.audit.file,
             log_events=log_events,
             alerts_only=alerts_only,
+            unlogged=unlogged,
             rotation=RotationRule.of(settings.audit),
         ),
         chain=settings.audit.chain,

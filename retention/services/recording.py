@@ -9,8 +9,11 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from itertools import islice
 from typing import Any
+
+from sqlalchemy import Connection
 
 from retention.config.settings import Settings
 from retention.core.plan import decide
@@ -77,14 +80,21 @@ def enrol_group(
     batches: list[list[NewRecord]],
     *,
     source: str | None = None,
+    check: Callable[[Connection], None] | None = None,
+    publish_later: bool = False,
 ) -> list[EnrolResult]:
     """Track several requests' records in ONE transaction (group commit: one fsync and one
     audit append for all of them), each batch counted on its own, in order: an ID that an
     earlier batch of the group brought is a duplicate for a later one, as it would be had
-    they committed one after the other."""
+    they committed one after the other. `check(conn)` runs first in the transaction, under
+    the policies lock, and may raise to refuse the group. `publish_later`: as `Ledger.write`
+    takes it."""
     everything = [record for batch in batches for record in batch]
     new: set[tuple[str, str]] = set()
-    with ledger.write() as tx:  # a few statements for the group, not a few per request
+    with ledger.write(publish_later=publish_later) as tx:  # a few statements for the group
+        if check is not None:
+            policies_steady(tx.conn)  # what it checks holds until the commit
+            check(tx.conn)
         for start in range(0, len(everything), CHUNK):
             fresh, _ = _enrol_chunk(
                 tx, settings, policies, everything[start : start + CHUNK], source=source
@@ -92,10 +102,11 @@ def enrol_group(
             new |= fresh
             tx.flush()
     results = []
+    provider_of = _provider_names(settings)
     for batch in batches:  # each new ID is the first batch's that sent it
         accepted = 0
         for record in batch:
-            key = (settings.provider(record.provider).name, record.response_id)
+            key = (provider_of(record.provider), record.response_id)
             if key in new:
                 new.discard(key)
                 accepted += 1
@@ -133,8 +144,9 @@ def _enrol_chunk(
     policies = with_ledger_holds(tx.conn, policies)
     by_provider: dict[str, dict[str, NewRecord]] = defaultdict(dict)
     repeats: dict[str, list[NewRecord]] = defaultdict(list)  # an ID again, with a created_at
+    provider_of = _provider_names(settings)
     for record in records:
-        name = settings.provider(record.provider).name
+        name = provider_of(record.provider)
         first = by_provider[name].setdefault(record.response_id, record)
         if first is not record and record.created_at is not None:
             repeats[name].append(record)
@@ -159,6 +171,12 @@ def _enrol_chunk(
                 tx, policies, provider, later + repeats[provider], source=source
             )
     return accepted, tightened
+
+
+def _provider_names(settings: Settings) -> Callable[[str | None], str]:
+    """The configured name of the provider a record names (or of the only one when it names
+    none), looked up once per name given."""
+    return cache(lambda given: settings.provider(given).name)
 
 
 def _as_stored(records: list[NewRecord], settings: Settings) -> list[NewRecord]:

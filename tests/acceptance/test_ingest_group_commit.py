@@ -93,3 +93,19 @@ def test_sigkill_under_64_clients_loses_no_promised_id(
             "SELECT count(DISTINCT ts) FROM audit_events WHERE event = 'response.recorded'"
         ).fetchone()
     assert transactions < len(promised) / 2, "concurrent requests did not share commits"
+
+
+def test_ingested_ids_are_counted_on_metrics_and_left_out_of_the_log(
+    start: Callable[..., DaemonProcess],
+) -> None:
+    """/metrics counts the IDs ingest recorded and those it had already; without -v the
+    daemon logs no `response.recorded` line, however many it records."""
+    daemon = start()
+    for ids in (["m1", "m2", "m3"], ["m3", "m4"]):
+        body = {"records": [{"id": rid} for rid in ids]}
+        assert daemon.request("/v1/records", body=body, token=TOKEN)[0] == 202
+    _, metrics = daemon.request("/metrics")
+    assert 'retention_ingest_ids_total{result="recorded"} 4.0' in metrics
+    assert 'retention_ingest_ids_total{result="duplicate"} 1.0' in metrics
+    assert daemon.stop() == 0
+    assert daemon.events("http.listening") and not daemon.events("response.recorded")
