@@ -8,9 +8,11 @@ cursor through `exec_driver_sql`, inside the caller's transaction.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -23,8 +25,19 @@ Processor = Callable[[Any], Any] | None
 def insert_many(
     conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """INSERT `rows` (values in the order of `columns`) into `table`."""
-    _execute(conn, _compiled(conn.dialect, table, columns, None), columns, rows)
+    """INSERT `rows` (values in the order of `columns`) into `table`. On SQLite, many rows a
+    statement: one step of the database for each, instead of one a row (and one release of
+    the interpreter's lock, which another thread takes: group commit shares the process with
+    the HTTP server)."""
+    compiled = _compiled(conn.dialect, table, columns, None)
+    if conn.dialect.paramstyle != "qmark":
+        _execute(conn, compiled, columns, rows)
+        return
+    params = _processed(compiled, columns, rows)
+    per = _rows_a_statement(len(columns))
+    for start in range(0, len(params), per):
+        part = params[start : start + per]
+        conn.exec_driver_sql(_many_values(compiled[0], len(part)), tuple(chain.from_iterable(part)))
 
 
 def update_many(
@@ -44,12 +57,20 @@ def _execute(
     columns: tuple[str, ...],
     rows: Sequence[Sequence[Any]],
 ) -> None:
-    """Process each row's values with its columns' bind processors, and execute. A time
-    column's values repeat (a transaction's rows share its time), so each distinct one is
-    processed once per call."""
-    if not rows:
-        return
-    sql, processors, named, times = compiled
+    """Process each row's values with its columns' bind processors, and execute."""
+    if rows:
+        conn.exec_driver_sql(compiled[0], _processed(compiled, columns, rows))
+
+
+def _processed(
+    compiled: tuple[str, tuple[Processor, ...], bool, frozenset[int]],
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+) -> list[Any]:
+    """Each row's values through its columns' bind processors, as the driver takes them. A
+    time column's values repeat (a transaction's rows share its time), so each distinct one
+    is processed once per call."""
+    _, processors, named, times = compiled
     todo = [
         (i, _once_each(p) if i in times else p) for i, p in enumerate(processors) if p is not None
     ]
@@ -60,7 +81,21 @@ def _execute(
             for i, process in todo:
                 row[i] = process(row[i])
         params.append(dict(zip(columns, row, strict=True)) if named else tuple(row))
-    conn.exec_driver_sql(sql, params)
+    return params
+
+
+def _rows_a_statement(columns: int) -> int:
+    """How many rows one SQLite INSERT takes: at most 500, and no more parameters than the
+    library allows (999 before SQLite 3.32)."""
+    limit = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+    return max(1, min(500, limit // columns))
+
+
+@lru_cache(maxsize=256)
+def _many_values(sql: str, rows: int) -> str:
+    """A one-row `INSERT ... VALUES (?, ...)` made to take `rows` rows."""
+    head, marks = sql.split(" VALUES ")
+    return f"{head} VALUES {', '.join([marks] * rows)}"
 
 
 def _once_each(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
