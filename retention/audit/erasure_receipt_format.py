@@ -78,7 +78,11 @@ KEYS = frozenset(
 WITHHELD_KEYS = frozenset({"response_id", "provider", "hold"})
 ENTRY_KEYS = frozenset({"provider", "response_id", "outcome"})
 OUTCOMES = ("deleted", "absent", "failed", "withheld")  # of a record when its request completed
-GONE = {Event.RESPONSE_DELETED.value: "deleted", Event.RESPONSE_ABSENT.value: "absent"}
+GONE = {
+    Event.RESPONSE_DELETED.value: "deleted",
+    Event.RESPONSE_ABSENT.value: "absent",
+    Event.CONVERSATION_DELETED.value: "deleted",
+}
 COUNTS = ("matched", "deleted", "absent", "failed", "pending", "withheld")
 
 Bundle = dict[str, Any]

@@ -10,6 +10,7 @@ from retention.core.durations import parse_duration
 from retention.core.ids import is_valid_id
 from retention.core.policies import Hold, Match, Policy, PolicySet
 from retention.core.quoting import quote
+from retention.core.vocabulary import OBJECT_KINDS, Basis, ObjectKind
 from retention.errors import ConfigError
 
 
@@ -62,21 +63,41 @@ def _policies(top: Reader) -> list[Policy]:
     seen: set[str] = {"default"}
     result = []
     for item in _items(top, "policies"):
-        item.only("name", "match", "ttl", "keep_chains_intact")
+        item.only("name", "match", "ttl", "ttl_from", "keep_chains_intact")
         name = item.get("name", str, required=True)
         if name in seen:
             raise item.error("name", f"policy name {quote(name)} is used twice (or is 'default')")
         seen.add(name)
+        match = _match(item.child("match"))
         result.append(
             Policy(
                 name=name,
                 ttl=item.convert("ttl", parse_duration, required=True),
-                match=_match(item.child("match")),
+                match=match,
                 line=item.line,
                 keep_chains_intact=item.get("keep_chains_intact", bool, False),
+                ttl_from=_ttl_from(item, match),
             )
         )
     return result
+
+
+TTL_FROM = ("created_at", Basis.LAST_ACTIVITY)
+
+
+def _ttl_from(item: Reader, match: Match) -> str:
+    """What the TTL counts from; `last_activity` only where the policy matches conversations
+    alone (a response has no activity after its creation)."""
+    value = item.get("ttl_from", str, "created_at")
+    if value not in TTL_FROM:
+        raise item.error("ttl_from", f"expected one of {', '.join(TTL_FROM)}, got {quote(value)}")
+    if value == Basis.LAST_ACTIVITY and match.object != ObjectKind.CONVERSATION:
+        raise item.error(
+            "ttl_from",
+            "`ttl_from: last_activity` means something only for conversations: add "
+            "`object: conversation` to this policy's match",
+        )
+    return value
 
 
 def _holds(top: Reader) -> list[Hold]:
@@ -108,13 +129,19 @@ def _holds(top: Reader) -> list[Hold]:
 
 def _match(reader: Reader) -> Match:
     """A Match from its mapping (all conditions must hold)."""
-    reader.only("provider", "account", "model", "metadata")
+    reader.only("object", "provider", "account", "model", "metadata")
     meta = reader.child("metadata")
     for key, value in meta.node.items():
         if not isinstance(value, str):  # YAML would turn 0113 into 75 and 12:30 into 750
             hint = "" if isinstance(value, dict | list) else f'; quote it: "{quote(value)}"'
             raise meta.error(key, f"expected a string, got {quote(value)}{hint}")
+    kind = reader.get("object", str)
+    if kind is not None and kind not in OBJECT_KINDS:
+        raise reader.error(
+            "object", f"expected one of {', '.join(OBJECT_KINDS)}, got {quote(kind)}"
+        )
     return Match(
+        object=kind,
         provider=reader.get("provider", str),
         account=reader.get("account", str),
         model=reader.get("model", str),

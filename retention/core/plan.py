@@ -8,7 +8,7 @@ from datetime import datetime
 from retention.core.policies import Hold, Policy, PolicySet
 from retention.core.records import ResponseFacts
 from retention.core.times import require_aware
-from retention.core.vocabulary import State
+from retention.core.vocabulary import Basis, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,8 @@ class Decision:
 
 def deadline(facts: ResponseFacts, policy: Policy) -> tuple[datetime, str]:
     """When `facts` must be gone under `policy`, and what the TTL counted from."""
+    if policy.ttl_from == Basis.LAST_ACTIVITY and facts.last_activity_at is not None:
+        return facts.last_activity_at + policy.ttl, Basis.LAST_ACTIVITY
     if facts.created_at is not None:
         return facts.created_at + policy.ttl, "created_at"
     return facts.first_seen_at + policy.ttl, "first_seen"

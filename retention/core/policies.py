@@ -20,9 +20,12 @@ class Match:
     account: str | None = None
     model: str | None = None  # a glob: accounts/fireworks/models/*
     metadata: Mapping[str, str] = field(default_factory=dict)
+    object: str | None = None  # `response` or `conversation` (ObjectKind); None: either
 
     def matches(self, facts: ResponseFacts) -> bool:
         """Whether `facts` satisfies every condition."""
+        if self.object is not None and facts.object != self.object:
+            return False
         if self.provider is not None and facts.provider != self.provider:
             return False
         if self.account is not None and facts.account != self.account:
@@ -35,7 +38,11 @@ class Match:
         """A short human description: `metadata.data_class=pii, model~accounts/*`."""
         parts = [
             f"{k}={v}"
-            for k, v in (("provider", self.provider), ("account", self.account))
+            for k, v in (
+                ("object", self.object),
+                ("provider", self.provider),
+                ("account", self.account),
+            )
             if v is not None
         ]
         if self.model is not None:
@@ -53,6 +60,9 @@ class Policy:
     match: Match = field(default_factory=Match)
     line: int | None = None
     keep_chains_intact: bool = False  # a conversation lives as long as its newest turn
+    # what the TTL counts from: `created_at` (or first seen), or a conversation's
+    # `last_activity` (Basis.LAST_ACTIVITY; only for policies matching conversations)
+    ttl_from: str = "created_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,19 +133,25 @@ class PolicySet:
 
 def _policy_doc(policy: Policy) -> dict[str, object]:
     """The meaningful fields of a policy, for the digest."""
-    return {
+    doc: dict[str, object] = {
         "name": policy.name,
         "ttl": policy.ttl.total_seconds(),
         "match": _match_doc(policy.match),
         "keep_chains_intact": policy.keep_chains_intact,
     }
+    if policy.ttl_from != "created_at":  # absent when unset: older digests stay as they were
+        doc["ttl_from"] = policy.ttl_from
+    return doc
 
 
 def _match_doc(match: Match) -> dict[str, object]:
     """The fields of a match, for the digest."""
-    return {
+    doc: dict[str, object] = {
         "provider": match.provider,
         "account": match.account,
         "model": match.model,
         "metadata": dict(match.metadata),
     }
+    if match.object is not None:  # absent when unset: older digests stay as they were
+        doc["object"] = match.object
+    return doc

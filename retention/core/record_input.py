@@ -20,10 +20,11 @@ from retention.core.ids import validate_id
 from retention.core.quoting import quote
 from retention.core.text import name_flaw, text_flaw
 from retention.core.times import parse_time, refuse_future
+from retention.core.vocabulary import OBJECT_KINDS, ObjectKind
 from retention.errors import InputError, UsageError
 
 csv.field_size_limit(1 << 24)  # 16 MiB: a long cell is an error we report, not a crash
-FIELDS = ("id", "provider", "created_at", "model", "metadata", "previous_response_id")
+FIELDS = ("id", "object", "provider", "created_at", "model", "metadata", "previous_response_id")
 _KNOWN = frozenset(FIELDS)
 MAX_META = 64  # keys
 MAX_NAME = 256  # characters of a model or provider name
@@ -42,6 +43,7 @@ class NewRecord:
     model: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     previous_response_id: str | None = None
+    object: str = ObjectKind.RESPONSE  # what the ID names: a response or a conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +72,22 @@ def from_mapping(item: Any, *, now: datetime | None = None) -> NewRecord:
         refuse_future(created_at, now, field="created_at")
     return NewRecord(
         response_id=response_id,
+        object=object_of(item.get("object")),
         provider=_optional_str(item, "provider"),
         created_at=created_at,
         model=_optional_str(item, "model"),
         metadata=metadata_of(item.get("metadata")),
         previous_response_id=validate_id(previous) if previous not in (None, "") else None,
     )
+
+
+def object_of(value: Any) -> str:
+    """What a record's ID names: `response` when not given."""
+    if value in (None, ""):
+        return ObjectKind.RESPONSE
+    if value not in OBJECT_KINDS:
+        raise InputError(f"object: expected one of {', '.join(OBJECT_KINDS)}, got {quote(value)}")
+    return str(value)
 
 
 def _optional_str(item: dict[str, Any], key: str) -> str | None:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from retention.core.ids import validate_id
 from retention.core.times import require_aware
+from retention.core.vocabulary import ObjectKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,8 @@ class ResponseFacts:
     metadata: Mapping[str, str] = field(default_factory=dict)
     previous_response_id: str | None = None
     chain_root: str | None = None  # the first turn of its conversation, as the ledger knows it
+    object: str = ObjectKind.RESPONSE  # what the ID names
+    last_activity_at: datetime | None = None  # a conversation's last recorded turn
 
     def __post_init__(self) -> None:
         validate_id(self.response_id)
@@ -52,6 +55,9 @@ class ClaimedRecord:
     deadline_basis: str
     attempts: int
     erasure_id: str | None = None  # the erasure request that made it due, if one did
+    object: str = ObjectKind.RESPONSE
+    last_activity_at: datetime | None = None
+    items_deleted: int = 0  # a conversation's items deleted so far (a resumed deletion)
 
     def facts(self) -> ResponseFacts:
         """The facts policies match on, checked as `ResponseFacts` checks them."""
@@ -65,4 +71,6 @@ class ClaimedRecord:
             metadata=self.metadata,
             previous_response_id=self.previous_response_id,
             chain_root=self.chain_root,
+            object=self.object,
+            last_activity_at=self.last_activity_at,
         )

@@ -27,6 +27,16 @@ OPEN_STATES: tuple[State, ...] = (State.PENDING, State.HELD)
 CLOSED_STATES: tuple[State, ...] = (State.DELETED, State.ABSENT, State.FAILED)
 
 
+class ObjectKind(StrEnum):
+    """What a tracked ID names at the provider (a record's `object`)."""
+
+    RESPONSE = "response"  # a stored response (`resp_...`): kept 30 days unless deleted
+    CONVERSATION = "conversation"  # a conversation (`conv_...`) and its items: kept until deleted
+
+
+OBJECT_KINDS: tuple[ObjectKind, ...] = tuple(ObjectKind)
+
+
 class Basis(StrEnum):
     """What a record's deadline counts from."""
 
@@ -34,6 +44,7 @@ class Basis(StrEnum):
     FIRST_SEEN = "first_seen"  # when the ledger first saw the ID
     CHAIN = "chain"  # its conversation's newest turn (`keep_chains_intact`)
     ERASURE = "erasure"  # a data subject's erasure request: due at the request's time
+    LAST_ACTIVITY = "last_activity"  # a conversation's last recorded turn (`ttl_from`)
 
 
 class Outcome(StrEnum):
@@ -86,6 +97,11 @@ class Event(StrEnum):
     ERASURE_OVERDUE = "erasure.overdue"
     HOLD_PLACED = "hold.placed"
     HOLD_LIFTED = "hold.lifted"
+    # a conversation's deletion: its items page by page, then the conversation itself; the
+    # other events of a conversation's record are the `response.*` ones, with `object` in
+    # their details
+    CONVERSATION_ITEMS_DELETED = "conversation.items_deleted"
+    CONVERSATION_DELETED = "conversation.deleted"
 
 
 # the event that closes a record for each final outcome
@@ -95,7 +111,11 @@ FINAL_EVENTS: dict[Outcome, Event] = {
     Outcome.FAILED: Event.RESPONSE_FAILED,
 }
 # the events a deletion receipt can prove: the provider no longer holds the response
-GONE_EVENTS: tuple[Event, ...] = (Event.RESPONSE_DELETED, Event.RESPONSE_ABSENT)
+GONE_EVENTS: tuple[Event, ...] = (
+    Event.RESPONSE_DELETED,
+    Event.RESPONSE_ABSENT,
+    Event.CONVERSATION_DELETED,
+)
 
 
 class Notice(StrEnum):

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # The newest migration in migrations/versions (a test keeps the two equal). Knowing it here
 # lets every command check the schema without importing Alembic.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 # the PostgreSQL advisory lock `upgrade` holds: one migration at a time per database
 MIGRATION_LOCK = 0x7265_7465_6E74  # "retent"
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file

@@ -160,6 +160,10 @@ class Record(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # the erasure request that last made this record due (its outcome events name it)
     erasure_id: Mapped[str | None] = mapped_column(String(40))
+    # what the ID names (core/vocabulary.py ObjectKind): a response, or a conversation
+    object: Mapped[str] = mapped_column(String(32), server_default="response")
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a conversation's
+    items_deleted: Mapped[int | None] = mapped_column(Integer)  # a conversation's, so far
 
     __table_args__ = (
         UniqueConstraint("provider", "response_id"),

@@ -42,6 +42,8 @@ def _fact_fields(row: Row[Any]) -> dict[str, Any]:
         "metadata": row.meta or {},
         "previous_response_id": row.previous_response_id,
         "chain_root": row.chain_root,
+        "object": row.object,
+        "last_activity_at": row.last_activity_at,
     }
 
 
@@ -140,6 +142,8 @@ FACT_COLUMNS = (
     "meta",
     "previous_response_id",
     "chain_root",
+    "object",
+    "last_activity_at",
 )
 INSERT_COLUMNS = (
     *FACT_COLUMNS,
@@ -239,6 +243,7 @@ CLAIM_COLUMNS = (
     "deadline_basis",
     "attempts",
     "erasure_id",
+    "items_deleted",
 )
 
 
@@ -252,6 +257,7 @@ def claimed(row: Row[Any]) -> ClaimedRecord:
         deadline_basis=row.deadline_basis,
         attempts=row.attempts,
         erasure_id=row.erasure_id,
+        items_deleted=row.items_deleted or 0,
     )
 
 

@@ -139,6 +139,46 @@ class ProviderClient:
         """GET one response (to confirm that it is gone)."""
         return await self._send("GET", self.url(response_id))
 
+    def conversation_url(self, conversation_id: str) -> str:
+        """The URL of one conversation; the ID is validated here, at the last moment."""
+        return f"{self.settings.base_url}/conversations/{validate_id(conversation_id)}"
+
+    async def delete_conversation(self, conversation_id: str) -> Answer:
+        """DELETE one conversation (its items stay: they are deleted first, one by one)."""
+        answer, body = await self._exchange(
+            "DELETE", self.conversation_url(conversation_id), MAX_ANSWER_BODY
+        )
+        if answer.status is not None and 200 <= answer.status < 300 and _denies_deletion(body):
+            return replace(answer, refused=True, error=f"HTTP {answer.status} but not deleted")
+        return answer
+
+    async def conversation_items(
+        self, conversation_id: str, limit: int = 100
+    ) -> tuple[Answer, list[str]]:
+        """The first page of a conversation's items: the answer, and the item IDs it listed
+        (none unless 2xx). Always from the start: the caller deletes what a page lists, and
+        some servers ignore `after`."""
+        url = f"{self.conversation_url(conversation_id)}/items?limit={limit}&order=asc"
+        answer, body = await self._exchange("GET", url)
+        if answer.status is None or not 200 <= answer.status < 300:
+            return answer, []
+        try:
+            data = json.loads(body).get("data")
+        except (ValueError, RecursionError, AttributeError):
+            data = None
+        if not isinstance(data, list):
+            return replace(answer, status=None, error="item listing without a `data` list"), []
+        ids = [item.get("id") for item in data if isinstance(item, dict)]
+        valid = [i for i in ids if isinstance(i, str) and is_valid_id(i)]
+        if len(valid) != len(data):
+            return replace(answer, status=None, error="item listing with an invalid item ID"), []
+        return answer, valid
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> Answer:
+        """DELETE one item of a conversation."""
+        url = f"{self.conversation_url(conversation_id)}/items/{validate_id(item_id)}"
+        return await self._send("DELETE", url)
+
     async def fetch(self, path: str) -> tuple[Answer, bytes]:
         """GET `base_url` + `path` (a fixed path of ours, never an ID): the answer and its body,
         for the probe."""

@@ -19,7 +19,7 @@ from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
 from retention.ledger.locks import policies_changing
 from retention.ledger.models import RECORDS
-from retention.services import conversations
+from retention.services import chains
 
 
 def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
@@ -56,7 +56,7 @@ def sync_policies(ledger: Ledger, policies: PolicySet) -> dict[str, Any] | None:
 def _recompute(tx: Tx, policies: PolicySet) -> dict[str, int]:
     """Apply `policies` to each pending or held record; count what changed."""
     stats = {"recomputed": 0, "changed": 0, "held": 0, "released": 0}
-    chain_floors = conversations.floors(tx.conn, policies)
+    chain_floors = chains.floors(tx.conn, policies)
     for rows in queries.iter_open(tx.conn):
         for row in rows:
             stats["recomputed"] += 1

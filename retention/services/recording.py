@@ -22,12 +22,12 @@ from retention.core.record_input import NewRecord
 from retention.core.records import ResponseFacts
 from retention.core.subjects import pseudonymised
 from retention.core.times import format_time
-from retention.core.vocabulary import Event
+from retention.core.vocabulary import Event, ObjectKind
 from retention.ledger import queries
 from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
 from retention.ledger.locks import policies_steady
-from retention.services import conversations, subject_index, tightening
+from retention.services import chains, subject_index, tightening
 from retention.services.subject_key import subject_key
 
 CHUNK = 5_000  # records enrolled, and audit events sealed, at a time within one transaction
@@ -159,12 +159,12 @@ def _enrol_chunk(
         fresh = _as_stored(fresh, settings)  # a person's value never reaches the ledger
         rows = [_record_with_events(tx, r, provider, account, policies, source) for r in fresh]
         subject_index.index_rows(tx.conn, rows, settings.erasure.subject_keys)
-        touched = conversations.assign_roots(tx.conn, provider, rows)
+        touched = chains.assign_roots(tx.conn, provider, rows)
         queries.insert_records(tx.conn, rows)
         accepted.update((provider, row["response_id"]) for row in rows)
         if policies.keeps_chains:
             for root in touched:
-                conversations.refresh(tx, provider, root, policies)
+                chains.refresh(tx, provider, root, policies)
         later = [r for rid, r in items.items() if rid in known and r.created_at is not None]
         if later or repeats[provider]:
             tightened += tightening.tighten(
@@ -204,6 +204,7 @@ def _record_with_events(
 ) -> dict[str, Any]:
     """Queue the events of one new response on `tx` (`response.recorded`, and
     `response.held` under a hold), and return its records row."""
+    conversation = record.object == ObjectKind.CONVERSATION
     facts = ResponseFacts(
         response_id=record.response_id,
         provider=provider,
@@ -213,6 +214,9 @@ def _record_with_events(
         model=record.model,
         metadata=record.metadata,
         previous_response_id=record.previous_response_id,
+        object=record.object,
+        # a conversation's activity starts when it is made
+        last_activity_at=(record.created_at or tx.now) if conversation else None,
     )
     decision = decide(facts, policies)
     common = {
@@ -230,6 +234,7 @@ def _record_with_events(
             "model": record.model,
             "created_at": format_time(record.created_at),
             "source": source,
+            **({"object": record.object} if conversation else {}),
         },
     )
     if decision.hold:
@@ -243,6 +248,8 @@ def _record_with_events(
         "model": facts.model,
         "meta": dict(facts.metadata),
         "previous_response_id": facts.previous_response_id,
+        "object": facts.object,
+        "last_activity_at": facts.last_activity_at,
         "attempts": 0,
         "updated_at": tx.now,
         **queries.decision_columns(decision),

@@ -25,7 +25,7 @@ from retention.ledger import queries
 from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger
 from retention.ledger.locks import policies_steady
-from retention.services import conversations
+from retention.services import chains
 
 ID_CHUNK = 500  # named IDs asked for at a time
 
@@ -167,7 +167,7 @@ def requeue(
         # a failed turn's deadline was left behind while its conversation went on: reopened,
         # it takes its chain's deadline again (keep_chains_intact), never an earlier one
         for provider, root in sorted(chains_touched):
-            conversations.refresh(tx, provider, root, policies)
+            chains.refresh(tx, provider, root, policies)
     return done
 
 

@@ -21,7 +21,7 @@ from retention.core.times import format_time
 from retention.core.vocabulary import Event
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
-from retention.services import conversations
+from retention.services import chains
 
 
 def tighten(
@@ -101,5 +101,5 @@ def _tighten_one(
         },
     )
     if keeps_chain:  # the chain's floor may have come down with it
-        conversations.refresh(tx, row.provider, row.chain_root, policies)
+        chains.refresh(tx, row.provider, row.chain_root, policies)
     return True

@@ -1,7 +1,10 @@
 """The stand-in HTTP server (aiohttp): the provider API on loopback, with fault knobs.
 
-Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`, GET `/models`.
-Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`.
+Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`, GET `/models`,
+and the Conversations API (standin/conversations.py): POST `/conversations`, GET/DELETE
+`/conversations/{id}`, GET `/conversations/{id}/items`, GET/DELETE
+`/conversations/{id}/items/{item_id}`. A response made with `conversation` adds its turn there.
+Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `conversations`.
 A second key, `blind_key`, is accepted but sees nothing (like a key of another OpenAI project):
 its listing is empty and every ID answers 404. With `echo_key` it plays a careless provider that
 echoes the Authorization header it received: in `x-request-id`, raw in a 401's text body,
@@ -19,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from retention.standin.conversations import ConversationStore
 from retention.standin.stored import ResponseStore, Seen
 
 
@@ -63,6 +67,7 @@ class StandIn:
         self.echo_key = echo_key
         self.knobs = knobs or Knobs()
         self.store = ResponseStore()
+        self.conversations = ConversationStore()
         self._random = random.Random(seed)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -82,6 +87,13 @@ class StandIn:
         app.router.add_get("/v1/responses/{id}", self._get)
         app.router.add_delete("/v1/responses/{id}", self._delete)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/conversations", self._create_conversation)
+        app.router.add_get("/v1/conversations/{id}", self._get_conversation)
+        app.router.add_delete("/v1/conversations/{id}", self._delete_conversation)
+        app.router.add_get("/v1/conversations/{id}/items", self._list_items)
+        app.router.add_get("/v1/conversations/{id}/items/{item}", self._get_item)
+        app.router.add_delete("/v1/conversations/{id}/items/{item}", self._delete_item)
+        app.router.add_get("/_standin/conversations", self._census)
         app.router.add_get("/_standin/requests", self._requests)
         app.router.add_post("/_standin/seed", self._seed)
         app.router.add_post("/_standin/knobs", self._set_knobs)
@@ -172,7 +184,15 @@ class StandIn:
         if gated:
             return gated
         body = await request.json()
+        conversation = body.get("conversation")
+        if isinstance(conversation, dict):
+            conversation = conversation.get("id")
+        if conversation is not None and self.conversations.live(str(conversation)) is None:
+            return self._answer(request, 404, {"error": {"message": "no such conversation"}})
         item = self.store.create(body)
+        if conversation is not None:
+            self.conversations.add_turn(str(conversation), body.get("input"), "stand-in")
+            item["conversation"] = {"id": conversation}
         if not body.get("stream"):
             return self._answer(request, 200, item)
         self.store.note(
@@ -239,6 +259,90 @@ class StandIn:
             else {"message": "Response deleted successfully"}
         )
         return self._answer(request, 200, body)
+
+    async def _create_conversation(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/conversations {metadata, items}."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        body = await request.json()
+        return self._answer(request, 200, self.conversations.create(body or {}))
+
+    async def _get_conversation(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/conversations/{id}."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        found = None if self._blind(request) else self.conversations.live(request.match_info["id"])
+        if found is None:
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        return self._answer(request, 200, found.body)
+
+    async def _delete_conversation(self, request: web.Request) -> web.StreamResponse:
+        """DELETE /v1/conversations/{id}: the conversation goes, its items stay."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        found = None if self._blind(request) else self.conversations.live(request.match_info["id"])
+        if found is None:
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        self.conversations.delete(found.body["id"])
+        gone = {
+            "id": found.body["id"],
+            "object": f"{found.body['object']}.deleted",
+            "deleted": True,
+        }
+        return self._answer(request, 200, gone)
+
+    async def _list_items(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/conversations/{id}/items?limit=&after=&order=."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "20"))))
+        except ValueError:
+            return self._answer(request, 400, {"error": {"message": "bad limit"}})
+        page = None
+        if not self._blind(request):
+            page = self.conversations.page(
+                request.match_info["id"],
+                limit,
+                request.query.get("after"),
+                request.query.get("order", "desc"),
+            )
+        if page is None:
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        return self._answer(request, 200, page)
+
+    async def _get_item(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/conversations/{id}/items/{item}: reachable until the item is deleted."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        found = self.conversations.conversations.get(request.match_info["id"])
+        item = None if found is None else found.items.get(request.match_info["item"])
+        if item is None or self._blind(request):
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        return self._answer(request, 200, item)
+
+    async def _delete_item(self, request: web.Request) -> web.StreamResponse:
+        """DELETE /v1/conversations/{id}/items/{item}: the conversation's object back."""
+        gated = await self._gate(request)
+        if gated:
+            return gated
+        body = None
+        if not self._blind(request):
+            body = self.conversations.delete_item(
+                request.match_info["id"], request.match_info["item"]
+            )
+        if body is None:
+            return self._answer(request, 404, {"error": {"message": "not found"}})
+        return self._answer(request, 200, body)
+
+    async def _census(self, request: web.Request) -> web.Response:
+        """GET /_standin/conversations: each conversation's items left, and if deleted."""
+        return web.json_response({"conversations": self.conversations.census()})
 
     async def _requests(self, request: web.Request) -> web.Response:
         """GET /_standin/requests: every request answered so far."""

@@ -5,15 +5,16 @@ retry what may be retried, and write each outcome with its audit event in batche
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from retention.config.settings import Settings
 from retention.core.outcomes import backoff, classify
 from retention.core.policies import PolicySet
 from retention.core.records import ClaimedRecord
-from retention.core.vocabulary import Outcome
+from retention.core.vocabulary import Event, ObjectKind, Outcome
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
@@ -82,6 +83,7 @@ class Sweep:
         self.report = SweepSummary(started_at=clock())
         self.flusher = Flusher(ledger, self.report, self.hooks, owner)
         self.recheck = Recheck(ledger, owner, self.policies, clock)
+        self.items_deleted: dict[int, int] = {}  # conversation record ID: its items deleted
         self.runs = {
             name: ProviderRun(
                 name,
@@ -274,7 +276,8 @@ class Sweep:
             run.halt()
             self.report.auth_failed.append(run.name)
             self.flusher.auth_failed(run.name, answer)
-        self.flusher.put(Result(record, kind, attempt, answer, verified=verified))
+        items = self.items_deleted.pop(record.id, None)
+        self.flusher.put(Result(record, kind, attempt, answer, verified=verified, items=items))
 
     async def _attempt(
         self, run: ProviderRun, record: ClaimedRecord
@@ -292,13 +295,94 @@ class Sweep:
                 return Outcome.SKIPPED, None, None  # held, changed or not due: never early
             if run.stopped or self.stop.is_set():  # halted while the last look ran
                 return Outcome.STOPPED, None, None
-            answer = await run.client.delete(record.response_id)
+            if record.object != ObjectKind.CONVERSATION:
+                answer = await run.client.delete(record.response_id)
+        if record.object == ObjectKind.CONVERSATION:
+            return await self._conversation(run, record)
         run.semaphore.feedback(answer.status)
         self._observe(run, answer)
         outcome = classify(answer.status, refused=answer.refused)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
             return await self._confirm(run, record.response_id, answer)
         return outcome, answer, None
+
+    async def _conversation(
+        self, run: ProviderRun, record: ClaimedRecord
+    ) -> tuple[Outcome, Answer | None, bool | None]:
+        """Delete a conversation: its items first, a page at a time, listed from the start
+        again after each page (some servers ignore `after`) until a listing comes back empty;
+        then the conversation. Each page's deletions are committed with their count, so a
+        deletion cut by a crash resumes where it was, counting on."""
+        client, cid = run.client, record.response_id
+        deleted = self.items_deleted.get(record.id, record.items_deleted)
+        while True:
+            listing = await self._request(run, lambda: client.conversation_items(cid))
+            if listing is None:
+                return Outcome.STOPPED, None, None
+            answer, items = listing
+            if not _success(answer):
+                return classify(answer.status), answer, None  # 404: the conversation is gone
+            if not items:
+                break
+            answers = await asyncio.gather(
+                *(self._request(run, _item_deletion(client, cid, i)) for i in items)
+            )
+            gone = [a for a in answers if a is not None and (_success(a[0]) or a[0].status == 404)]
+            deleted += len(gone)
+            self.items_deleted[record.id] = deleted
+            await off_loop(self._items_progress, record, len(gone), deleted)
+            for other in answers:
+                if other is None:
+                    return Outcome.STOPPED, None, None
+                if other not in gone:
+                    return classify(other[0].status), other[0], None
+        sent = await self._request(run, lambda: _alone(client.delete_conversation(cid)))
+        if sent is None:
+            return Outcome.STOPPED, None, None
+        outcome = classify(sent[0].status, refused=sent[0].refused)
+        if (
+            outcome is not Outcome.DELETED
+            or not self.settings.providers[run.name].verify_after_delete
+        ):
+            return outcome, sent[0], None
+        check = await self._request(run, lambda: client.conversation_items(cid))
+        if check is None:
+            return Outcome.STOPPED, None, None
+        if check[0].status == 404:
+            return Outcome.DELETED, sent[0], True
+        still = Answer(
+            check[0].status, check[0].request_id, None, "items still listed after DELETE"
+        )
+        return Outcome.UNCONFIRMED, still, None
+
+    async def _request(
+        self, run: ProviderRun, send: Callable[[], Coroutine[Any, Any, tuple[Answer, list[str]]]]
+    ) -> tuple[Answer, list[str]] | None:
+        """One request of a conversation's deletion, within the provider's rate and
+        concurrency; None when the sweep stopped first (the request is never sent)."""
+        if not await run.limiter.acquire(run.halted) or run.stopped or self.stop.is_set():
+            return None
+        async with run.semaphore:
+            result = await send()
+        run.semaphore.feedback(result[0].status)
+        self._observe(run, result[0])
+        return result
+
+    def _items_progress(self, record: ClaimedRecord, count: int, total: int) -> None:
+        """Commit a page of a conversation's items deleted, with its count."""
+        with self.ledger.write() as tx:
+            queries.update_owned(
+                tx.conn, record.id, self.owner, items_deleted=total, updated_at=tx.now
+            )
+            tx.event(
+                Event.CONVERSATION_ITEMS_DELETED,
+                response_id=record.response_id,
+                provider=record.provider,
+                account=record.account,
+                policy=record.policy,
+                deadline=record.deadline,
+                details={"items": count, "items_so_far": total},
+            )
 
     def _observe(self, run: ProviderRun, answer: Answer) -> None:
         """Tell the hooks and the breaker; pause the provider when the breaker opens."""
@@ -327,3 +411,20 @@ class Sweep:
             still = Answer(check.status, check.request_id, None, "still present after DELETE")
             return Outcome.UNCONFIRMED, still, None
         return (Outcome.AUTH if check.status in (401, 403) else Outcome.RETRY), check, None
+
+
+def _success(answer: Answer) -> bool:
+    """Whether the provider answered 2xx."""
+    return answer.status is not None and 200 <= answer.status < 300
+
+
+def _item_deletion(
+    client: ProviderClient, conversation_id: str, item_id: str
+) -> Callable[[], Coroutine[Any, Any, tuple[Answer, list[str]]]]:
+    """The request deleting one item of a conversation, to send when its turn comes."""
+    return lambda: _alone(client.delete_conversation_item(conversation_id, item_id))
+
+
+async def _alone(sent: Coroutine[Any, Any, Answer]) -> tuple[Answer, list[str]]:
+    """A request that lists nothing, shaped as a listing's answer."""
+    return await sent, []

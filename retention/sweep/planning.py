@@ -9,7 +9,7 @@ from retention.core.policies import PolicySet
 from retention.core.vocabulary import MetaKey
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
-from retention.services import conversations
+from retention.services import chains
 
 
 def planned_now(
@@ -23,6 +23,6 @@ def planned_now(
             floors = None
         else:
             facts = [queries.facts_of(r) for rows in queries.iter_open(conn) for r in rows]
-            floors = conversations.floors(conn, policies)
+            floors = chains.floors(conn, policies)
     planned = plan(facts, policies, now, floors=floors)
     return planned[:limit] if limit is not None else planned

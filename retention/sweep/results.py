@@ -8,7 +8,7 @@ from typing import Any
 
 from retention.core.records import ClaimedRecord
 from retention.core.times import format_time
-from retention.core.vocabulary import CLOSING, FINAL_EVENTS, Event, Outcome
+from retention.core.vocabulary import CLOSING, FINAL_EVENTS, Event, ObjectKind, Outcome
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.provider.client import Answer
@@ -27,6 +27,7 @@ class Result:
     next_at: datetime | None = None
     verified: bool | None = None
     error: str | None = None
+    items: int | None = None  # a deleted conversation's items, deleted before it
 
 
 def apply_all(tx: Tx, results: list[Result], *, owner: str) -> None:
@@ -80,7 +81,13 @@ def _terminal_event(tx: Tx, result: Result) -> None:
     }
     if result.verified is not None:
         details["verified"] = result.verified
-    tx.event(FINAL_EVENTS[result.kind], **_common(result), details=_erasure(result, details))
+    name = FINAL_EVENTS[result.kind]
+    if result.record.object != ObjectKind.RESPONSE:
+        details["object"] = result.record.object
+        if result.kind == Outcome.DELETED and result.record.object == ObjectKind.CONVERSATION:
+            name = Event.CONVERSATION_DELETED
+            details["items"] = result.items if result.items is not None else 0
+    tx.event(name, **_common(result), details=_erasure(result, details))
 
 
 def apply(tx: Tx, result: Result, *, owner: str) -> None:

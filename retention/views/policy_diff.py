@@ -10,7 +10,7 @@ from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
-from retention.services import conversations
+from retention.services import chains
 
 
 def diff(ledger: Ledger, old: PolicySet, new: PolicySet, now: datetime) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def diff(ledger: Ledger, old: PolicySet, new: PolicySet, now: datetime) -> dict[
     no_longer_due: Counter[str] = Counter()
     counts = {"records": 0, "newly_held": 0, "released": 0, "deadline_changed": 0}
     with ledger.read() as conn:
-        old_floors, new_floors = conversations.floors(conn, old), conversations.floors(conn, new)
+        old_floors, new_floors = chains.floors(conn, old), chains.floors(conn, new)
         for rows in queries.iter_open(conn):
             for row in rows:
                 facts, key = queries.facts_of(row), (row.provider, row.chain_root)

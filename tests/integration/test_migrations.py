@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ def check_round_trip(engine: Engine) -> None:
     migrate(engine, "0006")
     assert counts_match(engine) == {"pending": 1, "held": 1}
     with engine.begin() as conn:
-        queries.insert_records(conn, [new_row("c")])
+        conn.execute(text(INSERT), [{"rid": "c", "state": "pending"}])  # as 0006 had them
         conn.execute(text("UPDATE records SET state = 'deleted' WHERE response_id = 'a'"))
         conn.execute(text("DELETE FROM records WHERE response_id = 'b'"))
     assert counts_match(engine) == {"pending": 1, "deleted": 1}
@@ -55,25 +54,6 @@ def check_round_trip(engine: Engine) -> None:
         conn.execute(text(INSERT), [{"rid": "d", "state": "pending"}])
     assert counts_match(engine) == {"pending": 2, "deleted": 1}
     upgrade(engine)
-
-
-def new_row(response_id: str) -> dict[str, object]:
-    """Every inserted column of one new pending record."""
-    moment = datetime(2026, 1, 1, tzinfo=UTC)
-    return {
-        **dict.fromkeys(queries.INSERT_COLUMNS),
-        "provider": "fireworks",
-        "response_id": response_id,
-        "meta": {},
-        "state": "pending",
-        "policy": "default",
-        "deadline": moment,
-        "deadline_basis": "created_at",
-        "due_at": moment,
-        "attempts": 0,
-        "first_seen_at": moment,
-        "updated_at": moment,
-    }
 
 
 def test_counts_survive_the_0006_round_trip_on_sqlite(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ def failed_row(*, created: datetime, rid: str = "resp_1", **kw: object) -> Simpl
         "meta": {},
         "previous_response_id": None,
         "chain_root": None,
+        "object": "response",
+        "last_activity_at": None,
         "policy": "default",
         "deadline": created + timedelta(days=30),
         "deadline_basis": "created_at",
