@@ -22,6 +22,7 @@ from typing import Any
 from retention.core.ids import is_valid_id, validate_id
 from retention.core.record_input import MAX_META, checked_name, metadata_of
 from retention.core.times import parse_time, refuse_future
+from retention.core.vocabulary import ObjectKind
 from retention.errors import UsageError
 
 MAX_JSON = 16 * 1024 * 1024  # past this, only the head of the body is searched
@@ -35,21 +36,30 @@ _ASKED_KEY = re.compile(rb'"(?:metadata|safety_identifier|user)"\s*:')
 
 
 def is_create(method: str, path: str) -> bool:
-    """Whether a request creates a response (POST .../responses)."""
-    return method.upper() == "POST" and path.rstrip("/").endswith("/responses")
+    """Whether a request creates a response or a conversation (POST .../responses,
+    POST .../conversations)."""
+    return method.upper() == "POST" and path.rstrip("/").endswith(("/responses", "/conversations"))
 
 
 def record_of(
     response: Any, asked: Callable[[], Mapping[str, Any]] | None = None
 ) -> dict[str, Any] | None:
-    """The ingest record of a created response object, or None if it was not stored.
-    `asked` gives the request's fields, for what the response does not echo."""
+    """The ingest record of a created response object (None if it was not stored), or of a
+    created conversation (always kept by the provider), with the conversation a response was
+    made in. `asked` gives the request's fields, for what the response does not echo."""
     if not isinstance(response, dict) or response.get("store") is False:
         return None
     rid = response.get("id")
     if not is_valid_id(rid):
         return None
     record: dict[str, Any] = {"id": rid}
+    if response.get("object") == ObjectKind.CONVERSATION:
+        record["object"] = ObjectKind.CONVERSATION.value
+    conversation = response.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if "object" not in record and is_valid_id(conversation):
+        record["conversation"] = conversation
     for key, check in _CHECKS.items():
         value = response.get(key)
         if value not in (None, "") and _fits(check, value):

@@ -24,7 +24,16 @@ from retention.core.vocabulary import OBJECT_KINDS, ObjectKind
 from retention.errors import InputError, UsageError
 
 csv.field_size_limit(1 << 24)  # 16 MiB: a long cell is an error we report, not a crash
-FIELDS = ("id", "object", "provider", "created_at", "model", "metadata", "previous_response_id")
+FIELDS = (
+    "id",
+    "object",
+    "provider",
+    "created_at",
+    "model",
+    "metadata",
+    "previous_response_id",
+    "conversation",
+)
 _KNOWN = frozenset(FIELDS)
 MAX_META = 64  # keys
 MAX_NAME = 256  # characters of a model or provider name
@@ -44,6 +53,7 @@ class NewRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     previous_response_id: str | None = None
     object: str = ObjectKind.RESPONSE  # what the ID names: a response or a conversation
+    conversation: str | None = None  # a response's conversation: the turn moves its activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +80,14 @@ def from_mapping(item: Any, *, now: datetime | None = None) -> NewRecord:
     created_at = parse_time(created, field="created_at") if created not in (None, "") else None
     if created_at is not None and now is not None:
         refuse_future(created_at, now, field="created_at")
+    kind = object_of(item.get("object"))
+    conversation = item.get("conversation")
+    if conversation not in (None, "") and kind != ObjectKind.RESPONSE:
+        raise InputError("conversation: only a response is made in a conversation")
     return NewRecord(
         response_id=response_id,
-        object=object_of(item.get("object")),
+        object=kind,
+        conversation=validate_id(conversation) if conversation not in (None, "") else None,
         provider=_optional_str(item, "provider"),
         created_at=created_at,
         model=_optional_str(item, "model"),

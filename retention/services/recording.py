@@ -9,6 +9,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from itertools import islice
 from typing import Any
@@ -27,7 +28,7 @@ from retention.ledger import queries
 from retention.ledger.holds import with_ledger_holds
 from retention.ledger.ledger import Ledger, Tx
 from retention.ledger.locks import policies_steady
-from retention.services import chains, subject_index, tightening
+from retention.services import chains, conversation_activity, subject_index, tightening
 from retention.services.subject_key import subject_key
 
 CHUNK = 5_000  # records enrolled, and audit events sealed, at a time within one transaction
@@ -165,12 +166,30 @@ def _enrol_chunk(
         if policies.keeps_chains:
             for root in touched:
                 chains.refresh(tx, provider, root, policies)
+        turns = _turns(items.values(), tx.now)
+        if turns:
+            conversation_activity.note_turns(
+                tx,
+                policies,
+                provider,
+                turns,
+                lambda made: _enrol_chunk(tx, settings, policies, made, source=source),
+                source=source,
+            )
         later = [r for rid, r in items.items() if rid in known and r.created_at is not None]
         if later or repeats[provider]:
             tightened += tightening.tighten(
                 tx, policies, provider, later + repeats[provider], source=source
             )
     return accepted, tightened
+
+
+def _turns(records: Iterable[NewRecord], now: datetime) -> dict[str, tuple[datetime, str]]:
+    """The conversations these records are turns of, each with the time of its activity and
+    the response that made it. A turn counts from when the ledger learns of it, never from
+    the response's `created_at`: that is whole seconds, and earlier than the items the turn
+    added, so counting from it could delete the conversation early."""
+    return {r.conversation: (now, r.response_id) for r in records if r.conversation is not None}
 
 
 def _provider_names(settings: Settings) -> Callable[[str | None], str]:
@@ -215,8 +234,8 @@ def _record_with_events(
         metadata=record.metadata,
         previous_response_id=record.previous_response_id,
         object=record.object,
-        # a conversation's activity starts when it is made
-        last_activity_at=(record.created_at or tx.now) if conversation else None,
+        # a conversation's activity counts from when the ledger learns of it (see _turns)
+        last_activity_at=tx.now if conversation else None,
     )
     decision = decide(facts, policies)
     common = {
