@@ -29,7 +29,7 @@ from retention.core.record_input import (
 )
 from retention.core.text import printable
 from retention.core.times import format_time, parse_time, refuse_future
-from retention.core.vocabulary import STATES
+from retention.core.vocabulary import OBJECT_KINDS, STATES, ObjectKind
 from retention.errors import InputError, InvalidIdError
 
 if TYPE_CHECKING:
@@ -44,6 +44,14 @@ MAX_SHOWN_REJECTS = 20
 @click.option("--created-at", help="When the responses were created (RFC 3339 or unix s).")
 @click.option("--model", help="The model that produced them.")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (repeatable).")
+@click.option(
+    "--object",
+    "kind",
+    type=click.Choice([kind.value for kind in OBJECT_KINDS]),
+    default=ObjectKind.RESPONSE.value,
+    show_default=True,
+    help="What the IDs name: responses, or conversations (deleted with their items).",
+)
 @config_option
 @OUTPUT
 @click.pass_context
@@ -54,10 +62,11 @@ def record(
     created_at: str | None,
     model: str | None,
     meta: tuple[str, ...],
+    kind: str,
     output: str,
 ) -> None:
-    """Track response IDs; recording an ID again changes nothing, except that an earlier
-    --created-at tightens its deadline."""
+    """Track response (or conversation) IDs; recording an ID again changes nothing, except
+    that an earlier --created-at tightens its deadline."""
     bad = [i for i in ids if not is_valid_id(i)]
     if bad:
         for item in bad[:-1]:
@@ -73,7 +82,14 @@ def record(
         refuse_future(when, app.now(), field="--created-at")
     metadata = parse_meta_args(meta)
     records = [
-        NewRecord(response_id=i, provider=provider, created_at=when, model=model, metadata=metadata)
+        NewRecord(
+            response_id=i,
+            provider=provider,
+            created_at=when,
+            model=model,
+            metadata=metadata,
+            object=kind,
+        )
         for i in ids
     ]
     _report(_enrol(ctx, records), output)
