@@ -30,10 +30,18 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("last_activity_at", sa.DateTime(), nullable=True))
         batch.add_column(sa.Column("items_deleted", sa.Integer(), nullable=True))
+    op.create_index(  # the views count conversations by state without reading the responses
+        "ix_records_object_state",
+        "records",
+        ["object", "state"],
+        sqlite_where=sa.text("object != 'response'"),
+        postgresql_where=sa.text("object != 'response'"),
+    )
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_index("ix_records_object_state", table_name="records")
     with op.batch_alter_table("records") as batch:
         batch.drop_column("items_deleted")
         batch.drop_column("last_activity_at")

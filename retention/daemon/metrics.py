@@ -22,7 +22,15 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import Connection, func, or_, select
 
 from retention.core.times import parse_time
-from retention.core.vocabulary import CLOSING, FINAL, STATES, ErasureState, MetaKey, Outcome
+from retention.core.vocabulary import (
+    CLOSING,
+    FINAL,
+    STATES,
+    ErasureState,
+    MetaKey,
+    ObjectKind,
+    Outcome,
+)
 from retention.errors import InputError
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
@@ -87,6 +95,12 @@ class Metrics:
         self.records = Gauge(
             "retention_ledger_records", "Ledger records by state.", ["state"], registry=r
         )
+        self.conversations = Gauge(
+            "retention_ledger_conversations",
+            "Ledger records of conversations by state (counted in retention_ledger_records too).",
+            ["state"],
+            registry=r,
+        )
         self.overdue = Gauge(
             "retention_overdue_records", "Pending records past their deadline.", registry=r
         )
@@ -145,11 +159,13 @@ class Metrics:
             return
         with self.ledger.read() as conn:
             counts = queries.counts_by_state(conn)
+            conversations = queries.counts_of_objects(conn).get(ObjectKind.CONVERSATION, {})
             overdue = queries.overdue_count(conn, self.clock())
             self.erasures.read(conn, self.clock())
             last_sweep = queries.get_meta(conn, MetaKey.LAST_SWEEP)
         for state in STATES:
             self.records.labels(state).set(counts.get(state, 0))
+            self.conversations.labels(state).set(conversations.get(state, 0))
         self.overdue.set(overdue)
         self.last_sweep.set(_finished_at(last_sweep))
         self._refreshed = time.monotonic()

@@ -169,6 +169,13 @@ class Record(Base):
         UniqueConstraint("provider", "response_id"),
         CheckConstraint("due_at IS NULL OR state = 'pending'", name="due_only_when_pending"),
         Index(
+            "ix_records_object_state",
+            "object",
+            "state",
+            sqlite_where=text("object != 'response'"),
+            postgresql_where=text("object != 'response'"),
+        ),
+        Index(
             "ix_records_due",
             "due_at",
             sqlite_where=text("due_at IS NOT NULL"),

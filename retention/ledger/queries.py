@@ -22,7 +22,7 @@ from sqlalchemy import (
 
 from retention.core.plan import Decision
 from retention.core.records import ClaimedRecord, ResponseFacts
-from retention.core.vocabulary import OPEN_STATES, MetaKey, State, meta_key
+from retention.core.vocabulary import OPEN_STATES, MetaKey, ObjectKind, State, meta_key
 from retention.ledger import bulk
 from retention.ledger.models import RECORDS, AuditEvent, Meta, RecordCount
 
@@ -352,6 +352,20 @@ def overdue_count(conn: Connection, now: datetime) -> int:
     ).scalar_one()
 
 
+def counts_of_objects(conn: Connection) -> dict[str, dict[str, int]]:
+    """Records of each object other than responses, by state (a partial index holds only
+    those rows: this reads none of the responses)."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = conn.execute(
+        select(R.object, R.state, func.count())
+        .where(R.object != ObjectKind.RESPONSE.value)
+        .group_by(R.object, R.state)
+    )
+    for kind, state, count in rows:
+        counts.setdefault(kind, {})[state] = count
+    return counts
+
+
 def list_rows(
     conn: Connection,
     *,
@@ -362,6 +376,7 @@ def list_rows(
     until: datetime | None = None,
     due_at: datetime | None = None,
     limit: int | None = None,
+    kind: str | None = None,
 ) -> list[Row[Any]]:
     """Records that meet every filter given, by deadline (by due time with `due_at`: those
     due then). `since`/`until` bound, half open, when the response was made: its
@@ -374,6 +389,8 @@ def list_rows(
         clauses.append(R.provider == provider)
     if policy:
         clauses.append(R.policy == policy)
+    if kind:
+        clauses.append(R.object == kind)
     made = func.coalesce(R.created_at, R.first_seen_at)
     if since is not None:
         clauses.append(made >= since)

@@ -8,7 +8,7 @@ from typing import Any
 from retention.core.plan import decide
 from retention.core.policies import PolicySet
 from retention.core.times import format_time
-from retention.core.vocabulary import State
+from retention.core.vocabulary import ObjectKind, State
 from retention.errors import InputError
 from retention.ledger import holds, queries
 from retention.ledger.ledger import Ledger
@@ -37,6 +37,16 @@ def explain_id(ledger: Ledger, policies: PolicySet, response_id: str) -> dict[st
     return {"response_id": response_id, "records": records}
 
 
+def _conversation_view(row: Any) -> dict[str, Any]:
+    """A conversation's own facts: its last recorded turn, and its items deleted so far."""
+    if row.object != ObjectKind.CONVERSATION:
+        return {}
+    return {
+        "last_activity_at": format_time(row.last_activity_at),
+        "items_deleted": row.items_deleted or 0,
+    }
+
+
 def _hold_detail(row: Any, placed: dict[str, Any], policies: PolicySet) -> dict[str, Any] | None:
     """The hold that keeps the record, when one does: who placed it in the ledger, why, with
     which ticket and until when; or the policies file that lists it."""
@@ -54,10 +64,12 @@ def _record_view(
     """One record of the ID (one per provider): its state, why, and its events."""
     return {
         "response_id": row.response_id,
+        "object": row.object,
         "provider": row.provider,
         "account": row.account,
         "state": row.state,
         "policy": row.policy,
+        **_conversation_view(row),
         "matched": _matched(row, policies),
         "deadline": format_time(row.deadline),
         "deadline_basis": row.deadline_basis,

@@ -27,6 +27,11 @@ def status_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
             "ledger": ledger_name(ledger.engine.url),
             "states": {state: counts.get(state, 0) for state in STATES},
             "total": sum(counts.values()),
+            # conversations (and any other object than responses), by state: among the above
+            "objects": {
+                kind: {state: by_state.get(state, 0) for state in STATES}
+                for kind, by_state in queries.counts_of_objects(conn).items()
+            },
             "due_now": queries.count_due(conn, now),
             "overdue": queries.overdue_count(conn, now),
             "next_deadline": format_time(queries.next_deadline(conn, now)),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from retention.core.vocabulary import ObjectKind, Outcome
 from retention.ledger.models import AUDIT_EVENTS, RECORDS
+from retention.services.erasure import checked_request, erasure_status, request_erasure
 from tests.integration.conftest import Env
 
 
@@ -59,3 +61,30 @@ def test_a_conversation_gone_already_is_absent(make_env: Callable[..., Env]) -> 
     env.record("conv_never_made", object=ObjectKind.CONVERSATION)
     summary = env.sweep()
     assert summary.total(Outcome.ABSENT) == 1 and not env.deletes()
+
+
+def test_erasure_by_subject_deletes_their_conversations_and_nothing_else(
+    make_env: Callable[..., Env],
+) -> None:
+    """Alice's two conversations (a young one too) and her response go, items first, at her
+    erasure request; Bob's conversation keeps every item."""
+    env = make_env()
+    young = timedelta(minutes=1)
+    mine = [conversation_with(env, 12), conversation_with(env, 3)]
+    bobs = conversation_with(env, 7)
+    env.record(*mine, age=young, object=ObjectKind.CONVERSATION, metadata={"user_id": "alice"})
+    env.record(bobs, age=young, object=ObjectKind.CONVERSATION, metadata={"user_id": "bob"})
+    env.standin.store.create({"id": "resp_alice"})
+    env.record("resp_alice", age=young, metadata={"user_id": "alice"})
+    request = checked_request({"user_id": "alice"}, "asked by mail", "T-9", env.settings)
+    summary = request_erasure(env.ledger, env.settings, request)
+    assert (summary["matched"], summary["due"]) == (3, 3)
+    env.sweep()
+    census = env.standin.conversations.census()
+    assert [census[c] for c in mine] == [{"deleted": True, "items": 0}] * 2
+    assert census[bobs] == {"deleted": False, "items": 7}
+    assert env.deletes().count("resp_alice") == 1
+    deleted = events(env, "conversation.deleted")
+    assert sorted(e["response_id"] for e in deleted) == sorted(mine)
+    assert all(e["details"]["erasure_id"] == summary["erasure_id"] for e in deleted)
+    assert erasure_status(env.ledger, summary["erasure_id"])["state"] == "completed"

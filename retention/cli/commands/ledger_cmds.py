@@ -256,6 +256,12 @@ def _report(result: EnrolResult, output: str, rejected: int = 0) -> None:
 @click.option("--due", is_flag=True, help="Only records due for deletion now.")
 @click.option("--provider", metavar="NAME", help="Only records of this provider.")
 @click.option("--policy", metavar="NAME", help="Only records under this policy.")
+@click.option(
+    "--object",
+    "kind",
+    type=click.Choice([kind.value for kind in OBJECT_KINDS]),
+    help="Only records of responses, or of conversations.",
+)
 @click.option("--since", metavar="T", help=f"Only responses made at or after T ({TIME_HELP}).")
 @click.option("--until", metavar="T", help=f"Only responses made before T ({TIME_HELP}).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
@@ -268,6 +274,7 @@ def ls(
     due: bool,
     provider: str | None,
     policy: str | None,
+    kind: str | None,
     since: str | None,
     until: str | None,
     limit: int | None,
@@ -294,13 +301,23 @@ def ls(
             until=parse_optional_time(until, "--until"),
             due_at=app.now() if due else None,
             limit=limit,
+            kind=kind,
         )
     items = [_row_dict(r) for r in rows]
     emit(
         items,
         output,
         rows=items,
-        columns=("response_id", "provider", "state", "policy", "deadline", "hold", "attempts"),
+        columns=(
+            "response_id",
+            "object",
+            "provider",
+            "state",
+            "policy",
+            "deadline",
+            "hold",
+            "attempts",
+        ),
     )
 
 
@@ -308,6 +325,7 @@ def _row_dict(row: Any) -> dict[str, Any]:
     """A record as users see it."""
     return {
         "response_id": row.response_id,
+        "object": row.object,
         "provider": row.provider,
         "account": row.account,
         "state": row.state,
@@ -342,6 +360,9 @@ def status(ctx: click.Context, output: str) -> None:
     click.echo(f"ledger: {data['ledger']}")
     for state in STATES:
         click.echo(f"{state:<10} {data['states'][state]}")
+    for kind, by_state in data["objects"].items():  # conversations, among the counts above
+        shown = ", ".join(f"{state} {n}" for state, n in by_state.items() if n)
+        click.echo(f"of which {kind}s: {sum(by_state.values())} ({shown or 'none'})")
     click.echo(f"{'due now':<10} {data['due_now']}")
     click.echo(f"{'overdue':<10} {data['overdue']}")
     click.echo(f"next deadline: {data['next_deadline'] or '-'}")
