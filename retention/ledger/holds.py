@@ -32,6 +32,7 @@ def match_doc(match: Match | None) -> dict[str, Any] | None:
     doc: dict[str, Any] = {
         k: v
         for k, v in (
+            ("object", match.object),
             ("provider", match.provider),
             ("account", match.account),
             ("model", match.model),
@@ -48,6 +49,7 @@ def match_of(doc: Mapping[str, Any] | None) -> Match | None:
     if doc is None:
         return None
     return Match(
+        object=doc.get("object"),
         provider=doc.get("provider"),
         account=doc.get("account"),
         model=doc.get("model"),

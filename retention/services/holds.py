@@ -17,6 +17,7 @@ transaction to commit, so none of them acts on holds that are about to change.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import re
@@ -37,7 +38,7 @@ from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE
 from retention.core.subjects import pseudonymised
 from retention.core.text import name_flaw, text_flaw
 from retention.core.times import format_time, parse_time
-from retention.core.vocabulary import Event, MetaKey, State
+from retention.core.vocabulary import OBJECT_KINDS, Event, MetaKey, State
 from retention.errors import ConflictError, InputError, NotFoundError
 from retention.ledger import holds as rows
 from retention.ledger import queries
@@ -51,7 +52,7 @@ MAX_IDS = 10_000
 MAX_REASON = 1000  # characters
 MAX_TICKET = 200
 DURATION_LIKE = re.compile(r"\d+\s*[smhdw]|[Pp]\S*")
-MATCH_KEYS = ("provider", "account", "model", "metadata")
+MATCH_KEYS = ("object", "provider", "account", "model", "metadata")
 EXPIRY = "expiry"  # the actor that lifts a hold whose `until` has come
 R = RECORDS.c
 
@@ -176,6 +177,11 @@ def _checked_match(match: Any, settings: Settings) -> Match | None:
             f"match.provider: {quote(fields['provider'])} is not a configured provider "
             f"({', '.join(settings.providers)})"
         )
+    kind = match.get("object")
+    if kind is not None and kind not in OBJECT_KINDS:
+        raise InputError(
+            f"match.object: expected one of {', '.join(OBJECT_KINDS)}, got {quote(kind)}"
+        )
     metadata = match.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         raise InputError("match.metadata: expected an object of names and string values")
@@ -191,13 +197,14 @@ def _checked_match(match: Any, settings: Settings) -> Match | None:
             raise InputError(f"match.metadata.{key}: expected a string")
         if len(value) > MAX_VALUE:
             raise InputError(f"match.metadata.{key}: at most {MAX_VALUE} characters")
-    if not metadata and all(value is None for value in fields.values()):
+    if not metadata and kind is None and all(value is None for value in fields.values()):
         # a match of no condition selects every record: a hold on the whole ledger is a
         # policies file's `match: {}`, never an app's request
         raise InputError(
-            "match: give at least one condition (provider, account, model or metadata.KEY)"
+            "match: give at least one condition (object, provider, account, model or metadata.KEY)"
         )
     return Match(
+        object=kind,
         provider=fields["provider"],
         account=fields["account"],
         model=fields["model"],
@@ -220,7 +227,7 @@ def _stored_form(match: Match, settings: Settings, reason: str, ticket: str | No
                 "say why without it"
             )
     stored, _ = pseudonymised(match.metadata, subject_key(settings.erasure.key_file), keys)
-    return Match(match.provider, match.account, match.model, stored)
+    return dataclasses.replace(match, metadata=stored)
 
 
 def actor_here() -> str:
