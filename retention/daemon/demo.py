@@ -1,7 +1,8 @@
 """`retention demo`: the whole cycle against a local stand-in, in under a minute, offline.
 
-An app creates responses at the stand-in and sends their IDs to the daemon's ingest API; the
-daemon deletes each when its short TTL passes; the audit trail is verified at the end.
+An app creates responses and a conversation at the stand-in and sends their IDs to the daemon's
+ingest API; the daemon deletes each when its short TTL passes (the conversation items first);
+the audit trail is verified at the end.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ policies:
   - name: evals
     match: {model: "accounts/fireworks/models/*-eval"}
     ttl: 6s
+  - name: chats
+    match: {object: conversation}
+    ttl: 4s
+    ttl_from: last_activity
 holds:
   - name: litigation-2026-113
     match: {metadata: {matter: "2026-113"}}
@@ -58,7 +63,8 @@ RESPONSES = [
         "metadata": {"data_class": "pii", "matter": "2026-113"},
     },
 ]
-EXPECTED_GONE = 4
+CONVERSATION_ITEMS = 6
+EXPECTED_GONE = 5  # two pii, two evals, the conversation
 
 
 def _config(workdir: Path, base_url: str) -> Path:
@@ -90,7 +96,8 @@ async def run_demo(directory: Path | None, *, timeout: int, echo: Callable[[str]
     echo(f"provider stand-in on {standin.base_url}; files in {workdir}")
     settings = load_settings(_config(workdir, standin.base_url))
     policies = policies_in_force(settings)
-    ledger = open_ledger(settings, policies=policies, log_events=False)
+    # off the loop, as every ledger call: opening applies the policies (a write)
+    ledger = await asyncio.to_thread(open_ledger, settings, policies=policies, log_events=False)
     daemon = Daemon(settings, policies, ledger, clock=utcnow)
     running = asyncio.create_task(daemon.run())
     try:
@@ -99,7 +106,7 @@ async def run_demo(directory: Path | None, *, timeout: int, echo: Callable[[str]
     finally:
         daemon.stop()
         await running
-        ledger.close()
+        await asyncio.to_thread(ledger.close)
     return _summary(workdir, settings, standin, gone, echo)
 
 
@@ -117,6 +124,11 @@ async def _app_creates_responses(
                 f"{standin.base_url}/responses", headers=headers, json={**body, "input": "hello"}
             )
             created.append(answer.json())
+        turns = [{"role": "user", "content": f"turn {n}"} for n in range(CONVERSATION_ITEMS)]
+        answer = await http.post(
+            f"{standin.base_url}/conversations", headers=headers, json={"items": turns}
+        )
+        conversation = answer.json()["id"]
         records = [
             {
                 "id": r["id"],
@@ -125,17 +137,18 @@ async def _app_creates_responses(
                 "created_at": r["created_at"],
             }
             for r in created
-        ]
+        ] + [{"id": conversation, "object": "conversation"}]
         answer = await http.post(
             f"http://127.0.0.1:{daemon.port}/v1/records",
             json={"records": records},
             headers={"Authorization": f"Bearer {token}"},
         )
     echo(
-        f"an app created {len(created)} stored responses and sent their IDs to the daemon "
+        f"an app created {len(created)} stored responses and a conversation of "
+        f"{CONVERSATION_ITEMS} items, and sent their IDs to the daemon "
         f"(HTTP {answer.status_code}: {answer.json()})"
     )
-    return [r["id"] for r in created]
+    return [r["id"] for r in created] + [conversation]
 
 
 async def _watch(ledger: Ledger, ids: list[str], timeout: int, echo: Callable[[str], None]) -> int:
@@ -148,7 +161,8 @@ async def _watch(ledger: Ledger, ids: list[str], timeout: int, echo: Callable[[s
             if seen.get(row.response_id) != row.state:
                 seen[row.response_id] = row.state
                 hold = f", hold {row.hold}" if row.hold else ""
-                echo(f"  {row.response_id}  {row.state:<8} policy {row.policy}{hold}")
+                kind = f" ({row.object})" if row.object != "response" else ""
+                echo(f"  {row.response_id}{kind}  {row.state:<8} policy {row.policy}{hold}")
         gone = sum(1 for r in rows if r.state in CLOSING)
         if gone >= EXPECTED_GONE:
             return gone
@@ -173,9 +187,11 @@ def _summary(
     verdict = verify_records(iter_records(audit_file), Anchors(key=key))
     records, fault = verdict.records, verdict.fault
     deletes = sum(1 for s in standin.store.seen if s.method == "DELETE")
+    left = sum(c["items"] for c in standin.conversations.census().values())
     echo(
-        f"deleted {gone} of {len(RESPONSES)} responses ({deletes} DELETE requests); "
-        "the held one and the 30-day one remain"
+        f"deleted {gone} of {len(RESPONSES) + 1} records ({deletes} DELETE requests, the "
+        f"conversation's items first: {left} items left at the provider); the held response "
+        "and the 30-day one remain"
     )
     echo(
         f"audit trail: {audit_file} ({records} records, hashes, Merkle roots and signatures "
