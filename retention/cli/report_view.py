@@ -58,6 +58,7 @@ def render_report(data: dict[str, Any], *, markdown: bool) -> str:
     rows = [_row("all", data["total"])]
     rows += [_row(f"policy {k}", v) for k, v in data["by_policy"].items()]
     rows += [_row(f"provider {k}", v) for k, v in data["by_provider"].items()]
+    rows += [_row(f"object {k}", v) for k, v in data.get("by_object", {}).items()]
     head = (
         f"deletions from {data['since'] or 'the beginning'} to {data['until'] or 'now'}; "
         f"held now {data['held_now']}, overdue now {data['overdue_now']}\n"

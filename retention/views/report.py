@@ -59,19 +59,23 @@ def lag_s(deadline: datetime, first_seen: datetime, closed: datetime) -> float:
 
 
 def summarise(
-    rows: Iterable[tuple[str, str, str, datetime, datetime, datetime]], *, tolerance_s: float
+    rows: Iterable[tuple[str, str, str, datetime, datetime, datetime, str]],
+    *,
+    tolerance_s: float,
 ) -> dict[str, Any]:
-    """Group (provider, policy, state, deadline, closed_at, first_seen_at) rows into the
-    report's figures."""
+    """Group (provider, policy, state, deadline, closed_at, first_seen_at, object) rows into
+    the report's figures."""
     groups: dict[str, dict[str, dict[str, Any]]] = {
         "total": defaultdict(_bucket),
         "policy": defaultdict(_bucket),
         "provider": defaultdict(_bucket),
+        "object": defaultdict(_bucket),
     }
-    for provider, policy, state, deadline, closed_at, first_seen in rows:
+    for provider, policy, state, deadline, closed_at, first_seen, what in rows:
         lag = lag_s(deadline, first_seen, closed_at)
         kind_of = timeliness(deadline, first_seen, closed_at, tolerance_s)
-        for kind, key in (("total", "all"), ("policy", policy), ("provider", provider)):
+        keys = (("total", "all"), ("policy", policy), ("provider", provider), ("object", what))
+        for kind, key in keys:
             bucket = groups[kind][key]
             bucket[state] += 1
             if state in CLOSING:
@@ -133,9 +137,9 @@ def compliance_report(
     """The report for records closed in [since, until), with what is held and overdue now, and
     the erasure requests made in [since, until) as they stand now."""
     r = queries.R
-    query = select(r.provider, r.policy, r.state, r.deadline, r.closed_at, r.first_seen_at).where(
-        r.state.in_(CLOSED_STATES), r.closed_at.is_not(None)
-    )
+    query = select(
+        r.provider, r.policy, r.state, r.deadline, r.closed_at, r.first_seen_at, r.object
+    ).where(r.state.in_(CLOSED_STATES), r.closed_at.is_not(None))
     if since is not None:
         query = query.where(r.closed_at >= since)
     if until is not None:
@@ -156,6 +160,7 @@ def compliance_report(
         "overdue_now": overdue,
         "by_policy": figures["policy"],
         "by_provider": figures["provider"],
+        "by_object": figures["object"],  # responses and conversations, each on its own
         "erasures": erasures,
     }
 

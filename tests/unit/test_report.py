@@ -18,8 +18,8 @@ DAY = timedelta(days=1)
 
 
 def row(state: str, *, deadline: datetime, seen: datetime, closed: datetime) -> tuple:
-    """A (provider, policy, state, deadline, closed_at, first_seen_at) row."""
-    return ("fireworks", "default", state, deadline, closed, seen)
+    """A (provider, policy, state, deadline, closed_at, first_seen_at, object) row."""
+    return ("fireworks", "default", state, deadline, closed, seen, "response")
 
 
 def test_past_its_deadline_on_arrival_is_not_late() -> None:
