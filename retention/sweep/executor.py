@@ -314,7 +314,8 @@ class Sweep:
         then the conversation. Each page's deletions are committed with their count, so a
         deletion cut by a crash resumes where it was, counting on."""
         client, cid = run.client, record.response_id
-        deleted = self.items_deleted.get(record.id, record.items_deleted)
+        # counted on from the ledger: earlier sweeps' pages (a 429's wait, a crash) count too
+        deleted = self.items_deleted.setdefault(record.id, record.items_deleted)
         while True:
             listing = await self._request(run, lambda: client.conversation_items(cid))
             if listing is None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from retention.audit.receipt_format import check_receipt, receipt_text
 from retention.core.vocabulary import ObjectKind, Outcome
+from retention.evidence.receipts import issue_receipt
+from retention.evidence.signing_key import Signer
 from retention.ledger.models import AUDIT_EVENTS, RECORDS
 from retention.services.erasure import checked_request, erasure_status, request_erasure
 from tests.integration.conftest import Env
@@ -88,3 +92,49 @@ def test_erasure_by_subject_deletes_their_conversations_and_nothing_else(
     assert sorted(e["response_id"] for e in deleted) == sorted(mine)
     assert all(e["details"]["erasure_id"] == summary["erasure_id"] for e in deleted)
     assert erasure_status(env.ledger, summary["erasure_id"])["state"] == "completed"
+
+
+def test_verify_after_delete_lists_the_items_and_expects_404(
+    make_env: Callable[..., Env],
+) -> None:
+    """With `verify_after_delete`, the conversation is `deleted` only once its item listing
+    answers 404, and the event says it was verified."""
+    env = make_env(provider_extra="    verify_after_delete: true\n")
+    cid = conversation_with(env, 4)
+    env.record(cid, object=ObjectKind.CONVERSATION)
+    assert env.sweep().total(Outcome.DELETED) == 1
+    (deleted,) = events(env, "conversation.deleted")
+    assert deleted["details"]["verified"] is True and deleted["details"]["items"] == 4
+    lists = [s for s in env.standin.store.seen if s.method == "GET" and s.path.endswith("/items")]
+    assert lists[-1].status == 404
+
+
+def test_item_deletions_answered_429_are_sent_again(make_env: Callable[..., Env]) -> None:
+    """A provider answering 429 to a third of its requests: each 429 is honoured (never
+    charged as an attempt), the deletion goes on from what is left, over as many sweeps as the
+    waits take, and the conversation goes once every item has, with one `conversation.deleted`."""
+    env = make_env()
+    cid = conversation_with(env, 12)
+    env.record(cid, object=ObjectKind.CONVERSATION)
+    env.standin.knobs.update({"rate_429": 0.3, "retry_after": 0})
+    for _ in range(20):
+        env.sweep()
+        if env.standin.conversations.census()[cid]["deleted"]:
+            break
+        time.sleep(0.3)  # the provider's wait, at most a second
+    assert env.standin.conversations.census()[cid] == {"deleted": True, "items": 0}
+    assert any(s.status == 429 for s in env.standin.store.seen)
+    (deleted,) = events(env, "conversation.deleted")
+    assert deleted["details"]["items"] == 12 and deleted["attempt"] == 1
+
+
+def test_a_receipt_proves_a_conversations_deletion(make_env: Callable[..., Env]) -> None:
+    """`conversation.deleted` is a deletion a receipt proves, under the pinned key."""
+    env = make_env(extra="audit:\n  file: audit.jsonl\n  signing_key_file: signing.key\n")
+    cid = conversation_with(env, 2)
+    env.record(cid, object=ObjectKind.CONVERSATION)
+    env.sweep()
+    signer = Signer.from_file(env.path / "signing.key", create=True)
+    receipt = issue_receipt(env.ledger, cid, signer=signer, interval=timedelta(seconds=0))
+    assert receipt["record"]["event"] == "conversation.deleted"
+    assert check_receipt(receipt_text(receipt), signer.public) is None
