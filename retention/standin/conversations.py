@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from retention.standin.stored import page_of
+
 
 @dataclass
 class Conversation:
@@ -69,18 +71,7 @@ class ConversationStore:
         ordered = list(conversation.items.values())
         if order != "asc":
             ordered.reverse()
-        start = 0
-        if after:
-            ids = [item["id"] for item in ordered]
-            start = ids.index(after) + 1 if after in ids else len(ids)
-        data = ordered[start : start + limit]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": start + limit < len(ordered),
-        }
+        return page_of(ordered, limit, after)
 
     def delete_item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
         """Delete one item, reachable by ID even once its conversation is deleted; the

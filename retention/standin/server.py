@@ -161,6 +161,10 @@ class StandIn:
             request.headers.get("Authorization") == f"Bearer {self.blind_key}"
         )
 
+    def _not_found(self, request: web.Request) -> web.Response:
+        """404, as a provider says it has no such object."""
+        return self._answer(request, 404, {"error": {"message": "not found"}})
+
     def _answer(
         self,
         request: web.Request,
@@ -206,7 +210,7 @@ class StandIn:
         if gated:
             return gated
         if self.knobs.flavor == "openai":  # like OpenAI's API: no listing of stored responses
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         try:
             limit = max(1, min(100, int(request.query.get("limit", "20"))))
         except ValueError:
@@ -236,7 +240,7 @@ class StandIn:
             return gated
         item = None if self._blind(request) else self.store.responses.get(request.match_info["id"])
         if item is None:
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         return self._answer(request, 200, item)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
@@ -252,7 +256,7 @@ class StandIn:
         if kept and rid in self.store.responses and self._random.random() < kept:
             return self._answer(request, 200, {"id": rid, "object": "response", "deleted": False})
         if self._blind(request) or self.store.responses.pop(rid, None) is None:
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         body: dict[str, Any] = (
             {"id": rid, "object": "response", "deleted": True}
             if self.knobs.flavor == "openai"
@@ -275,7 +279,7 @@ class StandIn:
             return gated
         found = None if self._blind(request) else self.conversations.live(request.match_info["id"])
         if found is None:
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         return self._answer(request, 200, found.body)
 
     async def _delete_conversation(self, request: web.Request) -> web.StreamResponse:
@@ -285,7 +289,7 @@ class StandIn:
             return gated
         found = None if self._blind(request) else self.conversations.live(request.match_info["id"])
         if found is None:
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         self.conversations.delete(found.body["id"])
         gone = {
             "id": found.body["id"],
@@ -312,7 +316,7 @@ class StandIn:
                 request.query.get("order", "desc"),
             )
         if page is None:
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         return self._answer(request, 200, page)
 
     async def _get_item(self, request: web.Request) -> web.StreamResponse:
@@ -323,7 +327,7 @@ class StandIn:
         found = self.conversations.conversations.get(request.match_info["id"])
         item = None if found is None else found.items.get(request.match_info["item"])
         if item is None or self._blind(request):
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         return self._answer(request, 200, item)
 
     async def _delete_item(self, request: web.Request) -> web.StreamResponse:
@@ -337,7 +341,7 @@ class StandIn:
                 request.match_info["id"], request.match_info["item"]
             )
         if body is None:
-            return self._answer(request, 404, {"error": {"message": "not found"}})
+            return self._not_found(request)
         return self._answer(request, 200, body)
 
     async def _census(self, request: web.Request) -> web.Response:

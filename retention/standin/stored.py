@@ -66,20 +66,26 @@ class ResponseStore:
         ordered = sorted(
             self.responses.values(), key=lambda r: (r["created_at"], r["id"]), reverse=True
         )
-        start = 0
-        if after:
-            ids = [r["id"] for r in ordered]
-            start = ids.index(after) + 1 if after in ids else len(ids)
-        data = ordered[start : start + limit]
-        return {
-            "object": "list",
-            "data": data,
-            "has_more": start + limit < len(ordered),
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
+        return page_of(ordered, limit, after)
 
     def note(self, seen: Seen) -> None:
         """Remember one answered request."""
         self.seen.append(seen)
         self.counts[f"{seen.method} {seen.status}"] += 1
+
+
+def page_of(ordered: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:
+    """One page of a listing: the `limit` objects after the one called `after` (none when it
+    is unknown), and whether more follow."""
+    start = 0
+    if after:
+        ids = [item["id"] for item in ordered]
+        start = ids.index(after) + 1 if after in ids else len(ids)
+    data = ordered[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": start + limit < len(ordered),
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
