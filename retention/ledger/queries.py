@@ -131,6 +131,20 @@ def tighten_deadline(conn: Connection, row: Row[Any], now: datetime, **values: A
     )
 
 
+def move_deadline(conn: Connection, row: Row[Any], **values: Any) -> bool:
+    """Set a record's deadline columns only while it is as `row` read it (same state and
+    deadline), leased by a sweep or not: a later deadline must reach a record being deleted
+    (the sweep's last look reads it); whether it was changed."""
+    return (
+        conn.execute(
+            update(RECORDS)
+            .where(R.id == row.id, R.state == row.state, R.deadline == row.deadline)
+            .values(**values)
+        ).rowcount
+        == 1
+    )
+
+
 # a record's facts, as enrolment writes them and a sweep reads them back
 FACT_COLUMNS = (
     "provider",

@@ -5,7 +5,8 @@ last recorded turn, so each turn (a recorded response naming its `conversation`)
 `last_activity_at` forward, re-plans the deadline, and audits the move
 (`response.deadline_changed`, with the turn that moved it). A conversation that is not tracked
 yet is recorded then: the turn is how its ID reached us. Only open records move (pending or
-held), never one a sweep holds a live lease on, and never backwards.
+held), and never backwards; one a sweep is deleting moves too, and the sweep's last look
+before each page of items (sweep/executor.py) then finds it no longer due and stops.
 """
 
 from __future__ import annotations
@@ -61,10 +62,9 @@ def _move(
     due_at = row.due_at
     if due_at is not None and due_at <= row.deadline:  # due at its deadline: at the new one
         due_at = decision.deadline if row.hold is None else None
-    changed = queries.tighten_deadline(
+    changed = queries.move_deadline(
         tx.conn,
         row,
-        tx.now,
         last_activity_at=when,
         deadline=decision.deadline,
         deadline_basis=decision.basis,

@@ -316,7 +316,13 @@ class Sweep:
         client, cid = run.client, record.response_id
         # counted on from the ledger: earlier sweeps' pages (a 429's wait, a crash) count too
         deleted = self.items_deleted.setdefault(record.id, record.items_deleted)
+        first = True
         while True:
+            # the last look again before each page and before the conversation itself: a
+            # hold placed, or a new turn that moved the deadline, since the previous one wins
+            if not first and not await self.recheck.may_send(record):
+                return Outcome.SKIPPED, None, None
+            first = False
             listing = await self._request(run, lambda: client.conversation_items(cid))
             if listing is None:
                 return Outcome.STOPPED, None, None
