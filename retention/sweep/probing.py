@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from retention.config.settings import ProviderSettings
-from retention.core.vocabulary import State
+from retention.core.vocabulary import ObjectKind, State
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
@@ -18,14 +18,17 @@ from retention.provider.probe import AUTH_FAILED, SAMPLE, ProbeResult, probe
 
 
 def recent_ids(ledger: Ledger, provider: ProviderSettings, now: datetime) -> list[str]:
-    """Up to SAMPLE pending IDs of `provider` recorded most recently whose `created_at` lies
-    within its storage period (older ones the provider may have expired on its own)."""
+    """Up to SAMPLE pending response IDs of `provider` recorded most recently whose
+    `created_at` lies within its storage period (older ones the provider may have expired on
+    its own). Responses only: the probe asks `GET /responses/{id}`, where a conversation's ID
+    answers 404 whatever the key."""
     r = queries.R
     query = (
         select(r.response_id)
         .where(
             r.provider == provider.name,
             r.state == State.PENDING,
+            r.object == ObjectKind.RESPONSE.value,
             r.created_at >= now - provider.storage_period,
         )
         .order_by(r.id.desc())  # ids grow as records are added: the newest first

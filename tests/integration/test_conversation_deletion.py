@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -10,11 +11,13 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from retention.audit.receipt_format import check_receipt, receipt_text
+from retention.core.record_input import NewRecord
 from retention.core.vocabulary import ObjectKind, Outcome
 from retention.evidence.receipts import issue_receipt
 from retention.evidence.signing_key import Signer
 from retention.ledger.models import AUDIT_EVENTS, RECORDS
 from retention.services.erasure import checked_request, erasure_status, request_erasure
+from retention.services.recording import enrol
 from tests.integration.conftest import Env
 
 
@@ -138,3 +141,39 @@ def test_a_receipt_proves_a_conversations_deletion(make_env: Callable[..., Env])
     receipt = issue_receipt(env.ledger, cid, signer=signer, interval=timedelta(seconds=0))
     assert receipt["record"]["event"] == "conversation.deleted"
     assert check_receipt(receipt_text(receipt), signer.public) is None
+
+
+ACTIVE_CHATS = """\
+version: 1
+default: {ttl: 30d}
+policies:
+  - name: chats
+    match: {object: conversation}
+    ttl: 1s
+    ttl_from: last_activity
+"""
+
+
+def test_a_turn_made_during_the_deletion_stops_it(make_env: Callable[..., Env]) -> None:
+    """A conversation of 300 items being deleted slowly: a turn recorded after its first page
+    moves its deadline, the sweep's next look finds it no longer due and stops, and the
+    conversation is still there with the items left."""
+    env = make_env(policies=ACTIVE_CHATS)
+    cid = conversation_with(env, 300)
+    env.record(cid, age=timedelta(0), object=ObjectKind.CONVERSATION)
+    time.sleep(1.1)  # due
+    env.standin.knobs.update({"latency_ms": 20})
+    sweeping = threading.Thread(target=env.sweep)
+    sweeping.start()
+    waited = time.monotonic() + 30
+    while not events(env, "conversation.items_deleted") and time.monotonic() < waited:
+        time.sleep(0.02)
+    assert events(env, "conversation.items_deleted"), [s for s in env.standin.store.seen][-5:]
+    env.standin.store.create({"id": "resp_turn"})
+    enrol(env.ledger, env.settings, env.policies, [NewRecord("resp_turn", conversation=cid)])
+    sweeping.join(60)
+    census = env.standin.conversations.census()[cid]
+    assert census["deleted"] is False and 0 < census["items"] < 300
+    assert not events(env, "conversation.deleted")
+    (moved,) = [e for e in events(env, "response.deadline_changed") if e["response_id"] == cid]
+    assert moved["details"]["turn"] == "resp_turn"
