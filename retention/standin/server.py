@@ -14,9 +14,11 @@ JSON-escaped in every other error body and in each listed response's metadata.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -48,6 +50,20 @@ class Knobs:
             if key not in names:
                 raise KeyError(key)
             setattr(self, key, value if key == "flavor" else float(value))
+
+
+Handler = Callable[["StandIn", web.Request], Awaitable[web.StreamResponse]]
+
+
+def _gated(handler: Handler) -> Handler:
+    """A provider route behind the stand-in's gate (latency, faults and auth, `_gate`)."""
+
+    @functools.wraps(handler)
+    async def gated(self: StandIn, request: web.Request) -> web.StreamResponse:
+        refused = await self._gate(request)
+        return refused if refused is not None else await handler(self, request)
+
+    return gated
 
 
 class StandIn:
@@ -182,11 +198,9 @@ class StandIn:
             return _echoing(request, status, body, headers or {})
         return web.json_response(body, status=status, headers=headers)
 
+    @_gated
     async def _create(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/responses; `"stream": true` answers with server-sent events."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         body = await request.json()
         conversation = body.get("conversation")
         if isinstance(conversation, dict):
@@ -204,11 +218,9 @@ class StandIn:
         )
         return await _stream(request, item)
 
+    @_gated
     async def _list(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses?limit=&after=, newest first."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         if self.knobs.flavor == "openai":  # like OpenAI's API: no listing of stored responses
             return self._not_found(request)
         try:
@@ -225,29 +237,23 @@ class StandIn:
             ]
         return self._answer(request, 200, page)
 
+    @_gated
     async def _models(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/models: what every OpenAI-compatible server lists."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         model = {"id": "accounts/fireworks/models/llama-v3p1-8b-instruct", "object": "model"}
         return self._answer(request, 200, {"object": "list", "data": [model]})
 
+    @_gated
     async def _get(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses/{id}."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         item = None if self._blind(request) else self.store.responses.get(request.match_info["id"])
         if item is None:
             return self._not_found(request)
         return self._answer(request, 200, item)
 
+    @_gated
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         """DELETE /v1/responses/{id}."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         rid = request.match_info["id"]
         denied = self.knobs.deny_delete_rate  # drawn only when set: seeded faults stay as they were
         if denied and self._random.random() < denied:
@@ -264,29 +270,23 @@ class StandIn:
         )
         return self._answer(request, 200, body)
 
+    @_gated
     async def _create_conversation(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/conversations {metadata, items}."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         body = await request.json()
         return self._answer(request, 200, self.conversations.create(body or {}))
 
+    @_gated
     async def _get_conversation(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/conversations/{id}."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         found = None if self._blind(request) else self.conversations.live(request.match_info["id"])
         if found is None:
             return self._not_found(request)
         return self._answer(request, 200, found.body)
 
+    @_gated
     async def _delete_conversation(self, request: web.Request) -> web.StreamResponse:
         """DELETE /v1/conversations/{id}: the conversation goes, its items stay."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         found = None if self._blind(request) else self.conversations.live(request.match_info["id"])
         if found is None:
             return self._not_found(request)
@@ -298,11 +298,9 @@ class StandIn:
         }
         return self._answer(request, 200, gone)
 
+    @_gated
     async def _list_items(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/conversations/{id}/items?limit=&after=&order=."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         try:
             limit = max(1, min(100, int(request.query.get("limit", "20"))))
         except ValueError:
@@ -319,22 +317,18 @@ class StandIn:
             return self._not_found(request)
         return self._answer(request, 200, page)
 
+    @_gated
     async def _get_item(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/conversations/{id}/items/{item}: reachable until the item is deleted."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         found = self.conversations.conversations.get(request.match_info["id"])
         item = None if found is None else found.items.get(request.match_info["item"])
         if item is None or self._blind(request):
             return self._not_found(request)
         return self._answer(request, 200, item)
 
+    @_gated
     async def _delete_item(self, request: web.Request) -> web.StreamResponse:
         """DELETE /v1/conversations/{id}/items/{item}: the conversation's object back."""
-        gated = await self._gate(request)
-        if gated:
-            return gated
         body = None
         if not self._blind(request):
             body = self.conversations.delete_item(

@@ -381,13 +381,9 @@ class Sweep:
             queries.update_owned(
                 tx.conn, record.id, self.owner, items_deleted=total, updated_at=tx.now
             )
-            tx.event(
+            tx.record_event(
                 Event.CONVERSATION_ITEMS_DELETED,
-                response_id=record.response_id,
-                provider=record.provider,
-                account=record.account,
-                policy=record.policy,
-                deadline=record.deadline,
+                record,
                 details={"items": count, "items_so_far": total},
             )
 
