@@ -39,6 +39,25 @@ def standin(latency_ms: float = 0) -> Iterator[str]:
         proc.wait(10)
 
 
+def machine_speed(seconds: float = 0.5) -> int:
+    """Thousands of rounds a second of a fixed pure-Python workload (a record parsed, hashed
+    and encoded, as ingest does), on one core, measured now: the machine this runs on speeds
+    up and slows down by a third over minutes (a shared host), so each figure is printed
+    beside this one and runs are comparable when they are."""
+    import hashlib
+
+    line = json.dumps({"id": "resp_" + "a" * 40, "metadata": {"user_id": "u123"}, "n": 1})
+    rounds = 0
+    started = time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        for _ in range(100):
+            record = json.loads(line)
+            record["seen"] = rounds
+            hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+        rounds += 100
+    return round(rounds / elapsed / 1000)
+
+
 def report(figures: dict[str, Any], path: str) -> None:
     """Print the figures as an aligned table and write them to `path` as JSON."""
     width = max(len(key) for key in figures)

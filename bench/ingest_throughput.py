@@ -8,8 +8,10 @@ on, `synchronous=FULL` on SQLite); `--clients` clients each post requests of `si
 one after the other, for `--seconds` seconds after a second of warm-up. Printed per run: IDs a
 second that got their 202, requests a second, the latency of a request (p50, p99, max), the
 daemon's own CPU (seconds of user+system time per wall second, from /proc) and the clients'
-(this process's: on a 2-core machine the two together can use no more than 2), and how many
-transactions the daemon's group commit made (`retention_ingest_commits_total`). Afterwards the
+(this process's: on a 2-core machine the two together can use no more than 2), how many
+transactions the daemon's group commit made (`retention_ingest_commits_total`), and the
+machine's speed just before the run (`machine_kops`, benchlib.machine_speed: a shared host's
+speed drifts, and figures compare only at like speeds). Afterwards the
 run checks that every ID that got a 202 is in the ledger. PostgreSQL runs on the database
 server at `--pg-url` (a fresh database, dropped after); it is skipped when it cannot be reached.
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchlib import KEY, report, standin
+from benchlib import KEY, machine_speed, report, standin
 
 TOKEN = "bench-ingest-token"  # noqa: S105 (the bench daemon's own, made up)
 
@@ -258,7 +260,9 @@ def main() -> None:
                     database_url = fresh_database(args.pg_url)
                     if database_url is None:
                         break
+                speed = machine_speed()
                 run = one_run(base_url, database_url, args.clients, size, args.seconds)
+                run["machine_kops"] = speed
                 figures[f"{backend} {args.clients}x{size}"] = run
                 print(f"{backend} {args.clients} clients x {size} IDs: {run}", flush=True)
     report(figures, args.json)

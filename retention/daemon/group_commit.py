@@ -63,16 +63,19 @@ class GroupCommit(Generic[Item, Result]):
     async def enqueue(self, items: list[Item]) -> asyncio.Future[Result]:
         """Queue one request's items once there is room; the future gets its result (or the
         error that failed it) once they are committed."""
-        async with self._room:
-            await self._room.wait_for(
-                lambda: not self._queue or self._queued + len(items) <= self._max_queued
-            )
-            answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-            self._queue.append(_Waiting(items, answer))
-            self._queued += len(items)
+        if not self._has_room(items):  # else no wait: nothing runs between test and append
+            async with self._room:
+                await self._room.wait_for(lambda: self._has_room(items))
+        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(items, answer))
+        self._queued += len(items)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run())
         return answer
+
+    def _has_room(self, items: list[Item]) -> bool:
+        """Whether a request of `items` may be queued now (into an empty queue, always)."""
+        return not self._queue or self._queued + len(items) <= self._max_queued
 
     async def drained(self) -> None:
         """Wait until everything queued so far is committed (or failed)."""
