@@ -25,7 +25,13 @@ from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE, 
 from retention.core.text import escaped
 from retention.core.times import FUTURE_SKEW, format_time, parse_time
 from retention.core.vocabulary import MetaKey, meta_key
-from retention.errors import DiscoveryUnsupported, InputError, ProviderError, RetentionError
+from retention.errors import (
+    CursorRefused,
+    DiscoveryUnsupported,
+    InputError,
+    ProviderError,
+    RetentionError,
+)
 from retention.ledger import queries
 from retention.ledger.ledger import Ledger
 from retention.ledger.loopguard import off_loop
@@ -169,10 +175,13 @@ async def discover(
             asked.add(state.after)
             try:
                 page = await client.list_page(limit=PAGE_SIZE, after=state.after)
-            except DiscoveryUnsupported:
+            except (CursorRefused, DiscoveryUnsupported) as exc:
                 if state.after is None:
                     raise
-                state.after = None  # the saved cursor is gone: walk again from the top
+                # the saved cursor is gone (Llama Stack answers 400 once the response it names
+                # is deleted): walk again from the top, still down to the old high-water mark
+                log.info("discover.cursor_refused", provider=provider, error=exc.message)
+                state.after = None
                 continue
             report.pages += 1
             if state.after is not None and not page.items:

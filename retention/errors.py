@@ -98,5 +98,9 @@ class DiscoveryUnsupported(ProviderError):
     """This provider does not list stored responses; record IDs where they are made."""
 
 
+class CursorRefused(ProviderError):
+    """The provider refused a listing's saved cursor (the response it named is gone)."""
+
+
 class AuditError(RetentionError):
     """The audit trail could not be written or read."""

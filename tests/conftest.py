@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 
 from retention.standin import StandIn
+from retention.standin.server import Knobs
+from tests.helpers import ACCOUNT, FLAVOR
 
 # Two cores shared with the stand-in and xdist workers: generation time is not a property.
 settings.register_profile(
@@ -34,7 +36,8 @@ def now() -> datetime:
 @pytest.fixture
 def standin() -> Iterator[StandIn]:
     """The provider stand-in serving on 127.0.0.1 from a background thread."""
-    server = StandIn(api_key="test-key", account="acme", seed=7).start()
+    server = StandIn(api_key="test-key", account=ACCOUNT, seed=7, knobs=Knobs(flavor=FLAVOR))
+    server.start()
     yield server
     server.stop()
 
@@ -43,7 +46,14 @@ def standin() -> Iterator[StandIn]:
 def standin_process() -> Iterator[str]:
     """The provider stand-in as its own process (`python -m retention.standin`); its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--account", "acme"],
+        [
+            sys.executable,
+            "-m",
+            "retention.standin",
+            "--flavor",
+            FLAVOR,
+            *(["--account", ACCOUNT] if ACCOUNT else []),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

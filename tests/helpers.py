@@ -12,6 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+# The provider the stand-in plays in this run (`RETENTION_TEST_FLAVOR`, .ci/compat runs each):
+# the tests that meet the provider run against each flavour's ways (standin/flavours.py), with
+# the provider configured as its users would (Llama Stack is an OpenAI-compatible server).
+FLAVOR = os.environ.get("RETENTION_TEST_FLAVOR", "fireworks")
+ACCOUNT = "acme" if FLAVOR == "fireworks" else None  # the account header is Fireworks' own
+
 POLICIES = """\
 version: 1
 default:
@@ -54,10 +60,10 @@ def write_config(
     config.write_text(
         "providers:\n"
         "  fireworks:\n"
-        "    kind: fireworks\n"
+        f"    kind: {'fireworks' if FLAVOR == 'fireworks' else 'openai'}\n"
         f"    base_url: {base_url}\n"
         "    api_key_env: FW_TEST_KEY\n"
-        "    account_id: acme\n"
+        f"{'    account_id: acme' if ACCOUNT else ''}\n"
         "    max_concurrency: 8\n"
         f"{provider_extra}"
         f"{extra}"

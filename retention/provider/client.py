@@ -24,7 +24,12 @@ from retention.core.ids import is_valid_id, validate_id
 from retention.core.outcomes import parse_retry_after
 from retention.core.quoting import quote
 from retention.core.times import utcnow
-from retention.errors import DiscoveryUnsupported, ProviderAuthError, ProviderError
+from retention.errors import (
+    CursorRefused,
+    DiscoveryUnsupported,
+    ProviderAuthError,
+    ProviderError,
+)
 from retention.provider.transport import AiohttpTransport
 from retention.redaction import redact_tree, register_secret, scrub
 
@@ -36,6 +41,8 @@ MAX_ERROR = 300  # characters of error text kept
 # (100 items with full metadata are about 4 MiB), after decompression
 MAX_ANSWER_BODY = 64 * 1024
 MAX_LISTING_BODY = 16 * 1024 * 1024
+# answers to a listing's `after` that say the cursor is gone, not that the listing is
+_CURSOR_REFUSED = frozenset({400, 404, 409, 410, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +246,12 @@ class ProviderClient:
         if response.status_code in (401, 403):
             raise ProviderAuthError(
                 f"provider {self.settings.name} refused our credentials "
+                f"(HTTP {response.status_code})"
+            )
+        if after is not None and response.status_code in _CURSOR_REFUSED:
+            # Llama Stack answers 400 to `after` naming a deleted response: walk from the top
+            raise CursorRefused(
+                f"provider {self.settings.name} refused the listing's cursor "
                 f"(HTTP {response.status_code})"
             )
         if response.status_code in (404, 405, 501):

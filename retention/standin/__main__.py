@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from retention.standin.flavours import FLAVOURS
 from retention.standin.server import Knobs, StandIn
 
 
@@ -30,7 +31,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="fraction of connections dropped without an answer",
     )
-    parser.add_argument("--flavor", choices=("fireworks", "openai"), default="fireworks")
+    parser.add_argument(
+        "--flavor",
+        choices=tuple(FLAVOURS),
+        default="fireworks",
+        help="the provider it plays (retention/standin/flavours.py)",
+    )
     parser.add_argument(
         "--deny-delete-rate",
         type=float,

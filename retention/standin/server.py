@@ -5,6 +5,8 @@ and the Conversations API (standin/conversations.py): POST `/conversations`, GET
 `/conversations/{id}`, GET `/conversations/{id}/items`, GET/DELETE
 `/conversations/{id}/items/{item_id}`. A response made with `conversation` adds its turn there.
 Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `conversations`.
+The stand-in plays one provider's ways at a time (knob `flavor`, standin/flavours.py): error
+bodies, delete bodies, ID forms, listing limits, Azure's `api-key` header and `/openai/v1` path.
 A second key, `blind_key`, is accepted but sees nothing (like a key of another OpenAI project):
 its listing is empty and every ID answers 404. With `echo_key` it plays a careless provider that
 echoes the Authorization header it received: in `x-request-id`, raw in a 401's text body,
@@ -17,6 +19,7 @@ import asyncio
 import functools
 import json
 import random
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from retention.standin.conversations import ConversationStore
+from retention.standin.flavours import FLAVOURS, Flavour
 from retention.standin.stored import ResponseStore, Seen
 
 
@@ -37,7 +41,7 @@ class Knobs:
     rate_429: float = 0.0  # fraction answered 429 with Retry-After
     retry_after: int = 1
     drop_rate: float = 0.0  # fraction whose connection is closed without an answer
-    flavor: str = "fireworks"  # the DELETE body style: fireworks | openai
+    flavor: str = "fireworks"  # the provider it plays: a name in standin/flavours.py
     deny_delete_rate: float = 0.0  # fraction of DELETEs answered 401 (a key that may only read)
     # fraction of DELETEs answered 200 `{"deleted": false}`, the response kept (a server that
     # says no in its body)
@@ -49,6 +53,8 @@ class Knobs:
         for key, value in values.items():
             if key not in names:
                 raise KeyError(key)
+            if key == "flavor" and value not in FLAVOURS:
+                raise ValueError(f"flavor: expected one of {', '.join(FLAVOURS)}")
             setattr(self, key, value if key == "flavor" else float(value))
 
 
@@ -91,24 +97,30 @@ class StandIn:
         self.port = 0
 
     @property
+    def flavour(self) -> Flavour:
+        """The provider it plays now."""
+        return FLAVOURS[self.knobs.flavor]
+
+    @property
     def base_url(self) -> str:
         """The base URL to put in a provider's `base_url`."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.port}{self.flavour.path}"
 
     def app(self) -> web.Application:
         """The aiohttp application."""
         app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_post("/v1/responses", self._create)
-        app.router.add_get("/v1/responses", self._list)
-        app.router.add_get("/v1/responses/{id}", self._get)
-        app.router.add_delete("/v1/responses/{id}", self._delete)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/conversations", self._create_conversation)
-        app.router.add_get("/v1/conversations/{id}", self._get_conversation)
-        app.router.add_delete("/v1/conversations/{id}", self._delete_conversation)
-        app.router.add_get("/v1/conversations/{id}/items", self._list_items)
-        app.router.add_get("/v1/conversations/{id}/items/{item}", self._get_item)
-        app.router.add_delete("/v1/conversations/{id}/items/{item}", self._delete_item)
+        for base in sorted({f.path for f in FLAVOURS.values()}):  # /v1, and Azure's
+            app.router.add_post(f"{base}/responses", self._create)
+            app.router.add_get(f"{base}/responses", self._list)
+            app.router.add_get(f"{base}/responses/{{id}}", self._get)
+            app.router.add_delete(f"{base}/responses/{{id}}", self._delete)
+            app.router.add_get(f"{base}/models", self._models)
+            app.router.add_post(f"{base}/conversations", self._create_conversation)
+            app.router.add_get(f"{base}/conversations/{{id}}", self._get_conversation)
+            app.router.add_delete(f"{base}/conversations/{{id}}", self._delete_conversation)
+            app.router.add_get(f"{base}/conversations/{{id}}/items", self._list_items)
+            app.router.add_get(f"{base}/conversations/{{id}}/items/{{item}}", self._get_item)
+            app.router.add_delete(f"{base}/conversations/{{id}}/items/{{item}}", self._delete_item)
         app.router.add_get("/_standin/conversations", self._census)
         app.router.add_get("/_standin/requests", self._requests)
         app.router.add_post("/_standin/seed", self._seed)
@@ -163,19 +175,22 @@ class StandIn:
         roll -= knobs.rate_429
         if roll < knobs.error_rate:
             return self._answer(request, 500, {"error": {"message": "stand-in fault"}})
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}" and not self._blind(
-            request
-        ):
+        if self._key(request) != self.api_key and not self._blind(request):
             return self._answer(request, 401, {"error": {"message": "invalid API key"}})
         if self.account and request.headers.get("x-fireworks-account-id") != self.account:
             return self._answer(request, 403, {"error": {"message": "wrong account"}})
         return None
 
+    def _key(self, request: web.Request) -> str | None:
+        """The key the request carries where this flavour takes it (`api-key` on Azure)."""
+        if self.flavour.auth == "api-key":
+            return request.headers.get("api-key")
+        bearer = request.headers.get("Authorization", "")
+        return bearer.removeprefix("Bearer ") if bearer.startswith("Bearer ") else None
+
     def _blind(self, request: web.Request) -> bool:
         """Whether the request carries the key that is accepted but sees nothing."""
-        return bool(self.blind_key) and (
-            request.headers.get("Authorization") == f"Bearer {self.blind_key}"
-        )
+        return bool(self.blind_key) and self._key(request) == self.blind_key
 
     def _not_found(self, request: web.Request) -> web.Response:
         """404, as a provider says it has no such object."""
@@ -196,6 +211,12 @@ class StandIn:
         )
         if self.echo_key:
             return _echoing(request, status, body, headers or {})
+        flavour = self.flavour
+        error = body.get("error")
+        if status >= 400 and flavour.error_shape == "detail" and isinstance(error, dict):
+            body = {"detail": error.get("message")}  # FastAPI's shape (Llama Stack)
+        if flavour.request_ids:
+            headers = {**(headers or {}), "x-request-id": f"req_{secrets.token_hex(16)}"}
         return web.json_response(body, status=status, headers=headers)
 
     @_gated
@@ -207,10 +228,12 @@ class StandIn:
             conversation = conversation.get("id")
         if conversation is not None and self.conversations.live(str(conversation)) is None:
             return self._answer(request, 404, {"error": {"message": "no such conversation"}})
-        item = self.store.create(body)
+        item = self.store.create({"id": self.flavour.response_id(), **body})
         if conversation is not None:
             self.conversations.add_turn(str(conversation), body.get("input"), "stand-in")
             item["conversation"] = {"id": conversation}
+        elif self.flavour.null_conversation:
+            item["conversation"] = None
         if not body.get("stream"):
             return self._answer(request, 200, item)
         self.store.note(
@@ -221,21 +244,35 @@ class StandIn:
     @_gated
     async def _list(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses?limit=&after=, newest first."""
-        if self.knobs.flavor == "openai":  # like OpenAI's API: no listing of stored responses
+        flavour = self.flavour
+        if not flavour.lists_responses:  # like OpenAI's API: no listing of stored responses
             return self._not_found(request)
-        try:
-            limit = max(1, min(100, int(request.query.get("limit", "20"))))
-        except ValueError:
-            return self._answer(request, 400, {"error": {"message": "bad limit"}})
+        limit = self._limit(request)
+        if isinstance(limit, web.Response):
+            return limit
         if self._blind(request):
             return self._answer(request, 200, {"object": "list", "data": [], "has_more": False})
-        page = self.store.page(limit, request.query.get("after"))
+        after = request.query.get("after")
+        if after and flavour.unknown_after == "refuse" and after not in self.store.responses:
+            message = f"Response with id {after} not found"  # Llama Stack's 400, word for word
+            return self._answer(request, 400, {"error": {"message": message}})
+        page = self.store.page(limit, after)
         if self.echo_key:
             echo = request.headers.get("Authorization", "")
             page["data"] = [
                 {**item, "metadata": {**item["metadata"], "echo": echo}} for item in page["data"]
             ]
         return self._answer(request, 200, page)
+
+    def _limit(self, request: web.Request) -> int | web.Response:
+        """A listing's `limit` (20 when absent), capped at 100 or refused above it."""
+        try:
+            limit = max(1, int(request.query.get("limit", "20")))
+        except ValueError:
+            return self._answer(request, 400, {"error": {"message": "bad limit"}})
+        if limit > 100 and self.flavour.limit_over_100 == "refuse":
+            return self._answer(request, 400, {"error": {"message": "limit must be <= 100"}})
+        return min(limit, 100)
 
     @_gated
     async def _models(self, request: web.Request) -> web.StreamResponse:
@@ -264,9 +301,9 @@ class StandIn:
         if self._blind(request) or self.store.responses.pop(rid, None) is None:
             return self._not_found(request)
         body: dict[str, Any] = (
-            {"id": rid, "object": "response", "deleted": True}
-            if self.knobs.flavor == "openai"
-            else {"message": "Response deleted successfully"}
+            {"message": "Response deleted successfully"}
+            if self.flavour.delete_body == "message"
+            else {"id": rid, "object": "response", "deleted": True}
         )
         return self._answer(request, 200, body)
 
@@ -274,7 +311,8 @@ class StandIn:
     async def _create_conversation(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/conversations {metadata, items}."""
         body = await request.json()
-        return self._answer(request, 200, self.conversations.create(body or {}))
+        made = {"id": self.flavour.conversation_id(), **(body or {})}
+        return self._answer(request, 200, self.conversations.create(made))
 
     @_gated
     async def _get_conversation(self, request: web.Request) -> web.StreamResponse:
@@ -301,20 +339,22 @@ class StandIn:
     @_gated
     async def _list_items(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/conversations/{id}/items?limit=&after=&order=."""
-        try:
-            limit = max(1, min(100, int(request.query.get("limit", "20"))))
-        except ValueError:
-            return self._answer(request, 400, {"error": {"message": "bad limit"}})
+        limit = self._limit(request)
+        if isinstance(limit, web.Response):
+            return limit
+        follows = self.flavour.items_follow_after
         page = None
         if not self._blind(request):
             page = self.conversations.page(
                 request.match_info["id"],
                 limit,
-                request.query.get("after"),
+                request.query.get("after") if follows else None,
                 request.query.get("order", "desc"),
             )
         if page is None:
             return self._not_found(request)
+        if not follows:  # Llama Stack: cut at `limit`, never more to come
+            page["has_more"] = False
         return self._answer(request, 200, page)
 
     @_gated

@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import text
 
 from retention.discover import CrawlState, discover
@@ -13,8 +14,11 @@ from retention.ledger import queries
 from tests.integration.conftest import Env
 
 
-def test_vanished_cursor_leaves_no_hole(env: Env) -> None:
-    """An interrupted crawl whose cursor response was deleted restarts from the top, no hole."""
+@pytest.mark.parametrize("flavor", ["fireworks", "llamastack"])
+def test_vanished_cursor_leaves_no_hole(env: Env, flavor: str) -> None:
+    """An interrupted crawl whose cursor response was deleted restarts from the top, no hole,
+    whether the provider answers that cursor with an empty page or with a 400 (Llama Stack)."""
+    env.standin.knobs.flavor = flavor
     now = int(time.time())
     for i in range(250):
         env.standin.store.create({"id": f"v{i:03d}", "created_at": now - i})

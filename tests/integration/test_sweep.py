@@ -39,10 +39,11 @@ def _after_probe(env: Env, **knobs: float) -> Hooks:
 
 
 def _serving(handler):  # type: ignore[no-untyped-def]
-    """A MockTransport handler that answers the probe's listing as the API does."""
+    """A MockTransport handler that answers the probe (a listing, or the models) as the API
+    does."""
 
     def serve(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET" and request.url.path.endswith("/responses"):
+        if request.method == "GET" and request.url.path.endswith(("/responses", "/models")):
             return httpx.Response(200, json={"object": "list", "data": []})
         return handler(request)  # type: ignore[no-any-return]
 
@@ -174,8 +175,9 @@ def test_verify_after_delete_sends_a_get(make_env) -> None:  # type: ignore[no-u
     env.standin.store.create({"id": "v1"})
     env.record("v1")
     assert env.sweep().total("deleted") == 1
-    methods = [s.method for s in env.standin.store.seen if s.path != "/v1/responses"]
-    assert methods == ["DELETE", "GET"], "the probe's listing aside"
+    probes = ("/v1/responses", "/v1/models")
+    methods = [s.method for s in env.standin.store.seen if s.path not in probes]
+    assert methods == ["DELETE", "GET"], "the probe aside"
 
 
 def test_never_deletes_early_even_if_the_ledger_says_due(env: Env) -> None:
