@@ -92,16 +92,22 @@ def cli(
     )
 
 
+def standin_root(base_url: str) -> str:
+    """The stand-in's own address, where its control routes are (`/_standin/...`), from the
+    base URL of the API it plays (`/v1`, or Azure's `/openai/v1`)."""
+    return base_url.rsplit("/v1", 1)[0].removesuffix("/openai")
+
+
 def standin_requests(base_url: str) -> list[dict[str, Any]]:
     """Every request the stand-in has answered."""
-    root = base_url.rsplit("/v1", 1)[0]
+    root = standin_root(base_url)
     with urllib.request.urlopen(f"{root}/_standin/requests", timeout=10) as answer:
         return json.load(answer)["requests"]
 
 
 def seed(base_url: str, items: list[dict[str, Any]]) -> None:
     """Create responses in the stand-in."""
-    root = base_url.rsplit("/v1", 1)[0]
+    root = standin_root(base_url)
     request = urllib.request.Request(
         f"{root}/_standin/seed", method="POST", data=json.dumps({"responses": items}).encode()
     )

@@ -25,11 +25,12 @@ from retention.errors import ConfigError
 from retention.files import SecretFileError, read_secret_file
 from retention.redaction import register_secret
 
-PROVIDER_KINDS = ("fireworks", "openai")
-DEFAULT_BASE_URLS = {
+PROVIDER_KINDS = ("fireworks", "openai", "azure")
+DEFAULT_BASE_URLS = {  # Azure's is the operator's own resource: no default
     "fireworks": "https://api.fireworks.ai/inference/v1",
     "openai": "https://api.openai.com/v1",
 }
+AUTH_STYLES = ("bearer", "api-key")  # the key as `Authorization: Bearer`, or an `api-key` header
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")  # CR, LF and other controls split a header
@@ -50,6 +51,7 @@ class ProviderSettings:
     timeout_s: float = 10.0
     verify_after_delete: bool = False
     transport: str = "aiohttp"  # the connection pool under httpx: aiohttp | httpx
+    auth: str = "bearer"  # how the key travels: a bearer token, or Azure's `api-key` header
     # how long the provider itself keeps a stored response; older IDs may be gone on their own,
     # so the visibility probe only asks about younger ones
     storage_period: timedelta = timedelta(days=30)
@@ -367,17 +369,23 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         "verify_after_delete",
         "transport",
         "storage_period",
+        "auth",
     )
     kind = r.get("kind", str, "fireworks")
     if kind not in PROVIDER_KINDS:
         raise r.error("kind", f"expected one of {', '.join(PROVIDER_KINDS)}, got {quote(kind)}")
+    if kind not in DEFAULT_BASE_URLS and "base_url" not in r.node:
+        raise r.error(
+            "base_url",
+            f"kind {kind} needs its base URL (https://RESOURCE.openai.azure.com/openai/v1)",
+        )
     key_env, key_file = r.get("api_key_env", str), r.get("api_key_file", str)
     if bool(key_env) == bool(key_file):
         raise r.error("api_key_env", "give exactly one of api_key_env and api_key_file")
     return ProviderSettings(
         name=name,
         kind=kind,
-        base_url=r.convert("base_url", _base_url, DEFAULT_BASE_URLS[kind]),
+        base_url=r.convert("base_url", _base_url, DEFAULT_BASE_URLS.get(kind, "")),
         api_key_env=key_env,
         api_key_file=path_in(base, key_file),
         account_id=r.convert("account_id", _header_value, None),
@@ -387,6 +395,7 @@ def _provider(parent: Reader, name: str, base: Path) -> ProviderSettings:
         verify_after_delete=r.get("verify_after_delete", bool, False),
         transport=r.convert("transport", one_of("aiohttp", "httpx"), "aiohttp"),
         storage_period=r.convert("storage_period", positive_duration, timedelta(days=30)),
+        auth=r.convert("auth", one_of(*AUTH_STYLES), "api-key" if kind == "azure" else "bearer"),
     )
 
 

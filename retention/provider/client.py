@@ -102,7 +102,11 @@ class ProviderClient:
         register_secret(api_key)
         self.settings = settings
         headers = {
-            "Authorization": f"Bearer {api_key}",
+            **(
+                {"api-key": api_key}  # Azure OpenAI's key header
+                if settings.auth == "api-key"
+                else {"Authorization": f"Bearer {api_key}"}
+            ),
             "User-Agent": f"retention/{__version__}",
             # bodies are read as sent (aiohttp's default asked for gzip and never inflated it:
             # a compressing provider's probe answer was unreadable); the listing asks for gzip

@@ -23,8 +23,18 @@ from retention.core.outcomes import backoff
 from retention.core.vocabulary import Event
 from retention.provider.client import Answer, ProviderClient
 
-ENDPOINTS = {"fireworks": "/responses?limit=1", "openai": "/models"}
-APIS = {"fireworks": "the Fireworks Responses API", "openai": "an OpenAI-compatible API"}
+ENDPOINTS = {"fireworks": "/responses?limit=1", "openai": "/models", "azure": "/models"}
+APIS = {
+    "fireworks": "the Fireworks Responses API",
+    "openai": "an OpenAI-compatible API",
+    "azure": "Azure OpenAI's v1 API",
+}
+# what a refusal may mean, by kind and how the key was sent
+AUTH_HINTS = {
+    ("azure", "bearer"): " (Azure OpenAI takes an API key in the `api-key` header: drop "
+    "`auth: bearer`, which is for Microsoft Entra ID tokens)",
+    ("azure", "api-key"): " (an Entra ID token goes as a bearer token: `auth: bearer`)",
+}
 SAMPLE = 3  # recent IDs looked up
 TRIES = 4  # a transient answer (no connection, 429, 5xx) is asked again, this many times in all
 MAX_WAIT_S = 5.0  # the longest Retry-After the probe honours before asking again
@@ -73,7 +83,7 @@ async def probe(
     path = ENDPOINTS[settings.kind]
     answer, body = await _patiently(partial(client.fetch, path), sleep)
     verdict = endpoint_verdict(
-        settings.name, settings.kind, f"{settings.base_url}{path}", answer, body
+        settings.name, settings.kind, f"{settings.base_url}{path}", answer, body, settings.auth
     )
     if not verdict.ok or not recent_ids:
         return verdict
@@ -111,7 +121,7 @@ def transient(answer: Answer) -> bool:
 
 
 def endpoint_verdict(
-    provider: str, kind: str, url: str, answer: Answer, body: bytes
+    provider: str, kind: str, url: str, answer: Answer, body: bytes, auth: str = "bearer"
 ) -> ProbeResult:
     """What the answer to the API endpoint's GET says about the base URL and the key."""
     status, api = answer.status, APIS[kind]
@@ -119,6 +129,7 @@ def endpoint_verdict(
         return ProbeResult(provider, UNREACHABLE, f"cannot reach {url}: {_hinted(answer.error)}")
     if status in (401, 403):
         hint = " (or account_id)" if kind == "fireworks" and status == 403 else ""
+        hint = AUTH_HINTS.get((kind, auth), hint)
         reason = f"GET {url} answered {status}: the provider refused our credentials{hint}"
         return ProbeResult(provider, AUTH_FAILED, reason, http_status=status)
     if status == 429 or status >= 500:
