@@ -53,17 +53,20 @@ def write_config(
     extra: str = "",
     policies: str = POLICIES,
     provider_extra: str = "",
+    kind: str | None = None,
 ) -> Path:
-    """A retention.yaml and policies.yaml in `directory` pointing at `base_url`."""
+    """A retention.yaml and policies.yaml in `directory` pointing at `base_url` (the
+    provider of `kind`, else as the run's flavour is configured)."""
+    kind = kind or ("fireworks" if FLAVOR == "fireworks" else "openai")
     (directory / "policies.yaml").write_text(policies)
     config = directory / "retention.yaml"
     config.write_text(
         "providers:\n"
         "  fireworks:\n"
-        f"    kind: {'fireworks' if FLAVOR == 'fireworks' else 'openai'}\n"
+        f"    kind: {kind}\n"
         f"    base_url: {base_url}\n"
         "    api_key_env: FW_TEST_KEY\n"
-        f"{'    account_id: acme' if ACCOUNT else ''}\n"
+        f"{'    account_id: acme' if ACCOUNT and kind == 'fireworks' else ''}\n"
         "    max_concurrency: 8\n"
         f"{provider_extra}"
         f"{extra}"

@@ -31,14 +31,18 @@ _HEAD_ID = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_.:-]{0,199})"')
 _HEAD_STORE = re.compile(rb'"store"\s*:\s*(true|false)')
 SUBJECT_FIELDS = ("safety_identifier", "user")  # request fields that name the app's end user
 ECHOED = ("metadata", *SUBJECT_FIELDS)
-# a request body is parsed only when it may hold one of them (an object key, not a value)
-_ASKED_KEY = re.compile(rb'"(?:metadata|safety_identifier|user)"\s*:')
+# a request body is parsed only when it may hold one of them, or `store` (an object key)
+_ASKED_KEY = re.compile(rb'"(?:metadata|safety_identifier|user|store)"\s*:')
+# what a chat completion says it is, whole or a chunk of a stream
+CHAT_OBJECTS = ("chat.completion", "chat.completion.chunk")
+_HEAD_CHAT = re.compile(rb'"object"\s*:\s*"chat\.completion')
+_CREATES = ("/responses", "/conversations", "/chat/completions")
 
 
 def is_create(method: str, path: str) -> bool:
-    """Whether a request creates a response or a conversation (POST .../responses,
-    POST .../conversations)."""
-    return method.upper() == "POST" and path.rstrip("/").endswith(("/responses", "/conversations"))
+    """Whether a request creates a response, a conversation or a chat completion (POST
+    .../responses, .../conversations, .../chat/completions)."""
+    return method.upper() == "POST" and path.rstrip("/").endswith(_CREATES)
 
 
 def record_of(
@@ -47,6 +51,8 @@ def record_of(
     """The ingest record of a created response object (None if it was not stored), or of a
     created conversation (always kept by the provider), with the conversation a response was
     made in. `asked` gives the request's fields, for what the response does not echo."""
+    if isinstance(response, dict) and response.get("object") in CHAT_OBJECTS:
+        return chat_record_of(response, asked or _nothing)
     if not isinstance(response, dict) or response.get("store") is False:
         return None
     rid = response.get("id")
@@ -65,6 +71,28 @@ def record_of(
         if value not in (None, "") and _fits(check, value):
             record[key] = value
     metadata = labels(response, asked or _nothing)
+    if metadata:
+        record["metadata"] = metadata
+    return record
+
+
+def chat_record_of(
+    completion: Mapping[str, Any], asked: Callable[[], Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """The ingest record of a chat completion (or of the first chunk of a streamed one): only
+    one made with `store: true` is kept by the provider (the default is not to), and the
+    answer does not say so: the request does. Its metadata is the request's."""
+    if not (completion.get("store") is True or asked().get("store") is True):
+        return None
+    rid = completion.get("id")
+    if not is_valid_id(rid):
+        return None
+    record: dict[str, Any] = {"id": rid, "object": ObjectKind.CHAT_COMPLETION.value}
+    given = {"created_at": completion.get("created"), "model": completion.get("model")}
+    for key, value in given.items():
+        if value not in (None, "") and _fits(_CHECKS[key], value):
+            record[key] = value
+    metadata = labels(completion, asked)
     if metadata:
         record["metadata"] = metadata
     return record
@@ -143,7 +171,9 @@ def request_fields(body: bytes | None) -> Mapping[str, Any]:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
         return {}
-    return {k: parsed[k] for k in ECHOED if k in parsed} if isinstance(parsed, dict) else {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {k: parsed[k] for k in (*ECHOED, "store") if k in parsed}
 
 
 class Sniffer:
@@ -185,6 +215,9 @@ class Sniffer:
         if isinstance(event, dict) and isinstance(event.get("response"), dict):
             self.found = record_of(event["response"], self._asked)
             self.settled = True
+        elif isinstance(event, dict) and event.get("object") in CHAT_OBJECTS:
+            self.found = chat_record_of(event, self._asked)  # each chunk carries the ID
+            self.settled = True
 
     def result(self) -> dict[str, Any] | None:
         """The record, once the body is complete."""
@@ -209,6 +242,10 @@ def _from_head(head: bytes, asked: Callable[[], Mapping[str, Any]]) -> dict[str,
     if found is None or (store is not None and store.group(1) == b"false"):
         return None
     record: dict[str, Any] = {"id": found.group(1).decode()}
+    if _HEAD_CHAT.search(head) is not None:
+        if asked().get("store") is not True:
+            return None
+        record["object"] = ObjectKind.CHAT_COMPLETION.value
     metadata = labels({}, asked)
     if metadata:
         record["metadata"] = metadata

@@ -32,6 +32,8 @@ class ObjectKind(StrEnum):
 
     RESPONSE = "response"  # a stored response (`resp_...`): kept 30 days unless deleted
     CONVERSATION = "conversation"  # a conversation (`conv_...`) and its items: kept until deleted
+    # a chat completion made with `store: true` (`chatcmpl-...`): kept until deleted
+    CHAT_COMPLETION = "chat.completion"
 
 
 OBJECT_KINDS: tuple[ObjectKind, ...] = tuple(ObjectKind)
@@ -60,6 +62,9 @@ class Outcome(StrEnum):
     UNCONFIRMED = "unconfirmed"  # 2xx to DELETE, but the response is still there
     STOPPED = "stopped"  # the sweep stopped (auth failure, shutdown) before this record
     SKIPPED = "skipped"  # the last look found it held, changed or not due: never early
+    # the provider cannot delete this kind of object (405, or no such API): kept pending,
+    # charged nothing, one `provider.cannot_delete` for the provider and kind
+    UNSUPPORTED = "unsupported"
     ERROR = "error"  # something of ours broke: the record waits, charged nothing
 
 
@@ -92,6 +97,7 @@ class Event(StrEnum):
     PROVIDER_AUTH_FAILED = "provider.auth_failed"
     PROVIDER_MISCONFIGURED = "provider.misconfigured"
     PROVIDER_UNREACHABLE = "provider.unreachable"
+    PROVIDER_CANNOT_DELETE = "provider.cannot_delete"
     ERASURE_REQUESTED = "erasure.requested"
     ERASURE_COMPLETED = "erasure.completed"
     ERASURE_OVERDUE = "erasure.overdue"
@@ -140,6 +146,9 @@ class MetaKey(StrEnum):
     RETIRED_KEYS = "audit:retired_keys"  # public keys rotated away from, oldest first
     CHECKPOINT = "checkpoint:"  # + chain: the last checkpoint of that chain
     DISCOVER = "discover:"  # + provider: discovery's crawl state
+    # + provider/object: why that provider cannot delete that kind, since when (JSON); the
+    # `provider.cannot_delete` event is written when it is set, and it goes at a deletion
+    CANNOT_DELETE = "cannot_delete:"
     REPLICA = "replica:"  # + replica name: when it last swept
     # records with an id above this were recorded before subjects were indexed, up to the id
     # SUBJECTS_BACKFILL_UNTIL; the backfill moves it on in batches (services/subject_index.py)

@@ -471,6 +471,11 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
         conn.execute(insert(Meta).values(key=key, value=value))
 
 
+def delete_meta(conn: Connection, key: str) -> None:
+    """Remove a value from the meta table (none there: nothing happens)."""
+    conn.execute(delete(Meta).where(Meta.key == key))
+
+
 def failed_query(
     *,
     ids: Iterable[str] = (),

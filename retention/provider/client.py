@@ -24,6 +24,7 @@ from retention.core.ids import is_valid_id, validate_id
 from retention.core.outcomes import parse_retry_after
 from retention.core.quoting import quote
 from retention.core.times import utcnow
+from retention.core.vocabulary import ObjectKind
 from retention.errors import (
     CursorRefused,
     DiscoveryUnsupported,
@@ -41,6 +42,11 @@ MAX_ERROR = 300  # characters of error text kept
 # (100 items with full metadata are about 4 MiB), after decompression
 MAX_ANSWER_BODY = 64 * 1024
 MAX_LISTING_BODY = 16 * 1024 * 1024
+# where each kind of object deleted one by one lives, under the base URL
+_PATHS: dict[str, str] = {
+    ObjectKind.RESPONSE: "responses",
+    ObjectKind.CHAT_COMPLETION: "chat/completions",
+}
 # answers to a listing's `after` that say the cursor is gone, not that the listing is
 _CURSOR_REFUSED = frozenset({400, 404, 409, 410, 422})
 
@@ -129,14 +135,17 @@ class ProviderClient:
             trust_env=False,
         )
 
-    def url(self, response_id: str) -> str:
-        """The URL of one response; the ID is validated here, at the last moment, again."""
-        return f"{self.settings.base_url}/responses/{validate_id(response_id)}"
+    def url(self, response_id: str, kind: str = ObjectKind.RESPONSE) -> str:
+        """The URL of one response (or stored chat completion); the ID is validated here, at
+        the last moment, again."""
+        return f"{self.settings.base_url}/{_PATHS[kind]}/{validate_id(response_id)}"
 
-    async def delete(self, response_id: str) -> Answer:
-        """DELETE one response. A 2xx whose body says `"deleted": false` is no deletion: the
-        answer says so (`refused`), with the body as its error."""
-        answer, body = await self._exchange("DELETE", self.url(response_id), MAX_ANSWER_BODY)
+    async def delete(self, response_id: str, kind: str = ObjectKind.RESPONSE) -> Answer:
+        """DELETE one response (or stored chat completion). A 2xx whose body says
+        `"deleted": false` is no deletion: the answer says so (`refused`), with the body as
+        its error."""
+        url = self.url(response_id, kind)
+        answer, body = await self._exchange("DELETE", url, MAX_ANSWER_BODY)
         if answer.status is not None and 200 <= answer.status < 300 and _denies_deletion(body):
             text = body[:65536].decode("utf-8", "replace")
             return replace(
@@ -146,9 +155,9 @@ class ProviderClient:
             )
         return answer
 
-    async def get(self, response_id: str) -> Answer:
-        """GET one response (to confirm that it is gone)."""
-        return await self._send("GET", self.url(response_id))
+    async def get(self, response_id: str, kind: str = ObjectKind.RESPONSE) -> Answer:
+        """GET one response or stored chat completion (to confirm that it is gone)."""
+        return await self._send("GET", self.url(response_id, kind))
 
     def conversation_url(self, conversation_id: str) -> str:
         """The URL of one conversation; the ID is validated here, at the last moment."""

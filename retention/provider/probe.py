@@ -20,7 +20,7 @@ from functools import partial
 
 from retention.core.durations import format_duration
 from retention.core.outcomes import backoff
-from retention.core.vocabulary import Event
+from retention.core.vocabulary import Event, ObjectKind
 from retention.provider.client import Answer, ProviderClient
 
 ENDPOINTS = {"fireworks": "/responses?limit=1", "openai": "/models", "azure": "/models"}
@@ -38,11 +38,16 @@ AUTH_HINTS = {
 SAMPLE = 3  # recent IDs looked up
 TRIES = 4  # a transient answer (no connection, 429, 5xx) is asked again, this many times in all
 MAX_WAIT_S = 5.0  # the longest Retry-After the probe honours before asking again
-MISCONFIGURED, UNREACHABLE, AUTH_FAILED = (
+MISCONFIGURED, UNREACHABLE, AUTH_FAILED, CANNOT_DELETE = (
     Event.PROVIDER_MISCONFIGURED,
     Event.PROVIDER_UNREACHABLE,
     Event.PROVIDER_AUTH_FAILED,
+    Event.PROVIDER_CANNOT_DELETE,
 )
+# the listing that proves a provider keeps a kind of object deleted one by one, besides
+# responses; and the answers to it that say it keeps none
+KIND_LISTINGS = {ObjectKind.CHAT_COMPLETION: "/chat/completions?limit=1"}
+NO_SUCH_API = (404, 405, 501)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +101,38 @@ async def probe(
     )
 
 
-async def _get(client: ProviderClient, response_id: str) -> tuple[Answer, bytes]:
-    """GET one response, in the shape `_patiently` wants."""
-    return await client.get(response_id), b""
+async def probe_kind(
+    client: ProviderClient,
+    kind: ObjectKind,
+    recent_ids: list[str],
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> ProbeResult:
+    """Whether this provider can delete `kind` (stored chat completions), asked before the
+    first of them is deleted: its listing must answer 200 with a `data` list (404, 405 or
+    501 say it keeps none that can be deleted: `provider.cannot_delete`, and a 404 to one
+    of them would prove nothing), then up to SAMPLE of `recent_ids` must not all be 404."""
+    settings = client.settings
+    path = KIND_LISTINGS[kind]
+    answer, body = await _patiently(partial(client.fetch, path), sleep)
+    url = f"{settings.base_url}{path.split('?')[0]}"
+    if answer.status in NO_SUCH_API:
+        reason = f"GET {url} answered {answer.status}: this provider has no {kind} to delete"
+        return ProbeResult(settings.name, CANNOT_DELETE, reason, "kind", answer.status)
+    verdict = endpoint_verdict(settings.name, settings.kind, url, answer, body, settings.auth)
+    if not verdict.ok or not recent_ids:
+        return verdict
+    answers = await asyncio.gather(
+        *(_patiently(partial(_get, client, rid, kind), sleep) for rid in recent_ids[:SAMPLE])
+    )
+    return visibility_verdict(settings.name, [a for a, _ in answers], None, kind)
+
+
+async def _get(
+    client: ProviderClient, response_id: str, kind: str = ObjectKind.RESPONSE
+) -> tuple[Answer, bytes]:
+    """GET one response (or other object), in the shape `_patiently` wants."""
+    return await client.get(response_id, kind), b""
 
 
 async def _patiently(
@@ -152,9 +186,12 @@ def endpoint_verdict(
     )
 
 
-def visibility_verdict(provider: str, answers: list[Answer], period: str) -> ProbeResult:
+def visibility_verdict(
+    provider: str, answers: list[Answer], period: str | None, kind: str = ObjectKind.RESPONSE
+) -> ProbeResult:
     """What the GETs of recently recorded IDs say: one visible is enough; all 404 means the
-    key sees another project's data (or none)."""
+    key sees another project's data (or none). `period`: the provider's storage period, of
+    which the IDs are (None for a kind kept until deleted)."""
     statuses = [a.status for a in answers]
     seen = sum(1 for s in statuses if s is not None and 200 <= s < 300)
     if seen:
@@ -165,10 +202,12 @@ def visibility_verdict(provider: str, answers: list[Answer], period: str) -> Pro
         reason = f"GET of a recorded ID answered {refused}: the provider refused our credentials"
         return ProbeResult(provider, AUTH_FAILED, reason, "visibility", refused)
     if all(s == 404 for s in statuses):
+        within = f" that were created within the storage period ({period})" if period else ""
+        objects = "responses" if kind == ObjectKind.RESPONSE else f"{kind} objects"
         reason = (
-            "the key cannot see the recorded responses: GET answered 404 for each of the "
-            f"{len(answers)} pending IDs recorded last that were created within the storage "
-            f"period ({period}) (a key of another project, account or principal?)"
+            f"the key cannot see the recorded {objects}: GET answered 404 for each of the "
+            f"{len(answers)} pending IDs recorded last{within} (a key of another project, "
+            "account or principal?)"
         )
         return ProbeResult(provider, MISCONFIGURED, reason, "visibility", 404)
     odd = next(a for a in answers if a.status != 404)

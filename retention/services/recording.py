@@ -253,7 +253,7 @@ def _record_with_events(
             "model": record.model,
             "created_at": format_time(record.created_at),
             "source": source,
-            **({"object": record.object} if conversation else {}),
+            **({"object": record.object} if record.object != ObjectKind.RESPONSE else {}),
         },
     )
     if decision.hold:

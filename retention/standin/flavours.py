@@ -29,6 +29,9 @@ class Flavour:
     null_conversation: bool = False  # a response outside a conversation says "conversation": null
     auth: str = "bearer"  # the key in `Authorization: Bearer`, or in an "api-key" header
     path: str = "/v1"  # where the API is served
+    # stored chat completions: those made with `store: true`, deletable ("delete"); every one,
+    # listed but never deletable, DELETE answering 405 ("keep"); none at all ("none")
+    chat_completions: str = "delete"
 
     def response_id(self) -> str:
         """A new response ID of this provider's form."""
@@ -42,7 +45,9 @@ class Flavour:
 
 
 FLAVOURS = {
-    "fireworks": Flavour(name="fireworks", delete_body="message", request_ids=False),
+    "fireworks": Flavour(
+        name="fireworks", delete_body="message", request_ids=False, chat_completions="none"
+    ),
     "openai": Flavour(name="openai", lists_responses=False),
     "azure": Flavour(name="azure", lists_responses=False, auth="api-key", path="/openai/v1"),
     "llamastack": Flavour(
@@ -54,5 +59,6 @@ FLAVOURS = {
         unknown_after="refuse",
         items_follow_after=False,
         null_conversation=True,
+        chat_completions="keep",
     ),
 }

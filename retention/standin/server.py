@@ -4,7 +4,10 @@ Provider routes under `/v1`: POST/GET `/responses`, GET/DELETE `/responses/{id}`
 and the Conversations API (standin/conversations.py): POST `/conversations`, GET/DELETE
 `/conversations/{id}`, GET `/conversations/{id}/items`, GET/DELETE
 `/conversations/{id}/items/{item_id}`. A response made with `conversation` adds its turn there.
-Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `conversations`.
+Chat Completions (standin/chat_completions.py): POST/GET `/chat/completions`, GET/DELETE
+`/chat/completions/{id}`, stored as the flavour stores them.
+Control routes under `/_standin` (no auth): `requests`, `seed`, `knobs`, `conversations`,
+`chat_completions`.
 The stand-in plays one provider's ways at a time (knob `flavor`, standin/flavours.py): error
 bodies, delete bodies, ID forms, listing limits, Azure's `api-key` header and `/openai/v1` path.
 A second key, `blind_key`, is accepted but sees nothing (like a key of another OpenAI project):
@@ -27,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from retention.standin.chat_completions import ChatCompletionStore, chunks_of, completion_of
 from retention.standin.conversations import ConversationStore
 from retention.standin.flavours import FLAVOURS, Flavour
 from retention.standin.stored import ResponseStore, Seen
@@ -90,6 +94,7 @@ class StandIn:
         self.knobs = knobs or Knobs()
         self.store = ResponseStore()
         self.conversations = ConversationStore()
+        self.chats = ChatCompletionStore()
         self._random = random.Random(seed)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,7 +126,12 @@ class StandIn:
             app.router.add_get(f"{base}/conversations/{{id}}/items", self._list_items)
             app.router.add_get(f"{base}/conversations/{{id}}/items/{{item}}", self._get_item)
             app.router.add_delete(f"{base}/conversations/{{id}}/items/{{item}}", self._delete_item)
+            app.router.add_post(f"{base}/chat/completions", self._create_chat)
+            app.router.add_get(f"{base}/chat/completions", self._list_chats)
+            app.router.add_get(f"{base}/chat/completions/{{id}}", self._get_chat)
+            app.router.add_delete(f"{base}/chat/completions/{{id}}", self._delete_chat)
         app.router.add_get("/_standin/conversations", self._census)
+        app.router.add_get("/_standin/chat_completions", self._chat_census)
         app.router.add_get("/_standin/requests", self._requests)
         app.router.add_post("/_standin/seed", self._seed)
         app.router.add_post("/_standin/knobs", self._set_knobs)
@@ -378,9 +388,73 @@ class StandIn:
             return self._not_found(request)
         return self._answer(request, 200, body)
 
+    @_gated
+    async def _create_chat(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions: stored as the flavour stores them; `"stream": true`
+        answers with chunks, then `[DONE]`."""
+        body = await request.json()
+        completion = completion_of(body)
+        kept = self.flavour.chat_completions
+        if kept == "keep" or (kept == "delete" and body.get("store") is True):
+            self.chats.keep(completion, body)
+        if not body.get("stream"):
+            return self._answer(request, 200, completion)
+        self.store.note(Seen(request.method, request.path, None, 200))
+        answer = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await answer.prepare(request)
+        for chunk in chunks_of(completion):
+            await answer.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await answer.write(b"data: [DONE]\n\n")
+        await answer.write_eof()
+        return answer
+
+    @_gated
+    async def _list_chats(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/chat/completions?limit=&after=&order=&metadata[KEY]=VALUE."""
+        if self.flavour.chat_completions == "none":
+            return self._not_found(request)
+        limit = self._limit(request)
+        if isinstance(limit, web.Response):
+            return limit
+        after = request.query.get("after")
+        if self._blind(request):
+            return self._answer(request, 200, {"object": "list", "data": [], "has_more": False})
+        if after and self.flavour.unknown_after == "refuse" and after not in self.chats.completions:
+            return self._answer(request, 400, {"error": {"message": f"{after} not found"}})
+        metadata = {
+            key[len("metadata[") : -1]: value
+            for key, value in request.query.items()
+            if key.startswith("metadata[") and key.endswith("]")
+        }
+        order = request.query.get("order", "asc")
+        return self._answer(request, 200, self.chats.page(limit, after, order, metadata))
+
+    @_gated
+    async def _get_chat(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/chat/completions/{id}."""
+        found = self.chats.completions.get(request.match_info["id"])
+        if found is None or self._blind(request) or self.flavour.chat_completions == "none":
+            return self._not_found(request)
+        return self._answer(request, 200, found)
+
+    @_gated
+    async def _delete_chat(self, request: web.Request) -> web.StreamResponse:
+        """DELETE /v1/chat/completions/{id}: gone, or 405 where the flavour cannot delete."""
+        cid, kept = request.match_info["id"], self.flavour.chat_completions
+        if kept == "keep":
+            return self._answer(request, 405, {"error": {"message": "Method Not Allowed"}})
+        if kept == "none" or self._blind(request) or self.chats.completions.pop(cid, None) is None:
+            return self._not_found(request)
+        gone = {"id": cid, "object": "chat.completion.deleted", "deleted": True}
+        return self._answer(request, 200, gone)
+
     async def _census(self, request: web.Request) -> web.Response:
         """GET /_standin/conversations: each conversation's items left, and if deleted."""
         return web.json_response({"conversations": self.conversations.census()})
+
+    async def _chat_census(self, request: web.Request) -> web.Response:
+        """GET /_standin/chat_completions: the IDs of the chat completions stored."""
+        return web.json_response({"ids": sorted(self.chats.completions)})
 
     async def _requests(self, request: web.Request) -> web.Response:
         """GET /_standin/requests: every request answered so far."""

@@ -21,12 +21,13 @@ from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.adaptive import AdaptiveLimit
 from retention.provider.client import Answer, ProviderClient
-from retention.provider.probe import UNREACHABLE
+from retention.provider.probe import UNREACHABLE, probe_kind
 from retention.provider.ratelimit import TokenBucket, Unlimited
 from retention.sweep.breaker import Breaker
 from retention.sweep.flight import Budget, Flight
 from retention.sweep.flusher import Flusher
 from retention.sweep.hooks import Hooks
+from retention.sweep.probing import recent_ids
 from retention.sweep.recheck import Recheck
 from retention.sweep.results import Result
 from retention.sweep.summary import SweepSummary
@@ -46,6 +47,10 @@ class ProviderRun:
     semaphore: AdaptiveLimit
     breaker: Breaker = field(default_factory=Breaker)
     halted: asyncio.Event = field(default_factory=asyncio.Event)
+    # kinds of object besides responses and conversations, checked once a sweep before the
+    # first is deleted (probe_kind): None when they may be sent, else what becomes of them
+    kinds: dict[str, asyncio.Future[Outcome | None]] = field(default_factory=dict)
+    cannot_delete: dict[str, str] = field(default_factory=dict)  # kind: why not
 
     @property
     def stopped(self) -> bool:
@@ -228,6 +233,9 @@ class Sweep:
         attempt, throttled = record.attempts, 0
         while True:
             kind, answer, verified = await self._attempt(run, record)
+            if kind is Outcome.UNSUPPORTED:  # the provider's limit, not the ID's: no charge
+                error = run.cannot_delete.get(record.object)
+                return self.flusher.put(Result(record, kind, record.attempts, answer, error=error))
             if answer is None:  # stopped, or no longer due: nothing was sent
                 return self.flusher.put(Result(record, kind, attempt))
             if answer.connection_failed and run.stopped:
@@ -286,6 +294,10 @@ class Sweep:
 
         Nothing is sent once the sweep stops or the provider refused our key, nor when the
         last look at the ledger says the record is no longer ours to delete now."""
+        if record.object == ObjectKind.CHAT_COMPLETION:
+            held_back = await self._kind_checked(run, record.object)
+            if held_back is not None:
+                return held_back, None, None
         if not await run.limiter.acquire(run.halted) or run.stopped or self.stop.is_set():
             return Outcome.STOPPED, None, None
         async with run.semaphore:
@@ -296,15 +308,67 @@ class Sweep:
             if run.stopped or self.stop.is_set():  # halted while the last look ran
                 return Outcome.STOPPED, None, None
             if record.object != ObjectKind.CONVERSATION:
-                answer = await run.client.delete(record.response_id)
+                answer = await run.client.delete(record.response_id, record.object)
         if record.object == ObjectKind.CONVERSATION:
             return await self._conversation(run, record)
         run.semaphore.feedback(answer.status)
         self._observe(run, answer)
+        if record.object != ObjectKind.RESPONSE and answer.status in (405, 501):
+            # the route exists but deletes nothing (Llama Stack's stored chat completions)
+            reason = f"DELETE of a {record.object} answered {answer.status}: it cannot be deleted"
+            self._cannot_delete(run, record.object, reason, answer.status)
+            known = run.kinds[record.object] = asyncio.get_running_loop().create_future()
+            known.set_result(Outcome.UNSUPPORTED)  # the others of this sweep stay unsent
+            return Outcome.UNSUPPORTED, answer, None
         outcome = classify(answer.status, refused=answer.refused)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
-            return await self._confirm(run, record.response_id, answer)
+            return await self._confirm(run, record, answer)
         return outcome, answer, None
+
+    async def _kind_checked(self, run: ProviderRun, kind: str) -> Outcome | None:
+        """Before the first `kind` (a stored chat completion) of this sweep is deleted, once:
+        whether the provider can delete that kind at all and this key sees them (probe_kind).
+        None: send; else what becomes of the record unsent."""
+        check = run.kinds.get(kind)
+        if check is None:
+            check = run.kinds[kind] = asyncio.ensure_future(self._check_kind(run, kind))
+        return await asyncio.shield(check)
+
+    async def _check_kind(self, run: ProviderRun, kind: str) -> Outcome | None:
+        """probe_kind, and what its verdict does: a kind the provider cannot delete stays
+        pending, charged nothing; a key that cannot see them, or a refusal, stops the
+        provider's part of the sweep as its probe would have."""
+        provider = self.settings.providers[run.name]
+        sample = await off_loop(recent_ids, self.ledger, provider, self.clock(), ObjectKind(kind))
+        verdict = await probe_kind(run.client, ObjectKind(kind), sample)
+        if verdict.ok:
+            return None
+        if verdict.event == Event.PROVIDER_CANNOT_DELETE:
+            self._cannot_delete(run, kind, verdict.reason, verdict.http_status)
+            return Outcome.UNSUPPORTED
+        assert verdict.event is not None
+        if not run.stopped:
+            run.halt()
+            self.report.fault(run.name, verdict.event, verdict.reason)
+            if verdict.event == Event.PROVIDER_AUTH_FAILED:
+                self.report.auth_failed.append(run.name)
+            self.flusher.fault(
+                verdict.event,
+                run.name,
+                http_status=verdict.http_status,
+                error=verdict.reason,
+                details={"check": verdict.check, "stage": "probe", "object": kind},
+            )
+        return Outcome.STOPPED
+
+    def _cannot_delete(self, run: ProviderRun, kind: str, reason: str, status: int | None) -> None:
+        """Note, once a sweep, that this provider cannot delete `kind`: its records stay
+        pending and the event is written (once, until one is deleted: Flusher)."""
+        if kind in run.cannot_delete:
+            return
+        run.cannot_delete[kind] = reason
+        log.error(Event.PROVIDER_CANNOT_DELETE, provider=run.name, object=kind, error=reason)
+        self.flusher.cannot_delete(run.name, kind, reason, status)
 
     async def _conversation(
         self, run: ProviderRun, record: ClaimedRecord
@@ -401,12 +465,12 @@ class Sweep:
         self.flusher.fault(UNREACHABLE, run.name, error=reason, details={"check": "breaker"})
 
     async def _confirm(
-        self, run: ProviderRun, response_id: str, deleted: Answer
+        self, run: ProviderRun, record: ClaimedRecord, deleted: Answer
     ) -> tuple[Outcome, Answer | None, bool | None]:
         """GET after a 2xx DELETE: only a 404 confirms the deletion."""
         await run.limiter.acquire(None)
         async with run.semaphore:
-            check = await run.client.get(response_id)
+            check = await run.client.get(record.response_id, record.object)
         self._observe(run, check)
         if check.status == 404:
             return Outcome.DELETED, deleted, True

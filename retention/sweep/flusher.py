@@ -18,7 +18,7 @@ from retention.ledger.loopguard import off_loop
 from retention.logs import get_logger
 from retention.provider.client import Answer
 from retention.sweep.hooks import Hooks
-from retention.sweep.results import Result, apply_all
+from retention.sweep.results import Result, apply_all, cannot_delete_key, first_time
 from retention.sweep.summary import SweepSummary
 
 MAX_BATCH = 256
@@ -55,6 +55,18 @@ class Flusher:
         self.fault(
             Event.PROVIDER_AUTH_FAILED, provider, http_status=answer.status, error=answer.error
         )
+
+    def cannot_delete(self, provider: str, kind: str, reason: str, status: int | None) -> None:
+        """Queue `provider.cannot_delete` for `kind`: written only if the ledger does not
+        already say so (one event for a provider and kind until one of them is deleted)."""
+        self.fault(
+            Event.PROVIDER_CANNOT_DELETE,
+            provider,
+            http_status=status,
+            error=reason,
+            details={"object": kind},
+        )
+        self._faults[-1]["once"] = cannot_delete_key(provider, kind)
 
     def fault(
         self,
@@ -113,7 +125,10 @@ class Flusher:
         """Commit one batch in one transaction; returns its time."""
         with self.ledger.write() as tx:
             for fault in faults:
-                tx.event(fault["event"], **{k: v for k, v in fault.items() if k != "event"})
+                if "once" in fault and not first_time(tx, fault["once"], fault["error"]):
+                    continue
+                fields = {k: v for k, v in fault.items() if k not in ("event", "once")}
+                tx.event(fault["event"], **fields)
             apply_all(tx, batch, owner=self.owner)
         return tx.now
 

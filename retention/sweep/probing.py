@@ -17,23 +17,23 @@ from retention.provider.client import ProviderClient
 from retention.provider.probe import AUTH_FAILED, SAMPLE, ProbeResult, probe
 
 
-def recent_ids(ledger: Ledger, provider: ProviderSettings, now: datetime) -> list[str]:
-    """Up to SAMPLE pending response IDs of `provider` recorded most recently whose
-    `created_at` lies within its storage period (older ones the provider may have expired on
-    its own). Responses only: the probe asks `GET /responses/{id}`, where a conversation's ID
-    answers 404 whatever the key."""
+def recent_ids(
+    ledger: Ledger,
+    provider: ProviderSettings,
+    now: datetime,
+    kind: ObjectKind = ObjectKind.RESPONSE,
+) -> list[str]:
+    """Up to SAMPLE pending IDs of `kind` at `provider` recorded most recently; responses
+    only when their `created_at` lies within its storage period (older ones the provider may
+    have expired on its own). One kind at a time: the probe asks `GET /responses/{id}`, where
+    a conversation's ID answers 404 whatever the key."""
     r = queries.R
-    query = (
-        select(r.response_id)
-        .where(
-            r.provider == provider.name,
-            r.state == State.PENDING,
-            r.object == ObjectKind.RESPONSE.value,
-            r.created_at >= now - provider.storage_period,
-        )
-        .order_by(r.id.desc())  # ids grow as records are added: the newest first
-        .limit(SAMPLE)
+    query = select(r.response_id).where(
+        r.provider == provider.name, r.state == State.PENDING, r.object == kind.value
     )
+    if kind == ObjectKind.RESPONSE:
+        query = query.where(r.created_at >= now - provider.storage_period)
+    query = query.order_by(r.id.desc()).limit(SAMPLE)  # ids grow: the newest first
     with ledger.read() as conn:
         return list(conn.execute(query).scalars())
 

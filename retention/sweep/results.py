@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from retention.core.records import ClaimedRecord
 from retention.core.times import format_time
-from retention.core.vocabulary import CLOSING, FINAL_EVENTS, Event, ObjectKind, Outcome
+from retention.core.vocabulary import (
+    CLOSING,
+    FINAL_EVENTS,
+    Event,
+    MetaKey,
+    ObjectKind,
+    Outcome,
+    meta_key,
+)
 from retention.ledger import queries
 from retention.ledger.ledger import Tx
 from retention.provider.client import Answer
 
 ERROR_PAUSE = timedelta(seconds=60)
+# a record the provider cannot delete (its kind) waits this long before it is tried again
+UNSUPPORTED_PAUSE = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,27 @@ def apply_all(tx: Tx, results: list[Result], *, owner: str) -> None:
         else:
             apply(tx, result, owner=owner)
     queries.close_records(tx.conn, closing)
+    deleted_kinds = {
+        (r.record.provider, r.record.object)
+        for r in results
+        if r.kind == Outcome.DELETED and r.record.object == ObjectKind.CHAT_COMPLETION
+    }
+    for provider, kind in deleted_kinds:  # it can delete them again: a new refusal is news
+        queries.delete_meta(tx.conn, cannot_delete_key(provider, kind))
+
+
+def cannot_delete_key(provider: str, kind: str) -> str:
+    """The meta key saying that `provider` cannot delete `kind`."""
+    return meta_key(MetaKey.CANNOT_DELETE, f"{provider}/{kind}")
+
+
+def first_time(tx: Tx, key: str, reason: str) -> bool:
+    """Whether the ledger learns now what `key` says (it is set, with `reason` and since
+    when): an event for it is written only then."""
+    if queries.get_meta(tx.conn, key) is not None:
+        return False
+    queries.set_meta(tx.conn, key, json.dumps({"since": format_time(tx.now), "reason": reason}))
+    return True
 
 
 def _closing_row(tx: Tx, result: Result) -> dict[str, Any]:
@@ -101,6 +133,18 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
         _terminal_event(tx, result)
     elif result.kind in (Outcome.RETRY, Outcome.DEFERRED, Outcome.UNCONFIRMED):
         _attempt_failed(tx, result, owner)
+    elif result.kind == Outcome.UNSUPPORTED:  # the provider cannot: wait, charged nothing
+        queries.update_owned(
+            tx.conn,
+            record.id,
+            owner,
+            lease_owner=None,
+            lease_until=None,
+            due_at=tx.now + UNSUPPORTED_PAUSE,
+            last_status=result.answer.status if result.answer else None,
+            last_error=result.error,
+            updated_at=tx.now,
+        )
     elif result.kind == Outcome.ERROR:  # something of ours broke: wait before trying again
         later = tx.now + ERROR_PAUSE
         queries.update_owned(

@@ -20,6 +20,7 @@ SUMMED = (
     Outcome.UNCONFIRMED,
     Outcome.SKIPPED,
     Outcome.STOPPED,
+    Outcome.UNSUPPORTED,
 )
 
 
@@ -55,6 +56,7 @@ class SweepSummary:
         unresolved = (
             self.total(Outcome.FAILED)
             + self.total(Outcome.DEFERRED)
+            + self.total(Outcome.UNSUPPORTED)
             + len(self.auth_failed)
             + len(self.faults)
         )

@@ -1,0 +1,123 @@
+"""Stored chat completions (`object: chat.completion`) against the stand-in's flavours: deleted
+and verified where the provider can delete them; where it cannot (Llama Stack's 405, Fireworks'
+missing API), kept pending, charged nothing, with one `provider.cannot_delete`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import select, update
+
+from retention.core.vocabulary import ObjectKind, Outcome
+from retention.ledger.models import AUDIT_EVENTS, RECORDS
+from retention.standin.chat_completions import completion_of
+from tests.integration.conftest import Env
+
+VERIFY = "    verify_after_delete: true\n"
+
+
+def at(make_env: Callable[..., Env], flavor: str, **kw: str) -> Env:
+    """An Env whose stand-in plays `flavor`, configured as that provider's users would."""
+    kind = "fireworks" if flavor == "fireworks" else "openai"
+    env = make_env(kind=kind, **kw)
+    env.standin.knobs.flavor = flavor
+    if kind != "fireworks":
+        env.standin.account = None  # the account header is Fireworks' own
+    return env
+
+
+def stored(env: Env, count: int, **metadata: str) -> list[str]:
+    """`count` chat completions made with `store: true` at the stand-in; their IDs."""
+    made = [completion_of({}) for _ in range(count)]
+    for completion in made:
+        env.standin.chats.keep(completion, {"metadata": metadata, "store": True})
+    return [c["id"] for c in made]
+
+
+def events(env: Env, name: str) -> list[dict[str, object]]:
+    """The ledger's events of one name, in order."""
+    with env.ledger.read() as conn:
+        lines = conn.execute(
+            select(AUDIT_EVENTS.c.line)
+            .where(AUDIT_EVENTS.c.event == name)
+            .order_by(AUDIT_EVENTS.c.seq)
+        ).scalars()
+        return [json.loads(line) for line in lines]
+
+
+def rows(env: Env) -> dict[str, tuple[str, int]]:
+    """Each record's (state, attempts)."""
+    r = RECORDS.c
+    with env.ledger.read() as conn:
+        found = conn.execute(select(r.response_id, r.state, r.attempts)).all()
+    return {rid: (state, attempts) for rid, state, attempts in found}
+
+
+def test_due_chat_completions_are_deleted_and_verified(make_env: Callable[..., Env]) -> None:
+    """On an OpenAI-like server each due chat completion gets DELETE /chat/completions/{id},
+    a GET answering 404, and its `response.deleted` naming the object; responses beside them
+    go their own way."""
+    env = at(make_env, "openai", provider_extra=VERIFY)
+    ids = stored(env, 5)
+    env.standin.store.create({"id": "resp_beside"})
+    env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
+    env.record("resp_beside")
+    report = env.sweep()
+    assert (report.total(Outcome.DELETED), report.exit_code) == (6, 0)
+    assert env.standin.chats.completions == {}
+    assert {state for state, _ in rows(env).values()} == {"deleted"}
+    deleted = events(env, "response.deleted")
+    chats = [e for e in deleted if e["details"].get("object") == "chat.completion"]  # type: ignore[union-attr]
+    assert sorted(e["response_id"] for e in chats) == sorted(ids)
+    assert all(e["details"]["verified"] for e in chats)  # type: ignore[index]
+    paths = {(s.method, s.path) for s in env.standin.store.seen}
+    assert ("GET", f"/v1/chat/completions/{ids[0]}") in paths
+
+
+@pytest.mark.parametrize(
+    ("flavor", "status"), [("llamastack", 405), ("fireworks", 404)], ids=["405", "no API"]
+)
+def test_a_provider_that_cannot_delete_them_keeps_them_pending_with_one_event(
+    make_env: Callable[..., Env], flavor: str, status: int
+) -> None:
+    """Llama Stack answers 405 to DELETE; Fireworks has no chat completions API at all. Either
+    way nothing is `deleted` or `absent`: every ID stays pending with no attempt charged, the
+    sweep exits 1, and one `provider.cannot_delete` names the provider and kind, however many
+    sweeps meet it."""
+    env = at(make_env, flavor)
+    ids = stored(env, 4) if flavor == "llamastack" else ["chatcmpl-a", "chatcmpl-b"]
+    env.standin.store.create({"id": "resp_fine"})
+    env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
+    env.record("resp_fine")
+    first = env.sweep()
+    assert first.total(Outcome.UNSUPPORTED) == len(ids) and first.exit_code == 1
+    assert first.total(Outcome.DELETED) == 1, "the responses of the provider are deleted"
+    assert {rid: rows(env)[rid] for rid in ids} == dict.fromkeys(ids, ("pending", 0))
+    with env.ledger.transaction() as conn:  # due again, as an hour later
+        conn.execute(update(RECORDS).where(RECORDS.c.state == "pending").values(due_at=None))
+    env.sweep()
+    (event,) = events(env, "provider.cannot_delete")
+    assert event["provider"] == "fireworks" and event["http_status"] == status
+    assert event["details"] == {"object": "chat.completion"}
+    assert not events(env, "response.absent") and rows(env)[ids[0]] == ("pending", 0)
+    deletes = [s.path for s in env.standin.store.seen if s.method == "DELETE"]
+    assert not [p for p in deletes if "chat" in p and flavor == "fireworks"]
+
+
+def test_a_key_that_cannot_see_them_stops_before_marking_any_absent(
+    make_env: Callable[..., Env],
+) -> None:
+    """Another principal's key: the provider answers 404 to each recorded chat completion, so
+    the sweep stops that provider as misconfigured; none is `absent`, none charged."""
+    env = at(make_env, "openai")
+    env.standin.blind_key = "test-key"  # the key the config sends now sees nothing
+    ids = stored(env, 3)
+    env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
+    report = env.sweep()
+    assert report.exit_code == 1 and report.total(Outcome.ABSENT) == 0
+    (event,) = events(env, "provider.misconfigured")
+    assert "cannot see the recorded chat.completion objects" in str(event["error"])
+    assert set(rows(env).values()) == {("pending", 0)}
+    assert len(env.standin.chats.completions) == 3
