@@ -17,6 +17,8 @@ from typing import Any
 # the provider configured as its users would (Llama Stack is an OpenAI-compatible server).
 FLAVOR = os.environ.get("RETENTION_TEST_FLAVOR", "fireworks")
 ACCOUNT = "acme" if FLAVOR == "fireworks" else None  # the account header is Fireworks' own
+# the options of a stand-in started as its own process, playing this run's flavour
+STANDIN_ARGS = ["--flavor", FLAVOR, *(["--account", ACCOUNT] if ACCOUNT else [])]
 
 POLICIES = """\
 version: 1

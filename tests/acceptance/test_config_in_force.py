@@ -17,7 +17,7 @@ import pytest
 
 from retention.ledger.db import make_engine, upgrade
 from tests.acceptance.daemon_helpers import DaemonProcess
-from tests.helpers import POLICIES, cli, write_config
+from tests.helpers import POLICIES, STANDIN_ARGS, cli, write_config
 
 FILE_URL = "postgresql://retention:s3cret-pw@db.example/ret?sslmode=require"
 SHORTER = POLICIES.replace("ttl: 30d", "ttl: 20d")
@@ -65,7 +65,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     ConfigMap-like folder."""
     workdir = tmp_path_factory.mktemp("in-force")
     standin = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--account", "acme"],
+        [sys.executable, "-m", "retention.standin", *STANDIN_ARGS],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -1,4 +1,5 @@
-"""Bad conversation input, as users type it: one clear line, exit 2, nothing written."""
+"""Bad input about conversations and chat completions, as users type it: one clear line,
+exit 2, nothing written."""
 
 from __future__ import annotations
 
@@ -47,11 +48,16 @@ def test_a_policy_that_cannot_mean_anything_is_refused(
         assert conn.execute("SELECT count(*) FROM records").fetchone() == (0,)
 
 
-def test_a_conversation_id_with_a_slash_is_refused(workdir: Path) -> None:
-    """`record --object conversation` of an ID with a `/`: exit 2 naming it, nothing recorded."""
+@pytest.mark.parametrize(
+    ("kind", "given"), [("conversation", "conv_1/items"), ("chat.completion", "chatcmpl-1/x")]
+)
+def test_an_id_with_a_slash_is_refused(workdir: Path, kind: str, given: str) -> None:
+    """`record --object KIND` of an ID with a `/`: one line, exit 2, nothing recorded."""
     write_config(workdir, "http://127.0.0.1:9/v1")
-    result = cli("record", "--object", "conversation", "conv_1/items", cwd=workdir)
-    assert result.returncode == 2 and "invalid response ID 'conv_1/items'" in result.stderr
+    result = cli("record", "--object", kind, given, cwd=workdir)
+    assert result.returncode == 2 and f"invalid response ID '{given}'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert cli("ls", "-o", "json", cwd=workdir).stdout.strip() in ("[]", "")
 
 
 def test_an_unknown_object_in_an_import_names_its_line(workdir: Path) -> None:
@@ -63,7 +69,8 @@ def test_an_unknown_object_in_an_import_names_its_line(workdir: Path) -> None:
     result = cli("import", "in.jsonl", cwd=workdir)
     assert result.returncode == 2
     assert (
-        "in.jsonl:2: object: expected one of response, conversation, got 'thread'" in result.stderr
+        "in.jsonl:2: object: expected one of response, conversation, chat.completion, got "
+        "'thread'" in result.stderr
     )
     listed = cli("ls", "-o", "json", cwd=workdir)
     assert listed.stdout.strip() in ("[]", "")

@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import (
     LONG_AGO,
+    STANDIN_ARGS,
     auditor_verify,
     cli,
     seed,
@@ -30,7 +31,7 @@ N = 3000
 def slow_standin() -> str:
     """The stand-in at 40 ms latency, as its own process."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--account", "acme", "--latency-ms", "40"],
+        [sys.executable, "-m", "retention.standin", *STANDIN_ARGS, "--latency-ms", "40"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess, NotifySocket
-from tests.helpers import LONG_AGO, cli, seed, standin_requests, write_config
+from tests.helpers import LONG_AGO, STANDIN_ARGS, cli, seed, standin_requests, write_config
 
 # discovery off: a first crawl that a loaded machine runs late would enrol what a test seeds
 # at the stand-in before its ingest does (seen once: `{"accepted": 0, "duplicates": 3}`)
@@ -121,7 +121,7 @@ def test_sigterm_drains_and_loses_nothing(workdir: Path, notify: NotifySocket) -
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--account", "acme", "--latency-ms", "300"],
+        [sys.executable, "-m", "retention.standin", *STANDIN_ARGS, "--latency-ms", "300"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -132,7 +132,9 @@ def test_sigterm_drains_and_loses_nothing(workdir: Path, notify: NotifySocket) -
         seed(url, [{"id": i} for i in ids])
         assert cli("record", *ids, "--created-at", LONG_AGO, cwd=workdir).returncode == 0
         daemon = DaemonProcess(workdir, {"NOTIFY_SOCKET": str(notify.path)})
+        waited_until = time.monotonic() + 30
         while not any(r["method"] == "DELETE" for r in standin_requests(url)):
+            assert time.monotonic() < waited_until, "no DELETE reached the stand-in"
             time.sleep(0.05)
         started = time.monotonic()
         assert daemon.stop(timeout=15) == 0

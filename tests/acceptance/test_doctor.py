@@ -14,7 +14,7 @@ import pytest
 
 from tests.acceptance.http_router import free_port, html_404, json_404
 from tests.certificates import write_certificate
-from tests.helpers import ago, cli, seed, write_config
+from tests.helpers import STANDIN_ARGS, ago, cli, seed, write_config
 
 BLIND_KEY = "blind-key"
 
@@ -23,7 +23,7 @@ BLIND_KEY = "blind-key"
 def standin_url() -> Iterator[str]:
     """A stand-in requiring account `acme`, with a second key that sees nothing."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--account", "acme", "--blind-key", BLIND_KEY],
+        [sys.executable, "-m", "retention.standin", *STANDIN_ARGS, "--blind-key", BLIND_KEY],
         stdout=subprocess.PIPE,
         text=True,
     )

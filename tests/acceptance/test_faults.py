@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import LONG_AGO, cli, seed, standin_requests, write_config
+from tests.helpers import LONG_AGO, STANDIN_ARGS, cli, seed, standin_requests, write_config
 
 
 def _standin(*knobs: str) -> tuple[subprocess.Popen[str], str]:
     """The stand-in with fault knobs, as its own process."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--account", "acme", "--seed", "3", *knobs],
+        [sys.executable, "-m", "retention.standin", *STANDIN_ARGS, "--seed", "3", *knobs],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -8,6 +8,7 @@ the exit code is 0 only when every check passed. The provider probes are the swe
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -270,7 +271,11 @@ async def _provider(
         return [key_check, _account(settings), Check(f"probe {name}", SKIP, "no usable key")]
     where = f"${settings.api_key_env}" if settings.api_key_env else str(settings.api_key_file)
     checks = [Check(f"key {name}", OK, f"read from {where}, header-safe"), _account(settings)]
-    return [*checks, await _probe(settings, key, ledger, now)]
+    return [
+        *checks,
+        await _probe(settings, key, ledger, now),
+        *await _chat_completions(settings, key, ledger, now),
+    ]
 
 
 def _account(settings: ProviderSettings) -> Check:
@@ -307,6 +312,50 @@ async def _probe(
     if result.ok:
         return Check(f"probe {settings.name}", OK, result.reason)
     return Check(f"probe {settings.name}", FAIL, f"{result.event}: {result.reason}")
+
+
+async def _chat_completions(
+    settings: ProviderSettings, key: str, ledger: Ledger | None, now: datetime
+) -> list[Check]:
+    """Whether the provider can delete the stored chat completions the ledger holds for it
+    pending (none: no line): what the last sweep found (a DELETE answered 405), else the
+    sweep's own check of their API and recent IDs."""
+    from retention.core.vocabulary import ObjectKind
+    from retention.ledger import queries
+    from retention.provider.client import ProviderClient
+    from retention.provider.probe import probe_kind
+    from retention.sweep.probing import recent_ids
+    from retention.sweep.results import cannot_delete_key
+
+    kind = ObjectKind.CHAT_COMPLETION
+    if ledger is None:
+        return []
+
+    def look() -> tuple[list[str], str | None]:
+        """The recent IDs, and what the last sweep found (off the event loop)."""
+        with ledger.read() as conn:
+            known = queries.get_meta(conn, cannot_delete_key(settings.name, kind))
+        return recent_ids(ledger, settings, now, kind), known
+
+    try:
+        ids, known = await asyncio.to_thread(look)
+    except RetentionError:
+        return []
+    name = f"chat completions {settings.name}"
+    if known is not None:
+        found = json.loads(known)
+        reason = f"{found['reason']} (since {found['since']}); they stay pending"
+        return [Check(name, FAIL, f"provider.cannot_delete: {reason}")]
+    if not ids:
+        return []
+    client = ProviderClient(settings, key)
+    try:
+        result = await probe_kind(client, kind, ids)
+    finally:
+        await client.aclose()
+    if result.ok:
+        return [Check(name, OK, result.reason)]
+    return [Check(name, FAIL, f"{result.event}: {result.reason}")]
 
 
 COMMANDS: list[click.Command] = [doctor]

@@ -96,7 +96,14 @@ def _print_report(report: SweepSummary, output: str) -> None:
     click.echo(
         f"deleted {data['deleted']}, absent {data['absent']}, failed {data['failed']}, "
         f"retry later {data['deferred']}"
+        + (f", cannot delete {data['unsupported']}" if data["unsupported"] else "")
     )
+    if data["unsupported"]:
+        click.echo(
+            f"{data['unsupported']} ID(s) of a kind the provider cannot delete stay pending, "
+            "charged nothing (provider.cannot_delete; `retention doctor` names it)",
+            err=True,
+        )
     for name, fault in sorted(report.faults.items()):
         click.echo(
             f"provider {name}: {fault['event']}: {fault['reason']}; "
