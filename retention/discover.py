@@ -24,7 +24,7 @@ from retention.core.quoting import quote
 from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE, NewRecord
 from retention.core.text import escaped
 from retention.core.times import FUTURE_SKEW, format_time, parse_time
-from retention.core.vocabulary import MetaKey, meta_key
+from retention.core.vocabulary import MetaKey, ObjectKind, meta_key
 from retention.errors import (
     CursorRefused,
     DiscoveryUnsupported,
@@ -41,6 +41,9 @@ from retention.services.recording import enrol_in
 
 log = get_logger("retention.discover")
 PAGE_SIZE = 100
+# the kinds of stored object a provider may list, each crawled on its own; a provider without
+# a listing of chat completions (most keep none) is no error, unlike one without responses'
+LISTED_KINDS = (ObjectKind.RESPONSE, ObjectKind.CHAT_COMPLETION)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class DiscoverySummary:
     complete: bool = False
     error: str | None = None
     unsupported: bool = False
+    object: str = ObjectKind.RESPONSE  # what was listed: responses, or chat completions
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -74,19 +78,22 @@ class CrawlState:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
-    def key(provider: str) -> str:
-        """The meta key."""
-        return meta_key(MetaKey.DISCOVER, provider)
+    def key(provider: str, kind: str = ObjectKind.RESPONSE) -> str:
+        """The meta key (a provider's responses; `PROVIDER/KIND` for another kind)."""
+        name = provider if kind == ObjectKind.RESPONSE else f"{provider}/{kind}"
+        return meta_key(MetaKey.DISCOVER, name)
 
 
-def load_state(ledger: Ledger, provider: str) -> CrawlState:
-    """The crawl state of `provider`."""
+def load_state(ledger: Ledger, provider: str, kind: str = ObjectKind.RESPONSE) -> CrawlState:
+    """The crawl state of `provider`'s listing of `kind`."""
     with ledger.read() as conn:
-        value = queries.get_meta(conn, CrawlState.key(provider))
+        value = queries.get_meta(conn, CrawlState.key(provider, kind))
     return CrawlState(**json.loads(value)) if value else CrawlState()
 
 
-def to_record(item: Any, provider: str, now: datetime | None = None) -> NewRecord | None:
+def to_record(
+    item: Any, provider: str, now: datetime | None = None, kind: str = ObjectKind.RESPONSE
+) -> NewRecord | None:
     """A listing item as a record; None for an item that is not stored; ValueError if its ID
     is bad. The response is stored at the provider, so it is tracked whatever else its item
     holds: text the ledger cannot store is escaped and cut to size (`provider_text`,
@@ -97,13 +104,15 @@ def to_record(item: Any, provider: str, now: datetime | None = None) -> NewRecor
         raise ValueError("invalid item or response ID")
     if item.get("store") is False:
         return None
-    created_at = _creation_time(item.get("created_at"))
+    # a chat completion says `created`, a response `created_at` (both unix seconds)
+    created_at = _creation_time(item.get("created_at", item.get("created")))
     if created_at is not None and now is not None and created_at > now + FUTURE_SKEW:
         created_at = None
     model = item.get("model")
     previous = item.get("previous_response_id")
     return NewRecord(
         response_id=item["id"],
+        object=kind,
         provider=provider,
         created_at=created_at,
         model=provider_text(model, MAX_NAME) if isinstance(model, str) and model else None,
@@ -159,12 +168,14 @@ async def discover(
     *,
     clock: Callable[[], datetime],
     transport: httpx.AsyncBaseTransport | None = None,
+    kind: str = ObjectKind.RESPONSE,
 ) -> DiscoverySummary:
-    """Crawl `provider`'s listing until complete; errors end the run with the cursor saved."""
+    """Crawl `provider`'s listing of `kind` (stored responses, or stored chat completions)
+    until complete; errors end the run with the cursor saved."""
     config = settings.providers[provider]
     key = config.api_key()
-    report = DiscoverySummary(provider=provider)
-    state = await off_loop(load_state, ledger, provider)
+    report = DiscoverySummary(provider=provider, object=kind)
+    state = await off_loop(load_state, ledger, provider, kind)
     client = ProviderClient(config, key, transport=transport)
     asked: set[str | None] = set()  # the cursors this run sent: one sent twice is a loop
     try:
@@ -174,7 +185,7 @@ async def discover(
                 raise ProviderError(f"the listing loops: it led back to {page_name} again")
             asked.add(state.after)
             try:
-                page = await client.list_page(limit=PAGE_SIZE, after=state.after)
+                page = await client.list_page(limit=PAGE_SIZE, after=state.after, kind=kind)
             except (CursorRefused, DiscoveryUnsupported) as exc:
                 if state.after is None:
                     raise
@@ -189,15 +200,19 @@ async def discover(
                 # restarts from the newest, still down to the old high-water mark, so no hole
                 state.after = None
                 continue
-            records, reached = _read_page(page.items, state, report, provider, clock())
+            records, reached = _read_page(page.items, state, report, provider, clock(), kind)
             report.complete = reached or not page.has_more or page.last_id is None
             await off_loop(
                 _commit, ledger, settings, policies, state, records, page.last_id, report, clock()
             )
+    except DiscoveryUnsupported as exc:
+        report.unsupported = True
+        if kind == ObjectKind.RESPONSE:  # the listing discovery is for: say it is missing
+            report.error = exc.message
+            log.warning("discover.failed", provider=provider, error=exc.message)
     except RetentionError as exc:
         report.error = exc.message
-        report.unsupported = isinstance(exc, DiscoveryUnsupported)
-        log.warning("discover.failed", provider=provider, error=exc.message)
+        log.warning("discover.failed", provider=provider, object=kind, error=exc.message)
     finally:
         await client.aclose()
     return report
@@ -209,12 +224,13 @@ def _read_page(
     report: DiscoverySummary,
     provider: str,
     now: datetime | None = None,
+    kind: str = ObjectKind.RESPONSE,
 ) -> tuple[list[NewRecord], bool]:
     """The page's records down to the high-water mark, and whether it was reached."""
     records: list[NewRecord] = []
     for item in items:
         try:
-            record = to_record(item, provider, now)
+            record = to_record(item, provider, now, kind)
         except (ValueError, RetentionError):
             report.invalid += 1
             continue
@@ -250,4 +266,5 @@ def _commit(
             state.after, state.top, state.last_complete = None, None, format_time(now)
         else:
             state.after = cursor
-        queries.set_meta(tx.conn, CrawlState.key(report.provider), json.dumps(asdict(state)))
+        key = CrawlState.key(report.provider, report.object)
+        queries.set_meta(tx.conn, key, json.dumps(asdict(state)))

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import itertools
 import logging
 import signal
 import threading
@@ -46,7 +47,7 @@ from retention.daemon.policy_watch import (
 from retention.daemon.throttled_log import ThrottledLog
 from retention.daemon.tls import server_context
 from retention.daemon.write_gate import WriteGate
-from retention.discover import discover
+from retention.discover import LISTED_KINDS, discover
 from retention.errors import ConfigError, LedgerError, RetentionError, UsageError
 from retention.evidence.checkpoints import write_checkpoint
 from retention.evidence.signing_key import Signer
@@ -126,7 +127,7 @@ class Daemon:
         self._sweep: asyncio.Task[SweepSummary] | None = None
         self._reloading: asyncio.Task[None] | None = None
         self.signer: Signer | None = None
-        self._no_listing: set[str] = set()
+        self._no_listing: set[tuple[str, str]] = set()  # (provider, kind) without a listing
         self.started = False  # start-up done: /readyz is 503 until then
         self.probes: dict[str, ProbeResult] = {}  # each provider's last probe: /readyz reads it
         self.metrics.watch_probes(self.probes)
@@ -484,18 +485,18 @@ class Daemon:
         except Exception as exc:
             log.error("discover.crashed", **failure(exc))
             return
-        for name in self.settings.providers:
-            if self.stopping or name in self._no_listing:
+        for name, kind in itertools.product(self.settings.providers, LISTED_KINDS):
+            if self.stopping or (name, kind) in self._no_listing:
                 continue
             try:
                 report = await discover(
-                    self.ledger, self.settings, self.policies, name, clock=self.clock
+                    self.ledger, self.settings, self.policies, name, clock=self.clock, kind=kind
                 )
             except Exception as exc:
-                log.error("discover.crashed", provider=name, **failure(exc))
+                log.error("discover.crashed", provider=name, object=kind, **failure(exc))
                 continue
             if report.unsupported:
-                self._no_listing.add(name)
+                self._no_listing.add((name, kind))
             log.info("discover.done", **report.as_dict())
 
     async def _checkpoint_job(self) -> None:

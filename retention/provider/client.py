@@ -243,12 +243,17 @@ class ProviderClient:
             await response.aclose()
         return answer_of(response.status_code, response.headers, content, utcnow()), content
 
-    async def list_page(self, *, limit: int = 100, after: str | None = None) -> Page:
-        """One page of the provider's listing of stored responses, newest first."""
+    async def list_page(
+        self, *, limit: int = 100, after: str | None = None, kind: str = ObjectKind.RESPONSE
+    ) -> Page:
+        """One page of the provider's listing of stored responses (or chat completions),
+        newest first."""
         params: dict[str, str | int] = {"limit": limit}
+        if kind != ObjectKind.RESPONSE:
+            params["order"] = "desc"  # chat completions list oldest first unless asked
         if after is not None:
             params["after"] = validate_id(after)
-        url = f"{self.settings.base_url}/responses"
+        url = f"{self.settings.base_url}/{_PATHS[kind]}"
         try:  # gzip alone: decompressed here, with a bound (httpx's decoders have none)
             async with self._http.stream(
                 "GET", url, params=params, headers={"Accept-Encoding": "gzip"}
@@ -270,8 +275,9 @@ class ProviderClient:
         if response.status_code in (404, 405, 501):
             raise DiscoveryUnsupported(
                 f"provider {self.settings.name} ({self.settings.kind}) has no listing of "
-                f"stored responses (GET /responses answered {response.status_code}); record "
-                "IDs where they are created (retention.capture, ingest, record, import)"
+                f"stored {_PATHS[kind].replace('/', ' ')} (GET /{_PATHS[kind]} answered "
+                f"{response.status_code}); record IDs where they are created "
+                "(retention.capture, ingest, record, import)"
             )
         if not response.is_success:
             raise ProviderError(f"listing failed: HTTP {response.status_code}")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from compat.llamastack import Unavailable, start_llamastack
-from tests.compat.support import FIGURES, KEYS, LlamaStack
+from tests.compat.support import FIGURES, KEYS, LlamaStack, warm_up
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,8 +27,10 @@ def llamastack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaStack]
     started = time.monotonic()
     try:
         with start_llamastack(workdir, auth=KEYS) as base_url:
+            server = LlamaStack(base_url=base_url, workdir=workdir)
+            warm_up(server)
             FIGURES.append(f"llama stack up in {time.monotonic() - started:.1f}s at {base_url}")
-            yield LlamaStack(base_url=base_url, workdir=workdir)
+            yield server
     except Unavailable as exc:
         pytest.skip(f"Llama Stack unavailable: {exc}")
 

@@ -4,14 +4,18 @@ missing API), kept pending, charged nothing, with one `provider.cannot_delete`."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
 
 from retention.core.vocabulary import ObjectKind, Outcome
+from retention.discover import DiscoverySummary, discover
 from retention.ledger.models import AUDIT_EVENTS, RECORDS
+from retention.services.policy_sync import sync_policies
 from retention.standin.chat_completions import completion_of
 from tests.integration.conftest import Env
 
@@ -29,8 +33,10 @@ def at(make_env: Callable[..., Env], flavor: str, **kw: str) -> Env:
 
 
 def stored(env: Env, count: int, **metadata: str) -> list[str]:
-    """`count` chat completions made with `store: true` at the stand-in; their IDs."""
-    made = [completion_of({}) for _ in range(count)]
+    """`count` chat completions made with `store: true` at the stand-in, a second apart, the
+    last one now; their IDs."""
+    now = int(datetime.now(UTC).timestamp())
+    made = [completion_of({"created": now - n}) for n in range(count)]
     for completion in made:
         env.standin.chats.keep(completion, {"metadata": metadata, "store": True})
     return [c["id"] for c in made]
@@ -121,3 +127,39 @@ def test_a_key_that_cannot_see_them_stops_before_marking_any_absent(
     assert "cannot see the recorded chat.completion objects" in str(event["error"])
     assert set(rows(env).values()) == {("pending", 0)}
     assert len(env.standin.chats.completions) == 3
+
+
+def test_discovery_enrols_the_chat_completions_a_provider_lists(
+    make_env: Callable[..., Env],
+) -> None:
+    """250 stored chat completions at an OpenAI-like server: one crawl of their listing, newest
+    first, enrols all 250 as `chat.completion` with their metadata; a second reads one page.
+    A provider that keeps none (Fireworks) is no error."""
+    env = at(make_env, "openai")
+    ids = stored(env, 250, user_id="alice")
+    sync_policies(env.ledger, env.policies)
+
+    def crawl(kind: ObjectKind) -> DiscoverySummary:
+        return asyncio.run(
+            discover(
+                env.ledger,
+                env.settings,
+                env.policies,
+                "fireworks",
+                clock=lambda: datetime.now(UTC),
+                kind=kind,
+            )
+        )
+
+    first = crawl(ObjectKind.CHAT_COMPLETION)
+    assert (first.enrolled, first.complete, first.error) == (250, True, None)
+    with env.ledger.read() as conn:
+        found = conn.execute(select(RECORDS.c.response_id, RECORDS.c.object, RECORDS.c.meta))
+        kinds = {rid: (kind, meta) for rid, kind, meta in found}
+    assert set(kinds) == set(ids)
+    assert {kind for kind, _ in kinds.values()} == {"chat.completion"}
+    assert all(meta for _, meta in kinds.values()), "the subject is pseudonymised, not lost"
+    assert crawl(ObjectKind.CHAT_COMPLETION).pages == 1
+    env.standin.knobs.flavor = "fireworks"
+    none = crawl(ObjectKind.CHAT_COMPLETION)
+    assert none.unsupported and none.error is None

@@ -17,26 +17,32 @@ from retention.cli.output import OUTPUT, emit, table
 @OUTPUT
 @click.pass_context
 def discover(ctx: click.Context, provider: str | None, output: str) -> None:
-    """Enrol every stored response the provider lists that the ledger lacks."""
+    """Enrol every stored response (and stored chat completion) the provider lists that the
+    ledger lacks."""
+    from retention.core.vocabulary import ObjectKind
+    from retention.discover import LISTED_KINDS
     from retention.discover import discover as crawl
+
+    RESPONSE = ObjectKind.RESPONSE
 
     app = app_of(ctx)
     names = [app.settings.provider(provider).name] if provider else list(app.settings.providers)
     app.apply_policies()
 
     async def run_all() -> list[dict[str, object]]:
-        return [
-            (await crawl(app.ledger, app.settings, app.policies, name, clock=app.now)).as_dict()
+        reports = [
+            await crawl(app.ledger, app.settings, app.policies, name, clock=app.now, kind=kind)
             for name in names
-        ]
+            for kind in LISTED_KINDS
+        ]  # a provider without a listing of chat completions keeps none: not shown
+        return [r.as_dict() for r in reports if r.object == RESPONSE or not r.unsupported]
 
     reports = asyncio.run(run_all())
     if output == "json":
         emit(reports, output)
     else:
-        click.echo(
-            table(reports, ("provider", "pages", "listed", "enrolled", "invalid", "complete"))
-        )
+        columns = ("provider", "object", "pages", "listed", "enrolled", "invalid", "complete")
+        click.echo(table(reports, columns))
         for item in reports:
             if item["error"]:
                 click.echo(f"provider {item['provider']}: {item['error']}", err=True)
