@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from retention.core.vocabulary import ObjectKind, Outcome
 from retention.discover import DiscoverySummary, discover
 from retention.ledger.models import AUDIT_EVENTS, RECORDS
+from retention.services.erasure import checked_request, erasure_status, request_erasure
 from retention.services.policy_sync import sync_policies
 from retention.standin.chat_completions import completion_of
 from tests.integration.conftest import Env
@@ -163,3 +164,24 @@ def test_discovery_enrols_the_chat_completions_a_provider_lists(
     env.standin.knobs.flavor = "fireworks"
     none = crawl(ObjectKind.CHAT_COMPLETION)
     assert none.unsupported and none.error is None
+
+
+def test_erasure_by_subject_deletes_their_chat_completions_and_nothing_else(
+    make_env: Callable[..., Env],
+) -> None:
+    """Alice's chat completions, young ones too, go at her erasure request; Bob's stay."""
+    env = at(make_env, "openai")
+    young = timedelta(minutes=1)
+    alices, bobs = stored(env, 3), stored(env, 2)
+    chat = ObjectKind.CHAT_COMPLETION
+    env.record(*alices, age=young, object=chat, metadata={"user_id": "alice"})
+    env.record(*bobs, age=young, object=chat, metadata={"user_id": "bob"})
+    request = checked_request({"user_id": "alice"}, "asked by mail", "T-10", env.settings)
+    summary = request_erasure(env.ledger, env.settings, request)
+    assert (summary["matched"], summary["due"]) == (3, 3)
+    env.sweep()
+    assert sorted(env.standin.chats.completions) == sorted(bobs)
+    deleted = events(env, "response.deleted")
+    assert sorted(e["response_id"] for e in deleted) == sorted(alices)
+    assert all(e["details"]["erasure_id"] == summary["erasure_id"] for e in deleted)  # type: ignore[index]
+    assert erasure_status(env.ledger, summary["erasure_id"])["state"] == "completed"

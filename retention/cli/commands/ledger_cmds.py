@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 MAX_SHOWN_REJECTS = 20
 
 
+# how `status` names each kind of record besides responses
+_PLURALS = {"conversation": "conversations", "chat.completion": "chat completions"}
+
+
 @click.command()
 @click.argument("ids", nargs=-1, required=True, metavar="ID...")
 @click.option("--provider", help="Provider name from retention.yaml (default: the first).")
@@ -360,9 +364,9 @@ def status(ctx: click.Context, output: str) -> None:
     click.echo(f"ledger: {data['ledger']}")
     for state in STATES:
         click.echo(f"{state:<10} {data['states'][state]}")
-    for kind, by_state in data["objects"].items():  # conversations, among the counts above
+    for kind, by_state in data["objects"].items():  # conversations, chat completions
         shown = ", ".join(f"{state} {n}" for state, n in by_state.items() if n)
-        click.echo(f"of which {kind}s: {sum(by_state.values())} ({shown or 'none'})")
+        click.echo(f"of which {_PLURALS.get(kind, kind)}: {sum(by_state.values())} ({shown})")
     click.echo(f"{'due now':<10} {data['due_now']}")
     click.echo(f"{'overdue':<10} {data['overdue']}")
     click.echo(f"next deadline: {data['next_deadline'] or '-'}")
