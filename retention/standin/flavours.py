@@ -18,7 +18,9 @@ class Flavour:
 
     name: str
     lists_responses: bool = True  # GET /responses exists (OpenAI has none)
-    error_shape: str = "error"  # error bodies: {"error": {"message"}} or {"detail": "..."}
+    # error bodies: {"error": {"message"}}, or FastAPI's {"detail": "..."} (Llama Stack, all
+    # but its 401s)
+    error_shape: str = "error"
     request_ids: bool = True  # answers carry x-request-id
     delete_body: str = "object"  # DELETE answers {"id", "object", "deleted"}, or "message"
     response_ids: str = "hex"  # resp_ + hex, or resp_ + a dashed UUID ("uuid")
@@ -32,6 +34,8 @@ class Flavour:
     # stored chat completions: those made with `store: true`, deletable ("delete"); every one,
     # listed but never deletable, DELETE answering 405 ("keep"); none at all ("none")
     chat_completions: str = "delete"
+    models_list_object: bool = True  # GET /models says "object": "list" (Llama Stack does not)
+    foreign_chat_status: int = 404  # another principal's chat completion (Llama Stack: 400)
 
     def response_id(self) -> str:
         """A new response ID of this provider's form."""
@@ -60,5 +64,7 @@ FLAVOURS = {
         items_follow_after=False,
         null_conversation=True,
         chat_completions="keep",
+        models_list_object=False,
+        foreign_chat_status=400,
     ),
 }

@@ -223,7 +223,8 @@ class StandIn:
             return _echoing(request, status, body, headers or {})
         flavour = self.flavour
         error = body.get("error")
-        if status >= 400 and flavour.error_shape == "detail" and isinstance(error, dict):
+        detail = flavour.error_shape == "detail" and status != 401
+        if status >= 400 and detail and isinstance(error, dict):
             body = {"detail": error.get("message")}  # FastAPI's shape (Llama Stack)
         if flavour.request_ids:
             headers = {**(headers or {}), "x-request-id": f"req_{secrets.token_hex(16)}"}
@@ -288,7 +289,10 @@ class StandIn:
     async def _models(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/models: what every OpenAI-compatible server lists."""
         model = {"id": "accounts/fireworks/models/llama-v3p1-8b-instruct", "object": "model"}
-        return self._answer(request, 200, {"object": "list", "data": [model]})
+        listed: dict[str, Any] = {"data": [model]}
+        if self.flavour.models_list_object:
+            listed = {"object": "list", **listed}
+        return self._answer(request, 200, listed)
 
     @_gated
     async def _get(self, request: web.Request) -> web.StreamResponse:
@@ -433,7 +437,10 @@ class StandIn:
     async def _get_chat(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/chat/completions/{id}."""
         found = self.chats.completions.get(request.match_info["id"])
-        if found is None or self._blind(request) or self.flavour.chat_completions == "none":
+        if found is not None and self._blind(request):  # another principal's
+            status = self.flavour.foreign_chat_status
+            return self._answer(request, status, {"error": {"message": "not found"}})
+        if found is None or self.flavour.chat_completions == "none":
             return self._not_found(request)
         return self._answer(request, 200, found)
 

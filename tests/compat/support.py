@@ -3,6 +3,7 @@ pointing at it, requests made as an app makes them, and the figures each test re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -96,6 +97,27 @@ def make_responses(
     stored = server.statuses([f"/responses/{item['id']}" for item in made])
     assert set(stored.values()) == {200}, "Llama Stack answered for responses it did not store"
     return made
+
+
+def burst_responses(server: LlamaStack, count: int) -> list[dict[str, Any]]:
+    """Create `count` stored responses as alice, all asked at once; their bodies."""
+
+    async def burst() -> list[dict[str, Any]]:
+        """Every request in flight together."""
+        headers = {"Authorization": f"Bearer {ALICE}"}
+        async with httpx.AsyncClient(
+            base_url=server.base_url, headers=headers, timeout=120, trust_env=False
+        ) as http:
+
+            async def one(n: int) -> dict[str, Any]:
+                """One stored response."""
+                answer = await http.post("/responses", json={"model": MODEL, "input": f"b {n}"})
+                answer.raise_for_status()
+                return dict(answer.json())
+
+            return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+    return asyncio.run(burst())
 
 
 def delete_at_server(server: LlamaStack, response_id: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 from tests.compat.support import (
     PROVIDER,
     LlamaStack,
+    burst_responses,
     configure,
     delete_at_server,
     figure,
@@ -53,12 +54,19 @@ def stored_count(server: LlamaStack) -> int:
 
 
 def discover(workdir: Path) -> dict[str, Any]:
-    """`retention discover -o json`: it must exit 0 and complete; its report."""
+    """`retention discover -o json`: it must exit 0 and complete each listing (responses, and
+    the chat completions Llama Stack lists too); its report of the responses'."""
     done = retention(workdir, "discover", "-o", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    (report,) = json.loads(done.stdout)
-    assert report["complete"] is True and report["error"] is None, report
-    return dict(report)
+    reports = {report.get("object", "response"): report for report in json.loads(done.stdout)}
+    for report in reports.values():
+        assert report["complete"] is True and report["error"] is None, report
+    return dict(reports["response"])
+
+
+def responses_in(workdir: Path) -> dict[str, dict[str, Any]]:
+    """The ledger's records of responses (discovery enrols chat completions too), by ID."""
+    return {rid: row for rid, row in rows(workdir).items() if row["object"] == "response"}
 
 
 def crawl_state(workdir: Path) -> dict[str, Any]:
@@ -79,7 +87,7 @@ def test_discover_enrols_the_responses_llama_stack_lists(
     configure(workdir, llamastack.base_url)
     made = make_responses(llamastack, 30, threads=1, tag="listed")
     report = discover(workdir)
-    ledger = rows(workdir)
+    ledger = responses_in(workdir)
     assert {item["id"] for item in made} <= set(ledger)
     assert all(ledger[item["id"]]["created_at"] for item in made)
     assert {ledger[item["id"]]["model"] for item in made} == {made[0]["model"]}
@@ -124,7 +132,7 @@ def test_a_crawl_whose_cursor_was_deleted_finishes_on_the_next_run(
     report = discover(workdir)
     after = crawl_state(workdir)
     assert after["after"] is None and after["high_water"] is not None, after
-    ledger = rows(workdir)
+    ledger = responses_in(workdir)
     walked_now = listing_walk(llamastack)
     assert set(ledger) == set(walked_now)
     assert cursor not in ledger
@@ -147,12 +155,12 @@ def test_a_burst_in_one_second_is_walked_as_far_as_the_listing_allows(
     responses sharing the cursor's created_at second (a server bug), so the figures show how
     many exist against how many any client can list."""
     configure(workdir, llamastack.base_url)
-    made = make_responses(llamastack, 160, threads=32, tag="burst")
+    made = burst_responses(llamastack, 160)
     seconds = Counter(int(item["created_at"]) for item in made)
     busiest = max(seconds.values())
     assert busiest > PAGE, f"the server made at most {busiest} a second: {sorted(seconds.items())}"
     report = discover(workdir)
-    ledger = rows(workdir)
+    ledger = responses_in(workdir)
     walked = listing_walk(llamastack)
     assert set(ledger) == set(walked)
     stored = stored_count(llamastack)

@@ -113,19 +113,24 @@ def test_a_provider_that_cannot_delete_them_keeps_them_pending_with_one_event(
     assert not [p for p in deletes if "chat" in p and flavor == "fireworks"]
 
 
+@pytest.mark.parametrize(
+    ("flavor", "said"),
+    [("openai", "cannot see the recorded chat.completion objects"), ("llamastack", "400")],
+)
 def test_a_key_that_cannot_see_them_stops_before_marking_any_absent(
-    make_env: Callable[..., Env],
+    make_env: Callable[..., Env], flavor: str, said: str
 ) -> None:
-    """Another principal's key: the provider answers 404 to each recorded chat completion, so
-    the sweep stops that provider as misconfigured; none is `absent`, none charged."""
-    env = at(make_env, "openai")
+    """Another principal's key: the provider answers 404 to each recorded chat completion (400
+    on Llama Stack), so the sweep stops that provider as misconfigured; none is `absent`, none
+    charged."""
+    env = at(make_env, flavor)
     env.standin.blind_key = "test-key"  # the key the config sends now sees nothing
     ids = stored(env, 3)
     env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
     report = env.sweep()
     assert report.exit_code == 1 and report.total(Outcome.ABSENT) == 0
     (event,) = events(env, "provider.misconfigured")
-    assert "cannot see the recorded chat.completion objects" in str(event["error"])
+    assert said in str(event["error"])
     assert set(rows(env).values()) == {("pending", 0)}
     assert len(env.standin.chats.completions) == 3
 
