@@ -17,6 +17,9 @@ from typing import Any
 # the provider configured as its users would (Llama Stack is an OpenAI-compatible server).
 FLAVOR = os.environ.get("RETENTION_TEST_FLAVOR", "fireworks")
 ACCOUNT = "acme" if FLAVOR == "fireworks" else None  # the account header is Fireworks' own
+# the provider kind its users configure for each server the stand-in plays (Llama Stack is an
+# OpenAI-compatible server)
+KINDS = {"fireworks": "fireworks", "openai": "openai", "azure": "azure", "llamastack": "openai"}
 # the options of a stand-in started as its own process, playing this run's flavour
 STANDIN_ARGS = ["--flavor", FLAVOR, *(["--account", ACCOUNT] if ACCOUNT else [])]
 
@@ -59,7 +62,7 @@ def write_config(
 ) -> Path:
     """A retention.yaml and policies.yaml in `directory` pointing at `base_url` (the
     provider of `kind`, else as the run's flavour is configured)."""
-    kind = kind or ("fireworks" if FLAVOR == "fireworks" else "openai")
+    kind = kind or KINDS.get(FLAVOR, "openai")
     (directory / "policies.yaml").write_text(policies)
     config = directory / "retention.yaml"
     config.write_text(

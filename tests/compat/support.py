@@ -105,8 +105,9 @@ def burst_responses(server: LlamaStack, count: int) -> list[dict[str, Any]]:
     async def burst() -> list[dict[str, Any]]:
         """Every request in flight together."""
         headers = {"Authorization": f"Bearer {ALICE}"}
+        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
         async with httpx.AsyncClient(
-            base_url=server.base_url, headers=headers, timeout=120, trust_env=False
+            base_url=server.base_url, headers=headers, timeout=120, trust_env=False, limits=limits
         ) as http:
 
             async def one(n: int) -> dict[str, Any]:

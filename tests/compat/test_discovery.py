@@ -55,13 +55,21 @@ def stored_count(server: LlamaStack) -> int:
 
 def discover(workdir: Path) -> dict[str, Any]:
     """`retention discover -o json`: it must exit 0 and complete each listing (responses, and
-    the chat completions Llama Stack lists too); its report of the responses'."""
+    the chat completions Llama Stack lists too); its report of the responses', with the chat
+    completions' enrolments as `chat_enrolled`."""
     done = retention(workdir, "discover", "-o", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     reports = {report.get("object", "response"): report for report in json.loads(done.stdout)}
     for report in reports.values():
         assert report["complete"] is True and report["error"] is None, report
-    return dict(reports["response"])
+    chat = reports.get("chat.completion", {})
+    return {**reports["response"], "chat_enrolled": chat.get("enrolled")}
+
+
+def chats_stored(server: LlamaStack) -> int:
+    """How many of alice's chat completions Llama Stack's store holds (one per response too)."""
+    found = server.sql("SELECT count(*) FROM inference_store WHERE owner_principal = 'alice'")
+    return int(found[0][0])
 
 
 def responses_in(workdir: Path) -> dict[str, dict[str, Any]]:
@@ -103,6 +111,8 @@ def test_discover_enrols_the_responses_llama_stack_lists(
         listing_walk=len(walked),
         stored_at_server=stored_count(llamastack),
         second_run_pages=again["pages"],
+        chats_enrolled=report["chat_enrolled"],
+        chats_stored_at_server=chats_stored(llamastack),
     )
 
 
@@ -155,7 +165,7 @@ def test_a_burst_in_one_second_is_walked_as_far_as_the_listing_allows(
     responses sharing the cursor's created_at second (a server bug), so the figures show how
     many exist against how many any client can list."""
     configure(workdir, llamastack.base_url)
-    made = burst_responses(llamastack, 160)
+    made = burst_responses(llamastack, 200)
     seconds = Counter(int(item["created_at"]) for item in made)
     busiest = max(seconds.values())
     assert busiest > PAGE, f"the server made at most {busiest} a second: {sorted(seconds.items())}"
@@ -173,4 +183,6 @@ def test_a_burst_in_one_second_is_walked_as_far_as_the_listing_allows(
         listing_walk=len(walked),
         stored_at_server=stored,
         missed=stored - len(ledger),
+        chats_enrolled=report["chat_enrolled"],
+        chats_stored_at_server=chats_stored(llamastack),
     )

@@ -17,20 +17,25 @@ from retention.discover import DiscoverySummary, discover
 from retention.ledger.models import AUDIT_EVENTS, RECORDS
 from retention.services.erasure import checked_request, erasure_status, request_erasure
 from retention.services.policy_sync import sync_policies
+from retention.standin import StandIn
 from retention.standin.chat_completions import completion_of
+from tests.helpers import KINDS
 from tests.integration.conftest import Env
 
 VERIFY = "    verify_after_delete: true\n"
 
 
-def at(make_env: Callable[..., Env], flavor: str, **kw: str) -> Env:
-    """An Env whose stand-in plays `flavor`, configured as that provider's users would."""
-    kind = "fireworks" if flavor == "fireworks" else "openai"
-    env = make_env(kind=kind, **kw)
-    env.standin.knobs.flavor = flavor
-    if kind != "fireworks":
-        env.standin.account = None  # the account header is Fireworks' own
-    return env
+@pytest.fixture
+def at(make_env: Callable[..., Env], standin: StandIn) -> Callable[..., Env]:
+    """An Env whose stand-in plays a flavour, configured as that provider's users would."""
+
+    def build(flavor: str, **kw: str) -> Env:
+        standin.knobs.flavor = flavor
+        if flavor != "fireworks":
+            standin.account = None  # the account header is Fireworks' own
+        return make_env(kind=KINDS[flavor], **kw)
+
+    return build
 
 
 def stored(env: Env, count: int, **metadata: str) -> list[str]:
@@ -62,11 +67,11 @@ def rows(env: Env) -> dict[str, tuple[str, int]]:
     return {rid: (state, attempts) for rid, state, attempts in found}
 
 
-def test_due_chat_completions_are_deleted_and_verified(make_env: Callable[..., Env]) -> None:
+def test_due_chat_completions_are_deleted_and_verified(at: Callable[..., Env]) -> None:
     """On an OpenAI-like server each due chat completion gets DELETE /chat/completions/{id},
     a GET answering 404, and its `response.deleted` naming the object; responses beside them
     go their own way."""
-    env = at(make_env, "openai", provider_extra=VERIFY)
+    env = at("openai", provider_extra=VERIFY)
     ids = stored(env, 5)
     env.standin.store.create({"id": "resp_beside"})
     env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
@@ -80,20 +85,20 @@ def test_due_chat_completions_are_deleted_and_verified(make_env: Callable[..., E
     assert sorted(e["response_id"] for e in chats) == sorted(ids)
     assert all(e["details"]["verified"] for e in chats)  # type: ignore[index]
     paths = {(s.method, s.path) for s in env.standin.store.seen}
-    assert ("GET", f"/v1/chat/completions/{ids[0]}") in paths
+    assert ("GET", f"/v1/chat/completions/{ids[0]}") in paths  # the flavour's own path
 
 
 @pytest.mark.parametrize(
     ("flavor", "status"), [("llamastack", 405), ("fireworks", 404)], ids=["405", "no API"]
 )
 def test_a_provider_that_cannot_delete_them_keeps_them_pending_with_one_event(
-    make_env: Callable[..., Env], flavor: str, status: int
+    at: Callable[..., Env], flavor: str, status: int
 ) -> None:
     """Llama Stack answers 405 to DELETE; Fireworks has no chat completions API at all. Either
     way nothing is `deleted` or `absent`: every ID stays pending with no attempt charged, the
     sweep exits 1, and one `provider.cannot_delete` names the provider and kind, however many
     sweeps meet it."""
-    env = at(make_env, flavor)
+    env = at(flavor)
     ids = stored(env, 4) if flavor == "llamastack" else ["chatcmpl-a", "chatcmpl-b"]
     env.standin.store.create({"id": "resp_fine"})
     env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
@@ -118,12 +123,12 @@ def test_a_provider_that_cannot_delete_them_keeps_them_pending_with_one_event(
     [("openai", "cannot see the recorded chat.completion objects"), ("llamastack", "400")],
 )
 def test_a_key_that_cannot_see_them_stops_before_marking_any_absent(
-    make_env: Callable[..., Env], flavor: str, said: str
+    at: Callable[..., Env], flavor: str, said: str
 ) -> None:
     """Another principal's key: the provider answers 404 to each recorded chat completion (400
     on Llama Stack), so the sweep stops that provider as misconfigured; none is `absent`, none
     charged."""
-    env = at(make_env, flavor)
+    env = at(flavor)
     env.standin.blind_key = "test-key"  # the key the config sends now sees nothing
     ids = stored(env, 3)
     env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
@@ -136,12 +141,12 @@ def test_a_key_that_cannot_see_them_stops_before_marking_any_absent(
 
 
 def test_discovery_enrols_the_chat_completions_a_provider_lists(
-    make_env: Callable[..., Env],
+    at: Callable[..., Env],
 ) -> None:
     """250 stored chat completions at an OpenAI-like server: one crawl of their listing, newest
     first, enrols all 250 as `chat.completion` with their metadata; a second reads one page.
     A provider that keeps none (Fireworks) is no error."""
-    env = at(make_env, "openai")
+    env = at("openai")
     ids = stored(env, 250, user_id="alice")
     sync_policies(env.ledger, env.policies)
 
@@ -172,10 +177,10 @@ def test_discovery_enrols_the_chat_completions_a_provider_lists(
 
 
 def test_erasure_by_subject_deletes_their_chat_completions_and_nothing_else(
-    make_env: Callable[..., Env],
+    at: Callable[..., Env],
 ) -> None:
     """Alice's chat completions, young ones too, go at her erasure request; Bob's stay."""
-    env = at(make_env, "openai")
+    env = at("openai")
     young = timedelta(minutes=1)
     alices, bobs = stored(env, 3), stored(env, 2)
     chat = ObjectKind.CHAT_COMPLETION

@@ -134,5 +134,7 @@ def test_the_daemon_in_asyncio_debug_mode_makes_no_ledger_call_on_its_loop(
         states = dict(conn.execute(text("SELECT response_id, state FROM records")).all())
     assert {"daemon.started", "sweep.started", "sweep.finished", "audit.checkpoint"} <= events
     assert "daemon.stopped" in events
-    assert states["listed0"] == "pending" and states["ingested"] in ("deleted", "absent")
+    if env.standin.flavour.lists_responses:  # discovery found it (OpenAI lists none)
+        assert states["listed0"] == "pending"
+    assert states["ingested"] in ("deleted", "absent")
     assert {states["due0"], states["due1"]} <= {"deleted", "absent"}
