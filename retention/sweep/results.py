@@ -134,29 +134,10 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
     elif result.kind in (Outcome.RETRY, Outcome.DEFERRED, Outcome.UNCONFIRMED):
         _attempt_failed(tx, result, owner)
     elif result.kind == Outcome.UNSUPPORTED:  # the provider cannot: wait, charged nothing
-        queries.update_owned(
-            tx.conn,
-            record.id,
-            owner,
-            lease_owner=None,
-            lease_until=None,
-            due_at=tx.now + UNSUPPORTED_PAUSE,
-            last_status=result.answer.status if result.answer else None,
-            last_error=result.error,
-            updated_at=tx.now,
-        )
+        _due_again(tx, result, owner, tx.now + UNSUPPORTED_PAUSE)
     elif result.kind == Outcome.ERROR:  # something of ours broke: wait before trying again
         later = tx.now + ERROR_PAUSE
-        queries.update_owned(
-            tx.conn,
-            record.id,
-            owner,
-            lease_owner=None,
-            lease_until=None,
-            due_at=later,
-            last_error=result.error,
-            updated_at=tx.now,
-        )
+        _due_again(tx, result, owner, later)
         tx.event(
             Event.RESPONSE_DELETE_ATTEMPT_FAILED,
             **_common(result),
@@ -166,6 +147,22 @@ def apply(tx: Tx, result: Result, *, owner: str) -> None:
         )
     else:  # stopped, skipped, auth, or a failure on a changed record: give it back
         queries.update_owned(tx.conn, record.id, owner, lease_owner=None, lease_until=None)
+
+
+def _due_again(tx: Tx, result: Result, owner: str, when: datetime) -> None:
+    """Give the record back, due again at `when`, with why; no attempt is charged."""
+    answered = {"last_status": result.answer.status} if result.answer else {}
+    queries.update_owned(
+        tx.conn,
+        result.record.id,
+        owner,
+        lease_owner=None,
+        lease_until=None,
+        due_at=when,
+        last_error=result.error,
+        updated_at=tx.now,
+        **answered,
+    )
 
 
 def _attempt_failed(tx: Tx, result: Result, owner: str) -> None:

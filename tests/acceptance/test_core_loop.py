@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import auditor_verify, cli, seed, standin_requests, write_config
+from tests.helpers import ACCOUNT, auditor_verify, cli, seed, standin_requests, write_config
 
 DAY = 86400
 
@@ -66,7 +66,7 @@ def test_sweep_deletes_exactly_the_four_due(six: tuple[Path, str]) -> None:
         "resp_old",
         "resp_pii",
     ]
-    assert all(r["account"] == "acme" for r in deletes)
+    assert all(r["account"] == ACCOUNT for r in deletes)  # Fireworks' header, where it is one
     listing = json.loads(cli("ls", "-o", "json", cwd=workdir).stdout)
     assert {r["response_id"]: r["state"] for r in listing} == {
         "resp_old": "deleted",

@@ -101,7 +101,8 @@ def page(items: list[dict[str, Any]], *, has_more: bool, last_id: str | None = N
 def provider(workdir: Path) -> Iterator[Provider]:
     """The provider, and a config in `workdir` pointing at it."""
     server = Provider()
-    write_config(workdir, server.url, extra="sweep:\n  max_attempts: 1\n")
+    # a server of this test's own, scripted as Fireworks' API: not one the stand-in plays
+    write_config(workdir, server.url, extra="sweep:\n  max_attempts: 1\n", kind="fireworks")
     yield server
     server.close()
 

@@ -17,7 +17,16 @@ import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.acceptance.http_router import free_port, html_404, json_404
-from tests.helpers import LONG_AGO, ago, cli, seed, standin_requests, user_env, write_config
+from tests.helpers import (
+    LONG_AGO,
+    STANDIN_ARGS,
+    ago,
+    cli,
+    seed,
+    standin_requests,
+    user_env,
+    write_config,
+)
 
 BLIND_KEY = "blind-key"
 POLICIES = "version: 1\ndefault:\n  ttl: 1h\n"
@@ -48,8 +57,7 @@ def _rows(workdir: Path) -> list[dict[str, object]]:
 
 def _configure(workdir: Path, base_url: str, kind: str = "fireworks") -> None:
     """A config for `kind` at `base_url`."""
-    config = write_config(workdir, base_url, policies=POLICIES)
-    config.write_text(config.read_text().replace("kind: fireworks", f"kind: {kind}"))
+    write_config(workdir, base_url, policies=POLICIES, kind=kind)
 
 
 BROKEN = {
@@ -122,7 +130,7 @@ def _knobs(url: str, **values: float) -> None:
 def test_twenty_second_outage_mid_sweep_fails_no_id(workdir: Path) -> None:
     """Every connection drops for 20 s in the middle of a 1,000-ID sweep: the provider pauses,
     no ID is failed or charged, and later sweeps delete them all (each attempt counted once)."""
-    proc, url = _standin("--account", "acme", "--latency-ms", "25")
+    proc, url = _standin(*STANDIN_ARGS, "--latency-ms", "25")
     try:
         write_config(workdir, url)
         ids = [f"resp_o{i}" for i in range(1000)]
@@ -169,7 +177,7 @@ DAEMON_EXTRA = "sweep:\n  interval: 1s\n  shutdown_grace: 10s\nserver:\n  listen
 def test_daemon_probes_at_start_and_readyz_names_the_failing_provider(workdir: Path) -> None:
     """`run` logs its start probe; /readyz answers 503 naming a provider whose probe failed,
     and 200 again once a later probe passes; the daemon keeps running throughout."""
-    proc, url = _standin("--account", "acme", "--drop-rate", "1")
+    proc, url = _standin(*STANDIN_ARGS, "--drop-rate", "1")
     write_config(workdir, url, extra=DAEMON_EXTRA)
     daemon = DaemonProcess(workdir, {})
     try:

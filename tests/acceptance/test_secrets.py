@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from retention.redaction import REDACTED, forms_of
-from tests.helpers import LONG_AGO, cli, seed, user_env, write_config
+from tests.helpers import LONG_AGO, STANDIN_ARGS, cli, seed, standin_root, user_env, write_config
 
 KEY = f"sk-Hostile\"Key\\With'Quote-{secrets.token_hex(6)}"
 TOKEN = f"tok-\"Ingest\\Token'-{secrets.token_hex(6)}"
@@ -46,7 +46,7 @@ def _standin() -> tuple[subprocess.Popen[str], str]:
     """The stand-in accepting KEY and echoing it back, as its own process."""
     command = [sys.executable, "-m", "retention.standin", "--api-key", KEY, "--echo-key"]
     proc = subprocess.Popen(
-        [*command, "--account", "acme", "--seed", "5"],
+        [*command, *STANDIN_ARGS, "--seed", "5"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -56,7 +56,7 @@ def _standin() -> tuple[subprocess.Popen[str], str]:
 def _knobs(url: str, **values: float) -> None:
     """Change the stand-in's faults while it runs."""
     request = urllib.request.Request(
-        url.rsplit("/v1", 1)[0] + "/_standin/knobs", data=json.dumps(values).encode()
+        standin_root(url) + "/_standin/knobs", data=json.dumps(values).encode()
     )
     urllib.request.urlopen(request, timeout=10).read()
 

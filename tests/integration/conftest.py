@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from retention.config.settings import Settings, load_settings
 from retention.core.policies import PolicySet
 from retention.core.record_input import NewRecord
 from retention.ledger.ledger import Ledger
+from retention.ledger.models import AUDIT_EVENTS
 from retention.services.open_ledger import open_ledger
 from retention.services.policies_in_force import policies_in_force
 from retention.services.policy_sync import sync_policies
@@ -49,6 +53,16 @@ class Env:
                 self.ledger, self.settings, self.policies, clock=lambda: datetime.now(UTC), **kw
             )
         )  # type: ignore[arg-type]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The ledger's events of one name, in order."""
+        with self.ledger.read() as conn:
+            lines = conn.execute(
+                select(AUDIT_EVENTS.c.line)
+                .where(AUDIT_EVENTS.c.event == name)
+                .order_by(AUDIT_EVENTS.c.seq)
+            ).scalars()
+            return [json.loads(line) for line in lines]
 
     def deletes(self) -> list[str]:
         """IDs the stand-in was asked to DELETE, in order."""

@@ -5,7 +5,6 @@ missing API), kept pending, charged nothing, with one `provider.cannot_delete`."
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +13,7 @@ from sqlalchemy import select, update
 
 from retention.core.vocabulary import ObjectKind, Outcome
 from retention.discover import DiscoverySummary, discover
-from retention.ledger.models import AUDIT_EVENTS, RECORDS
+from retention.ledger.models import RECORDS
 from retention.services.erasure import checked_request, erasure_status, request_erasure
 from retention.services.policy_sync import sync_policies
 from retention.standin import StandIn
@@ -48,17 +47,6 @@ def stored(env: Env, count: int, **metadata: str) -> list[str]:
     return [c["id"] for c in made]
 
 
-def events(env: Env, name: str) -> list[dict[str, object]]:
-    """The ledger's events of one name, in order."""
-    with env.ledger.read() as conn:
-        lines = conn.execute(
-            select(AUDIT_EVENTS.c.line)
-            .where(AUDIT_EVENTS.c.event == name)
-            .order_by(AUDIT_EVENTS.c.seq)
-        ).scalars()
-        return [json.loads(line) for line in lines]
-
-
 def rows(env: Env) -> dict[str, tuple[str, int]]:
     """Each record's (state, attempts)."""
     r = RECORDS.c
@@ -80,7 +68,7 @@ def test_due_chat_completions_are_deleted_and_verified(at: Callable[..., Env]) -
     assert (report.total(Outcome.DELETED), report.exit_code) == (6, 0)
     assert env.standin.chats.completions == {}
     assert {state for state, _ in rows(env).values()} == {"deleted"}
-    deleted = events(env, "response.deleted")
+    deleted = env.events("response.deleted")
     chats = [e for e in deleted if e["details"].get("object") == "chat.completion"]  # type: ignore[union-attr]
     assert sorted(e["response_id"] for e in chats) == sorted(ids)
     assert all(e["details"]["verified"] for e in chats)  # type: ignore[index]
@@ -110,10 +98,10 @@ def test_a_provider_that_cannot_delete_them_keeps_them_pending_with_one_event(
     with env.ledger.transaction() as conn:  # due again, as an hour later
         conn.execute(update(RECORDS).where(RECORDS.c.state == "pending").values(due_at=None))
     env.sweep()
-    (event,) = events(env, "provider.cannot_delete")
+    (event,) = env.events("provider.cannot_delete")
     assert event["provider"] == "fireworks" and event["http_status"] == status
     assert event["details"] == {"object": "chat.completion"}
-    assert not events(env, "response.absent") and rows(env)[ids[0]] == ("pending", 0)
+    assert not env.events("response.absent") and rows(env)[ids[0]] == ("pending", 0)
     deletes = [s.path for s in env.standin.store.seen if s.method == "DELETE"]
     assert not [p for p in deletes if "chat" in p and flavor == "fireworks"]
 
@@ -134,7 +122,7 @@ def test_a_key_that_cannot_see_them_stops_before_marking_any_absent(
     env.record(*ids, object=ObjectKind.CHAT_COMPLETION)
     report = env.sweep()
     assert report.exit_code == 1 and report.total(Outcome.ABSENT) == 0
-    (event,) = events(env, "provider.misconfigured")
+    (event,) = env.events("provider.misconfigured")
     assert said in str(event["error"])
     assert set(rows(env).values()) == {("pending", 0)}
     assert len(env.standin.chats.completions) == 3
@@ -191,7 +179,7 @@ def test_erasure_by_subject_deletes_their_chat_completions_and_nothing_else(
     assert (summary["matched"], summary["due"]) == (3, 3)
     env.sweep()
     assert sorted(env.standin.chats.completions) == sorted(bobs)
-    deleted = events(env, "response.deleted")
+    deleted = env.events("response.deleted")
     assert sorted(e["response_id"] for e in deleted) == sorted(alices)
     assert all(e["details"]["erasure_id"] == summary["erasure_id"] for e in deleted)  # type: ignore[index]
     assert erasure_status(env.ledger, summary["erasure_id"])["state"] == "completed"

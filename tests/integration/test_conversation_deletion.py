@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from retention.core.record_input import NewRecord
 from retention.core.vocabulary import ObjectKind, Outcome
 from retention.evidence.receipts import issue_receipt
 from retention.evidence.signing_key import Signer
-from retention.ledger.models import AUDIT_EVENTS, RECORDS
+from retention.ledger.models import RECORDS
 from retention.services.erasure import checked_request, erasure_status, request_erasure
 from retention.services.recording import enrol
 from tests.integration.conftest import Env
@@ -29,17 +28,6 @@ def conversation_with(env: Env, items: int) -> str:
     return str(made["id"])
 
 
-def events(env: Env, name: str) -> list[dict[str, object]]:
-    """The ledger's events of one name, in order."""
-    with env.ledger.read() as conn:
-        lines = conn.execute(
-            select(AUDIT_EVENTS.c.line)
-            .where(AUDIT_EVENTS.c.event == name)
-            .order_by(AUDIT_EVENTS.c.seq)
-        ).scalars()
-        return [json.loads(line) for line in lines]
-
-
 def test_a_due_conversation_is_deleted_with_every_item_first(make_env: Callable[..., Env]) -> None:
     """A conversation of 250 items: the items go in pages, then the conversation; the stand-in
     holds none of them afterwards, and `conversation.deleted` counts the 250."""
@@ -50,9 +38,9 @@ def test_a_due_conversation_is_deleted_with_every_item_first(make_env: Callable[
     assert summary.total(Outcome.DELETED) == 1
     census = env.standin.conversations.census()[cid]
     assert census == {"deleted": True, "items": 0}
-    (deleted,) = events(env, "conversation.deleted")
+    (deleted,) = env.events("conversation.deleted")
     assert deleted["response_id"] == cid and deleted["details"]["items"] == 250
-    pages = events(env, "conversation.items_deleted")
+    pages = env.events("conversation.items_deleted")
     assert [p["details"]["items"] for p in pages] == [100, 100, 50]
     with env.ledger.read() as conn:
         state, items = conn.execute(
@@ -91,7 +79,7 @@ def test_erasure_by_subject_deletes_their_conversations_and_nothing_else(
     assert [census[c] for c in mine] == [{"deleted": True, "items": 0}] * 2
     assert census[bobs] == {"deleted": False, "items": 7}
     assert env.deletes().count("resp_alice") == 1
-    deleted = events(env, "conversation.deleted")
+    deleted = env.events("conversation.deleted")
     assert sorted(e["response_id"] for e in deleted) == sorted(mine)
     assert all(e["details"]["erasure_id"] == summary["erasure_id"] for e in deleted)
     assert erasure_status(env.ledger, summary["erasure_id"])["state"] == "completed"
@@ -106,7 +94,7 @@ def test_verify_after_delete_lists_the_items_and_expects_404(
     cid = conversation_with(env, 4)
     env.record(cid, object=ObjectKind.CONVERSATION)
     assert env.sweep().total(Outcome.DELETED) == 1
-    (deleted,) = events(env, "conversation.deleted")
+    (deleted,) = env.events("conversation.deleted")
     assert deleted["details"]["verified"] is True and deleted["details"]["items"] == 4
     lists = [s for s in env.standin.store.seen if s.method == "GET" and s.path.endswith("/items")]
     assert lists[-1].status == 404
@@ -127,7 +115,7 @@ def test_item_deletions_answered_429_are_sent_again(make_env: Callable[..., Env]
         time.sleep(0.3)  # the provider's wait, at most a second
     assert env.standin.conversations.census()[cid] == {"deleted": True, "items": 0}
     assert any(s.status == 429 for s in env.standin.store.seen)
-    (deleted,) = events(env, "conversation.deleted")
+    (deleted,) = env.events("conversation.deleted")
     assert deleted["details"]["items"] == 12 and deleted["attempt"] == 1
 
 
@@ -166,14 +154,14 @@ def test_a_turn_made_during_the_deletion_stops_it(make_env: Callable[..., Env]) 
     sweeping = threading.Thread(target=env.sweep)
     sweeping.start()
     waited = time.monotonic() + 30
-    while not events(env, "conversation.items_deleted") and time.monotonic() < waited:
+    while not env.events("conversation.items_deleted") and time.monotonic() < waited:
         time.sleep(0.02)
-    assert events(env, "conversation.items_deleted"), [s for s in env.standin.store.seen][-5:]
+    assert env.events("conversation.items_deleted"), [s for s in env.standin.store.seen][-5:]
     env.standin.store.create({"id": "resp_turn"})
     enrol(env.ledger, env.settings, env.policies, [NewRecord("resp_turn", conversation=cid)])
     sweeping.join(60)
     census = env.standin.conversations.census()[cid]
     assert census["deleted"] is False and 0 < census["items"] < 300
-    assert not events(env, "conversation.deleted")
-    (moved,) = [e for e in events(env, "response.deadline_changed") if e["response_id"] == cid]
+    assert not env.events("conversation.deleted")
+    (moved,) = [e for e in env.events("response.deadline_changed") if e["response_id"] == cid]
     assert moved["details"]["turn"] == "resp_turn"
