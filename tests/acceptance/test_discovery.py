@@ -6,7 +6,10 @@ import json
 import time
 from pathlib import Path
 
-from tests.helpers import cli, seed, standin_requests, write_config
+import pytest
+
+from retention.standin.flavours import FLAVOURS
+from tests.helpers import FLAVOR, cli, seed, standin_requests, write_config
 
 
 def _listing_pages(url: str) -> int:
@@ -18,6 +21,9 @@ def _listing_pages(url: str) -> int:
     )
 
 
+@pytest.mark.skipif(
+    not FLAVOURS[FLAVOR].lists_responses, reason=f"{FLAVOR} lists no stored responses"
+)
 def test_discover_enrols_everything_listed_then_only_what_is_new(
     workdir: Path, standin_process: str
 ) -> None:

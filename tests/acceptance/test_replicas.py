@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.certificates import self_signed_pem
-from tests.helpers import LONG_AGO, cli, seed, standin_requests
+from tests.helpers import FLAVOR, LONG_AGO, cli, seed, standin_requests
 
 pytestmark = pytest.mark.postgres
 N = 2000
@@ -76,6 +76,7 @@ def _pod_config(workdir: Path, pg_url: str, standin: str) -> None:
     )
 
 
+@pytest.mark.skipif(FLAVOR != "fireworks", reason="the deploy example is Fireworks' config")
 def test_two_daemons_on_postgres(pg_url: str, workdir: Path, standin_process: str) -> None:
     """2,000 due: all deleted, at most 1% duplicate DELETEs, one terminal event each; the
     trail's chains are the import's and the two pods' names, and it verifies."""
