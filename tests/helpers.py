@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,21 @@ def cli(
         input=stdin,
         timeout=120,
     )
+
+
+@contextmanager
+def standin_playing(flavor: str) -> Iterator[str]:
+    """The stand-in as its own process playing `flavor` (`--flavor`); yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retention.standin", "--flavor", flavor],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def standin_root(base_url: str) -> str:

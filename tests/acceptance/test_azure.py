@@ -5,14 +5,12 @@ with a hint, before any DELETE."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ago, cli, seed, standin_requests
+from tests.helpers import ago, cli, seed, standin_playing, standin_requests
 
 IDS = [f"resp_az{i}" for i in range(5)]
 
@@ -20,14 +18,8 @@ IDS = [f"resp_az{i}" for i in range(5)]
 @pytest.fixture
 def azure_url() -> Iterator[str]:
     """The stand-in playing Azure OpenAI (`/openai/v1`, the key only in `api-key`)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--flavor", "azure"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    yield proc.stdout.readline().strip()  # type: ignore[union-attr]
-    proc.terminate()
-    proc.wait(10)
+    with standin_playing("azure") as url:
+        yield url
 
 
 def _configure(workdir: Path, base_url: str, extra: str = "") -> None:

@@ -4,15 +4,13 @@ so and exits 1, the IDs stay pending, and `doctor` names the provider and kind."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import LONG_AGO, cli, write_config
+from tests.helpers import LONG_AGO, cli, standin_playing, write_config
 
 IDS = ["chatcmpl-k1", "chatcmpl-k2", "chatcmpl-k3"]
 
@@ -20,23 +18,16 @@ IDS = ["chatcmpl-k1", "chatcmpl-k2", "chatcmpl-k3"]
 @pytest.fixture
 def llamastack_url() -> Iterator[str]:
     """The stand-in playing Llama Stack: every chat completion kept, DELETE answering 405."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--flavor", "llamastack"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-    for rid in IDS:  # made through the API, as an app makes them
-        body = json.dumps({"id": rid, "model": "m", "messages": [], "store": True}).encode()
-        made = urllib.request.Request(
-            f"{url}/chat/completions",
-            data=body,
-            headers={"Authorization": "Bearer test-key", "Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(made, timeout=10).read()
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with standin_playing("llamastack") as url:
+        for rid in IDS:  # made through the API, as an app makes them
+            body = json.dumps({"id": rid, "model": "m", "messages": [], "store": True}).encode()
+            made = urllib.request.Request(
+                f"{url}/chat/completions",
+                data=body,
+                headers={"Authorization": "Bearer test-key", "Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(made, timeout=10).read()
+        yield url
 
 
 def test_sweep_and_doctor_say_the_provider_cannot_delete_them(

@@ -18,7 +18,7 @@ import pytest
 
 from tests.acceptance.daemon_helpers import DaemonProcess
 from tests.acceptance.flood_helpers import TOKEN, wait_healthy
-from tests.helpers import cli, standin_root, write_config
+from tests.helpers import cli, standin_playing, standin_root, write_config
 
 pytest.importorskip("openai")
 
@@ -65,14 +65,8 @@ while Path(spool).exists() and Path(spool).stat().st_size:
 def openai_url() -> Iterator[str]:
     """The stand-in playing OpenAI: chat completions made with `store: true` are kept until
     deleted."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.standin", "--flavor", "openai"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    yield proc.stdout.readline().strip()  # type: ignore[union-attr]
-    proc.terminate()
-    proc.wait(10)
+    with standin_playing("openai") as url:
+        yield url
 
 
 def _stored_at(base: str) -> list[str]:
