@@ -164,9 +164,14 @@ def _nothing() -> Mapping[str, Any]:
 
 
 def request_fields(body: bytes | None) -> Mapping[str, Any]:
-    """The echoed fields of a request's JSON body (empty when it has none, or is not JSON)."""
-    if not body or len(body) > MAX_REQUEST or _ASKED_KEY.search(body) is None:
+    """The echoed fields of a request's JSON body, and `store` (empty when it has none, or is
+    not JSON). A body too long to parse gives `store` alone, found by its text: a chat
+    completion's ID must not be lost to a long prompt."""
+    if not body or _ASKED_KEY.search(body) is None:
         return {}
+    if len(body) > MAX_REQUEST:
+        store = _HEAD_STORE.search(body)
+        return {"store": store.group(1) == b"true"} if store else {}
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):

@@ -146,3 +146,38 @@ def test_the_hook_reads_the_request_the_client_sent() -> None:
     assert shipper.records == [
         {"id": "resp_h", "metadata": {"user_id": "u1", "user": "u-old"}, "provider": "fw"}
     ]
+
+
+@pytest.mark.parametrize(("store", "recorded"), [(True, True), (False, False), (None, False)])
+def test_a_chat_completion_is_recorded_only_when_the_request_stored_it(
+    store: bool | None, recorded: bool
+) -> None:
+    """The answer does not say whether it was stored: `store: true` in the request does, with
+    the request's metadata; a streamed chunk counts as the whole."""
+    asked = {"messages": [], "metadata": {"user_id": "u1"}}
+    if store is not None:
+        asked["store"] = store
+    body = json.dumps(asked).encode()
+    created = int((datetime.now(UTC) - timedelta(minutes=1)).timestamp())
+    for answer in ({"object": "chat.completion"}, {"object": "chat.completion.chunk"}):
+        made = {**answer, "id": "chatcmpl-1", "created": created}
+        found = record_of(made, lambda: request_fields(body))
+        if not recorded:
+            assert found is None
+            continue
+        assert found == {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created_at": created,
+            "metadata": {"user_id": "u1"},
+        }
+
+
+def test_a_prompt_too_long_to_parse_still_says_it_was_stored() -> None:
+    """A request body past what is parsed still gives `store`, read from its text, so the
+    chat completion's ID is not lost to a long prompt."""
+    prompt = "x" * (16 * 1024 * 1024)
+    body = json.dumps({"store": True, "messages": [{"role": "user", "content": prompt}]})
+    assert request_fields(body.encode()) == {"store": True}
+    found = record_of({"object": "chat.completion", "id": "chatcmpl-2"}, lambda: {"store": True})
+    assert found == {"id": "chatcmpl-2", "object": "chat.completion"}
