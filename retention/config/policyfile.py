@@ -10,7 +10,8 @@ from retention.core.durations import parse_duration
 from retention.core.ids import is_valid_id
 from retention.core.policies import Hold, Match, Policy, PolicySet
 from retention.core.quoting import quote
-from retention.core.vocabulary import OBJECT_KINDS, Basis, ObjectKind
+from retention.core.record_input import object_flaw
+from retention.core.vocabulary import Basis, ObjectKind
 from retention.errors import ConfigError
 
 
@@ -82,13 +83,13 @@ def _policies(top: Reader) -> list[Policy]:
     return result
 
 
-TTL_FROM = ("created_at", Basis.LAST_ACTIVITY)
+TTL_FROM = (Basis.CREATED_AT, Basis.LAST_ACTIVITY)
 
 
 def _ttl_from(item: Reader, match: Match) -> str:
     """What the TTL counts from; `last_activity` only where the policy matches conversations
     alone (a response has no activity after its creation)."""
-    value = item.get("ttl_from", str, "created_at")
+    value = item.get("ttl_from", str, Basis.CREATED_AT.value)
     if value not in TTL_FROM:
         raise item.error("ttl_from", f"expected one of {', '.join(TTL_FROM)}, got {quote(value)}")
     if value == Basis.LAST_ACTIVITY and match.object != ObjectKind.CONVERSATION:
@@ -136,10 +137,8 @@ def _match(reader: Reader) -> Match:
             hint = "" if isinstance(value, dict | list) else f'; quote it: "{quote(value)}"'
             raise meta.error(key, f"expected a string, got {quote(value)}{hint}")
     kind = reader.get("object", str)
-    if kind is not None and kind not in OBJECT_KINDS:
-        raise reader.error(
-            "object", f"expected one of {', '.join(OBJECT_KINDS)}, got {quote(kind)}"
-        )
+    if kind is not None and (flaw := object_flaw(kind)) is not None:
+        raise reader.error("object", flaw)
     return Match(
         object=kind,
         provider=reader.get("provider", str),

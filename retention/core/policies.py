@@ -10,6 +10,7 @@ from datetime import timedelta
 from fnmatch import fnmatchcase
 
 from retention.core.records import ResponseFacts
+from retention.core.vocabulary import Basis
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class Policy:
     keep_chains_intact: bool = False  # a conversation lives as long as its newest turn
     # what the TTL counts from: `created_at` (or first seen), or a conversation's
     # `last_activity` (Basis.LAST_ACTIVITY; only for policies matching conversations)
-    ttl_from: str = "created_at"
+    ttl_from: str = Basis.CREATED_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,7 @@ def _policy_doc(policy: Policy) -> dict[str, object]:
         "match": _match_doc(policy.match),
         "keep_chains_intact": policy.keep_chains_intact,
     }
-    if policy.ttl_from != "created_at":  # absent when unset: older digests stay as they were
+    if policy.ttl_from != Basis.CREATED_AT:  # absent when unset: older digests stay as they were
         doc["ttl_from"] = policy.ttl_from
     return doc
 

@@ -100,9 +100,17 @@ def object_of(value: Any) -> str:
     """What a record's ID names: `response` when not given."""
     if value in (None, ""):
         return ObjectKind.RESPONSE
-    if value not in OBJECT_KINDS:
-        raise InputError(f"object: expected one of {', '.join(OBJECT_KINDS)}, got {quote(value)}")
+    flaw = object_flaw(value)
+    if flaw is not None:
+        raise InputError(f"object: {flaw}")
     return str(value)
+
+
+def object_flaw(value: Any) -> str | None:
+    """What is wrong with `value` as an object kind (records, matches), or None."""
+    if value in OBJECT_KINDS:
+        return None
+    return f"expected one of {', '.join(OBJECT_KINDS)}, got {quote(value)}"
 
 
 def _optional_str(item: dict[str, Any], key: str) -> str | None:

@@ -42,9 +42,10 @@ MAX_ERROR = 300  # characters of error text kept
 # (100 items with full metadata are about 4 MiB), after decompression
 MAX_ANSWER_BODY = 64 * 1024
 MAX_LISTING_BODY = 16 * 1024 * 1024
-# where each kind of object deleted one by one lives, under the base URL
+# where each kind of object lives, under the base URL
 _PATHS: dict[str, str] = {
     ObjectKind.RESPONSE: "responses",
+    ObjectKind.CONVERSATION: "conversations",
     ObjectKind.CHAT_COMPLETION: "chat/completions",
 }
 # answers to a listing's `after` that say the cursor is gone, not that the listing is
@@ -136,8 +137,8 @@ class ProviderClient:
         )
 
     def url(self, response_id: str, kind: str = ObjectKind.RESPONSE) -> str:
-        """The URL of one response (or stored chat completion); the ID is validated here, at
-        the last moment, again."""
+        """The URL of one response (or conversation, or stored chat completion); the ID is
+        validated here, at the last moment, again."""
         return f"{self.settings.base_url}/{_PATHS[kind]}/{validate_id(response_id)}"
 
     async def delete(self, response_id: str, kind: str = ObjectKind.RESPONSE) -> Answer:
@@ -159,14 +160,10 @@ class ProviderClient:
         """GET one response or stored chat completion (to confirm that it is gone)."""
         return await self._send("GET", self.url(response_id, kind))
 
-    def conversation_url(self, conversation_id: str) -> str:
-        """The URL of one conversation; the ID is validated here, at the last moment."""
-        return f"{self.settings.base_url}/conversations/{validate_id(conversation_id)}"
-
     async def delete_conversation(self, conversation_id: str) -> Answer:
         """DELETE one conversation (its items stay: they are deleted first, one by one)."""
         answer, body = await self._exchange(
-            "DELETE", self.conversation_url(conversation_id), MAX_ANSWER_BODY
+            "DELETE", self.url(conversation_id, ObjectKind.CONVERSATION), MAX_ANSWER_BODY
         )
         if answer.status is not None and 200 <= answer.status < 300 and _denies_deletion(body):
             return replace(answer, refused=True, error=f"HTTP {answer.status} but not deleted")
@@ -178,7 +175,7 @@ class ProviderClient:
         """The first page of a conversation's items: the answer, and the item IDs it listed
         (none unless 2xx). Always from the start: the caller deletes what a page lists, and
         some servers ignore `after`."""
-        url = f"{self.conversation_url(conversation_id)}/items?limit={limit}&order=asc"
+        url = f"{self.url(conversation_id, ObjectKind.CONVERSATION)}/items?limit={limit}&order=asc"
         answer, body = await self._exchange("GET", url)
         if answer.status is None or not 200 <= answer.status < 300:
             return answer, []
@@ -196,7 +193,7 @@ class ProviderClient:
 
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> Answer:
         """DELETE one item of a conversation."""
-        url = f"{self.conversation_url(conversation_id)}/items/{validate_id(item_id)}"
+        url = f"{self.url(conversation_id, ObjectKind.CONVERSATION)}/items/{validate_id(item_id)}"
         return await self._send("DELETE", url)
 
     async def fetch(self, path: str) -> tuple[Answer, bytes]:

@@ -34,11 +34,11 @@ from retention.core.durations import parse_duration
 from retention.core.ids import is_valid_id
 from retention.core.policies import Hold, Match, PolicySet
 from retention.core.quoting import quote
-from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE
+from retention.core.record_input import MAX_KEY, MAX_META, MAX_NAME, MAX_VALUE, object_flaw
 from retention.core.subjects import pseudonymised
 from retention.core.text import name_flaw, text_flaw
 from retention.core.times import format_time, parse_time
-from retention.core.vocabulary import OBJECT_KINDS, Event, MetaKey, State
+from retention.core.vocabulary import Event, MetaKey, State
 from retention.errors import ConflictError, InputError, NotFoundError
 from retention.ledger import holds as rows
 from retention.ledger import queries
@@ -178,10 +178,8 @@ def _checked_match(match: Any, settings: Settings) -> Match | None:
             f"({', '.join(settings.providers)})"
         )
     kind = match.get("object")
-    if kind is not None and kind not in OBJECT_KINDS:
-        raise InputError(
-            f"match.object: expected one of {', '.join(OBJECT_KINDS)}, got {quote(kind)}"
-        )
+    if kind is not None and (flaw := object_flaw(kind)) is not None:
+        raise InputError(f"match.object: {flaw}")
     metadata = match.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         raise InputError("match.metadata: expected an object of names and string values")

@@ -24,7 +24,7 @@ import json
 import random
 import secrets
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -255,25 +255,36 @@ class StandIn:
     @_gated
     async def _list(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/responses?limit=&after=, newest first."""
-        flavour = self.flavour
-        if not flavour.lists_responses:  # like OpenAI's API: no listing of stored responses
+        if not self.flavour.lists_responses:  # like OpenAI's API: no listing of stored responses
             return self._not_found(request)
-        limit = self._limit(request)
-        if isinstance(limit, web.Response):
-            return limit
-        if self._blind(request):
-            return self._answer(request, 200, {"object": "list", "data": [], "has_more": False})
-        after = request.query.get("after")
-        if after and flavour.unknown_after == "refuse" and after not in self.store.responses:
-            message = f"Response with id {after} not found"  # Llama Stack's 400, word for word
-            return self._answer(request, 400, {"error": {"message": message}})
-        page = self.store.page(limit, after)
+        paging = self._paging(request, self.store.responses, "Response")
+        if isinstance(paging, web.Response):
+            return paging
+        page = self.store.page(*paging)
         if self.echo_key:
             echo = request.headers.get("Authorization", "")
             page["data"] = [
                 {**item, "metadata": {**item["metadata"], "echo": echo}} for item in page["data"]
             ]
         return self._answer(request, 200, page)
+
+    def _paging(
+        self, request: web.Request, known: Container[str], what: str
+    ) -> tuple[int, str | None] | web.Response:
+        """A listing's `limit` and `after`, or the answer that ends it: a bad limit (or one
+        above 100, where the flavour refuses it), an empty page for the key that sees nothing,
+        a 400 for an `after` naming nothing in `known` where the flavour refuses one (Llama
+        Stack's words: "`what` with id ... not found")."""
+        limit = self._limit(request)
+        if isinstance(limit, web.Response):
+            return limit
+        if self._blind(request):
+            return self._answer(request, 200, {"object": "list", "data": [], "has_more": False})
+        after = request.query.get("after")
+        if after and self.flavour.unknown_after == "refuse" and after not in known:
+            message = f"{what} with id {after} not found"
+            return self._answer(request, 400, {"error": {"message": message}})
+        return limit, after
 
     def _limit(self, request: web.Request) -> int | web.Response:
         """A listing's `limit` (20 when absent), capped at 100 or refused above it."""
@@ -417,14 +428,10 @@ class StandIn:
         """GET /v1/chat/completions?limit=&after=&order=&metadata[KEY]=VALUE."""
         if self.flavour.chat_completions == "none":
             return self._not_found(request)
-        limit = self._limit(request)
-        if isinstance(limit, web.Response):
-            return limit
-        after = request.query.get("after")
-        if self._blind(request):
-            return self._answer(request, 200, {"object": "list", "data": [], "has_more": False})
-        if after and self.flavour.unknown_after == "refuse" and after not in self.chats.completions:
-            return self._answer(request, 400, {"error": {"message": f"{after} not found"}})
+        paging = self._paging(request, self.chats.completions, "Chat completion")
+        if isinstance(paging, web.Response):
+            return paging
+        limit, after = paging
         metadata = {
             key[len("metadata[") : -1]: value
             for key, value in request.query.items()

@@ -49,7 +49,7 @@ class ProviderRun:
     halted: asyncio.Event = field(default_factory=asyncio.Event)
     # kinds of object besides responses and conversations, checked once a sweep before the
     # first is deleted (probe_kind): None when they may be sent, else what becomes of them
-    kinds: dict[str, asyncio.Future[Outcome | None]] = field(default_factory=dict)
+    kinds: dict[str, asyncio.Task[Outcome | None]] = field(default_factory=dict)
     cannot_delete: dict[str, str] = field(default_factory=dict)  # kind: why not
 
     @property
@@ -317,8 +317,6 @@ class Sweep:
             # the route exists but deletes nothing (Llama Stack's stored chat completions)
             reason = f"DELETE of a {record.object} answered {answer.status}: it cannot be deleted"
             self._cannot_delete(run, record.object, reason, answer.status)
-            known = run.kinds[record.object] = asyncio.get_running_loop().create_future()
-            known.set_result(Outcome.UNSUPPORTED)  # the others of this sweep stay unsent
             return Outcome.UNSUPPORTED, answer, None
         outcome = classify(answer.status, refused=answer.refused)
         if outcome is Outcome.DELETED and self.settings.providers[run.name].verify_after_delete:
@@ -328,10 +326,13 @@ class Sweep:
     async def _kind_checked(self, run: ProviderRun, kind: str) -> Outcome | None:
         """Before the first `kind` (a stored chat completion) of this sweep is deleted, once:
         whether the provider can delete that kind at all and this key sees them (probe_kind).
-        None: send; else what becomes of the record unsent."""
+        None: send; else what becomes of the record unsent (a kind found undeletable in this
+        sweep, by a DELETE too, is sent no more)."""
+        if kind in run.cannot_delete:
+            return Outcome.UNSUPPORTED
         check = run.kinds.get(kind)
         if check is None:
-            check = run.kinds[kind] = asyncio.ensure_future(self._check_kind(run, kind))
+            check = run.kinds[kind] = asyncio.create_task(self._check_kind(run, kind))
         return await asyncio.shield(check)
 
     async def _check_kind(self, run: ProviderRun, kind: str) -> Outcome | None:

@@ -65,8 +65,8 @@ class Flusher:
             http_status=status,
             error=reason,
             details={"object": kind},
+            once=cannot_delete_key(provider, kind),
         )
-        self._faults[-1]["once"] = cannot_delete_key(provider, kind)
 
     def fault(
         self,
@@ -76,12 +76,14 @@ class Flusher:
         http_status: int | None = None,
         error: str | None = None,
         details: dict[str, Any] | None = None,
+        once: str | None = None,
     ) -> None:
-        """Queue a `provider.*` event (written in the next batch, before its outcomes)."""
+        """Queue a `provider.*` event (written in the next batch, before its outcomes); with
+        `once`, a meta key, only if the ledger does not say so already (results.first_time)."""
         fields: dict[str, Any] = {"provider": provider, "http_status": http_status, "error": error}
         if details:
             fields["details"] = details
-        self._faults.append({"event": event, **fields})
+        self._faults.append({"event": event, "once": once, **fields})
         self._wake.set()
 
     async def close(self) -> None:
@@ -125,7 +127,7 @@ class Flusher:
         """Commit one batch in one transaction; returns its time."""
         with self.ledger.write() as tx:
             for fault in faults:
-                if "once" in fault and not first_time(tx, fault["once"], fault["error"]):
+                if fault["once"] and not first_time(tx, fault["once"], fault["error"]):
                     continue
                 fields = {k: v for k, v in fault.items() if k not in ("event", "once")}
                 tx.event(fault["event"], **fields)

@@ -37,7 +37,9 @@ pytest.importorskip("openai")
 STORED, UNSTORED = 14, 2
 SERVER = "server:\n  listen: 127.0.0.1:0\n"
 
-RESPONSES_APP = """
+# the app: capture on the real SDK; it makes `stored` objects with store=True, then `unstored`
+# without, prints their IDs and waits until its spool is shipped
+APP_HEAD = """
 import json, sys, time
 from pathlib import Path
 from openai import OpenAI
@@ -50,6 +52,16 @@ client = retention.capture.instrument(
 made = {"stored": [], "unstored": [], "streamed": 0}
 for n in range(int(stored) + int(unstored)):
     store = n < int(stored)
+"""
+APP_TAIL = """
+print(json.dumps(made), flush=True)
+while Path(spool).exists() and Path(spool).stat().st_size:
+    time.sleep(0.05)
+"""
+
+RESPONSES_APP = (
+    APP_HEAD
+    + """
     asked = dict(model=model, input=f"turn {n}", store=store, metadata={"batch": "due"})
     if n % 3 == 0:
         ids = {event.response.id for event in client.responses.create(stream=True, **asked)
@@ -60,24 +72,13 @@ for n in range(int(stored) + int(unstored)):
     else:
         rid = client.responses.create(**asked).id
     made["stored" if store else "unstored"].append(rid)
-print(json.dumps(made), flush=True)
-while Path(spool).exists() and Path(spool).stat().st_size:
-    time.sleep(0.05)
 """
+    + APP_TAIL
+)
 
-CHAT_APP = """
-import json, sys, time
-from pathlib import Path
-from openai import OpenAI
-import retention.capture
-
-base, ingest, spool, token, key, provider, model, stored, unstored = sys.argv[1:10]
-client = retention.capture.instrument(
-    OpenAI(base_url=base, api_key=key, max_retries=0),
-    ingest_url=ingest, token=token, provider=provider, spool_path=spool)
-made = {"stored": [], "unstored": [], "streamed": 0}
-for n in range(int(stored) + int(unstored)):
-    store = n < int(stored)
+CHAT_APP = (
+    APP_HEAD
+    + """
     asked = dict(model=model, messages=[{"role": "user", "content": f"hello {n}"}], store=store)
     if n % 2:
         chunks = list(client.chat.completions.create(stream=True, **asked))
@@ -86,10 +87,9 @@ for n in range(int(stored) + int(unstored)):
     else:
         cid = client.chat.completions.create(**asked).id
     made["stored" if store else "unstored"].append(cid)
-print(json.dumps(made), flush=True)
-while Path(spool).exists() and Path(spool).stat().st_size:
-    time.sleep(0.05)
 """
+    + APP_TAIL
+)
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ def discover(ctx: click.Context, provider: str | None, output: str) -> None:
     from retention.discover import LISTED_KINDS
     from retention.discover import discover as crawl
 
-    RESPONSE = ObjectKind.RESPONSE
-
     app = app_of(ctx)
     names = [app.settings.provider(provider).name] if provider else list(app.settings.providers)
     app.apply_policies()
@@ -35,7 +33,8 @@ def discover(ctx: click.Context, provider: str | None, output: str) -> None:
             for name in names
             for kind in LISTED_KINDS
         ]  # a provider without a listing of chat completions keeps none: not shown
-        return [r.as_dict() for r in reports if r.object == RESPONSE or not r.unsupported]
+        shown = [r for r in reports if r.object == ObjectKind.RESPONSE or not r.unsupported]
+        return [r.as_dict() for r in shown]
 
     reports = asyncio.run(run_all())
     if output == "json":

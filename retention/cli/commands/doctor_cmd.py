@@ -25,6 +25,7 @@ from retention.errors import RetentionError
 if TYPE_CHECKING:
     from retention.config.settings import ProviderSettings, Settings, WitnessSettings
     from retention.ledger.ledger import Ledger
+    from retention.provider.probe import ProbeResult
 
 OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
 # account IDs that ship in examples and deploy files: never a real account
@@ -309,9 +310,14 @@ async def _probe(
         result = (await probe_all({settings.name: client}, {settings.name: ids}))[settings.name]
     finally:
         await client.aclose()
+    return _checked(f"probe {settings.name}", result)
+
+
+def _checked(name: str, result: ProbeResult) -> Check:
+    """A probe's verdict as a check line."""
     if result.ok:
-        return Check(f"probe {settings.name}", OK, result.reason)
-    return Check(f"probe {settings.name}", FAIL, f"{result.event}: {result.reason}")
+        return Check(name, OK, result.reason)
+    return Check(name, FAIL, f"{result.event}: {result.reason}")
 
 
 async def _chat_completions(
@@ -353,9 +359,7 @@ async def _chat_completions(
         result = await probe_kind(client, kind, ids)
     finally:
         await client.aclose()
-    if result.ok:
-        return [Check(name, OK, result.reason)]
-    return [Check(name, FAIL, f"{result.event}: {result.reason}")]
+    return [_checked(name, result)]
 
 
 COMMANDS: list[click.Command] = [doctor]

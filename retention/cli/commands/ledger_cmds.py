@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 MAX_SHOWN_REJECTS = 20
 
 
+OBJECTS = click.Choice([kind.value for kind in OBJECT_KINDS])  # what a record's ID may name
 # how `status` names each kind of record besides responses
 _PLURALS = {"conversation": "conversations", "chat.completion": "chat completions"}
 
@@ -51,10 +52,11 @@ _PLURALS = {"conversation": "conversations", "chat.completion": "chat completion
 @click.option(
     "--object",
     "kind",
-    type=click.Choice([kind.value for kind in OBJECT_KINDS]),
+    type=OBJECTS,
     default=ObjectKind.RESPONSE.value,
     show_default=True,
-    help="What the IDs name: responses, or conversations (deleted with their items).",
+    help="What the IDs name: responses, conversations (deleted with their items), or stored "
+    "chat completions.",
 )
 @config_option
 @OUTPUT
@@ -69,8 +71,8 @@ def record(
     kind: str,
     output: str,
 ) -> None:
-    """Track response (or conversation) IDs; recording an ID again changes nothing, except
-    that an earlier --created-at tightens its deadline."""
+    """Track response (or conversation, or chat completion) IDs; recording an ID again
+    changes nothing, except that an earlier --created-at tightens its deadline."""
     bad = [i for i in ids if not is_valid_id(i)]
     if bad:
         for item in bad[:-1]:
@@ -260,12 +262,7 @@ def _report(result: EnrolResult, output: str, rejected: int = 0) -> None:
 @click.option("--due", is_flag=True, help="Only records due for deletion now.")
 @click.option("--provider", metavar="NAME", help="Only records of this provider.")
 @click.option("--policy", metavar="NAME", help="Only records under this policy.")
-@click.option(
-    "--object",
-    "kind",
-    type=click.Choice([kind.value for kind in OBJECT_KINDS]),
-    help="Only records of responses, or of conversations.",
-)
+@click.option("--object", "kind", type=OBJECTS, help="Only records of this kind of object.")
 @click.option("--since", metavar="T", help=f"Only responses made at or after T ({TIME_HELP}).")
 @click.option("--until", metavar="T", help=f"Only responses made before T ({TIME_HELP}).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
